@@ -1,0 +1,267 @@
+//! Accounts: an email (unique, case-insensitive), an optional password hash, a home entity.
+//! Accounts are made the first time an email is assigned a license (or made an administrator);
+//! their owner then sets a password through a single-use, expiring link sent by mail.
+
+pub mod password;
+pub mod throttle;
+
+use axum::{Router, extract::State, http::StatusCode, routing::post};
+use serde::Deserialize;
+
+use crate::{
+    app::AppState,
+    clock::Millis,
+    crypto::{random_secret, secret_hash},
+    error::{ApiError, ApiJson, Result},
+    mail::{self, Mail},
+    store::{self, Tx, accounts::LinkPurpose, accounts::User},
+};
+
+pub const LINK_PREFIX: &str = "lk_ln_";
+
+/// Lower-case and check an email address; `invalid_email` otherwise.
+pub fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_lowercase();
+    let bad = |why: &str| {
+        Err(ApiError::unprocessable("invalid_email", format!("`{}` is not an email address: {why}", raw.trim())))
+    };
+    if email.is_empty() {
+        return bad("it is empty");
+    }
+    if email.len() > 254 {
+        return bad("it is longer than 254 characters");
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else { return bad("it has no @") };
+    if local.is_empty() || local.len() > 64 || local.contains('@') {
+        return bad("the part before @ is empty, too long or holds another @");
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control() || "\"(),:;<>[]\\".contains(c)) {
+        return bad("it holds spaces or characters not allowed in an address");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2
+        || labels.iter().any(|l| l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-'))
+        || !domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+    {
+        return bad("the domain is not a valid host name");
+    }
+    if email.parse::<lettre::Address>().is_err() {
+        return bad("mail cannot be sent to it");
+    }
+    Ok(email)
+}
+
+/// The account of `email`, created (home: `entity_id`, no password) when there is none.
+/// Returns the account and whether it was created now.
+pub async fn find_or_create(tx: &mut Tx, email: &str, entity_id: &str, now: Millis) -> Result<(User, bool)> {
+    if let Some(u) = store::accounts::user_by_email(&mut **tx, email).await? {
+        return Ok((u, false));
+    }
+    let user = User {
+        id: store::new_id(),
+        email: email.to_string(),
+        entity_id: entity_id.to_string(),
+        password_hash: None,
+        password_changed_at: None,
+        created_at: now,
+    };
+    // ON CONFLICT DO NOTHING: a concurrent request creating the same account wins quietly and we
+    // read its row instead.
+    if store::accounts::insert_user_if_absent(&mut **tx, &user).await? {
+        return Ok((user, true));
+    }
+    let existing = store::accounts::user_by_email(&mut **tx, email).await?;
+    existing.map(|u| (u, false)).ok_or_else(|| ApiError::internal("account vanished while being created"))
+}
+
+/// Make a single-use link for `user` and queue its mail, inside the caller's transaction.
+pub async fn send_link(
+    tx: &mut Tx,
+    state: &AppState,
+    user: &User,
+    purpose: LinkPurpose,
+    inviter: &str,
+    now: Millis,
+) -> Result<()> {
+    let secret = random_secret(LINK_PREFIX);
+    let ttl = state.config.setup_link_ttl;
+    store::accounts::insert_link(&mut **tx, &secret_hash(&secret), &user.id, purpose, now, now + ttl.ms()).await?;
+    let hours = (ttl.secs() / 3600).max(1);
+    let link = match purpose {
+        LinkPurpose::Setup => state.url(&format!("/account/setup?token={secret}")),
+        LinkPurpose::Reset => state.url(&format!("/account/reset?token={secret}")),
+    };
+    let m = match purpose {
+        LinkPurpose::Setup => Mail::Setup { email: &user.email, inviter, link: &link, hours },
+        LinkPurpose::Reset => Mail::Reset { email: &user.email, link: &link, hours },
+    };
+    mail::enqueue(tx, &state.master, m, now).await?;
+    Ok(())
+}
+
+/// The mail a newly assigned or invited person gets: a setup link when they have no way to sign in
+/// yet, otherwise a note (with the company sign-in address for SSO entities).
+pub async fn welcome(
+    tx: &mut Tx,
+    state: &AppState,
+    user: &User,
+    created: bool,
+    inviter: &str,
+    product: Option<&str>,
+    now: Millis,
+) -> Result<()> {
+    let sso_login = crate::saml::sso_login_url_for(&mut **tx, state, user).await?;
+    match (sso_login, created || user.password_hash.is_none(), product) {
+        (Some(url), true, _) => {
+            mail::enqueue(tx, &state.master, Mail::SsoWelcome { email: &user.email, inviter, login_url: &url }, now)
+                .await?
+        }
+        (None, true, _) => send_link(tx, state, user, LinkPurpose::Setup, inviter, now).await?,
+        (url, false, Some(product)) => {
+            let m = Mail::Assigned { email: &user.email, inviter, product, login_url: url.as_deref() };
+            mail::enqueue(tx, &state.master, m, now).await?
+        }
+        (_, false, None) => {}
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkProblem {
+    Unknown,
+    Used,
+    Expired,
+}
+
+impl From<LinkProblem> for ApiError {
+    fn from(p: LinkProblem) -> Self {
+        match p {
+            LinkProblem::Unknown => ApiError::bad_request("invalid_link", "this link is not valid; ask for a new one"),
+            LinkProblem::Used => ApiError::gone("link_used", "this link was already used; ask for a new one"),
+            LinkProblem::Expired => ApiError::gone("link_expired", "this link has expired; ask for a new one"),
+        }
+    }
+}
+
+/// Look a link up without spending it (to show the page, or to check before hashing).
+pub async fn peek_link(state: &AppState, token: &str, now: Millis) -> Result<(store::accounts::Link, User), ApiError> {
+    if !token.starts_with(LINK_PREFIX) || token.len() > 100 {
+        return Err(LinkProblem::Unknown.into());
+    }
+    let link = store::accounts::link_by_hash(&state.db.pool, &secret_hash(token)).await?.ok_or(LinkProblem::Unknown)?;
+    if link.used_at.is_some() {
+        return Err(LinkProblem::Used.into());
+    }
+    if link.expires_at <= now {
+        return Err(LinkProblem::Expired.into());
+    }
+    let user = store::accounts::user_by_id(&state.db.pool, &link.user_id).await?.ok_or(LinkProblem::Unknown)?;
+    Ok((link, user))
+}
+
+/// Set a password through a setup or reset link. The link is spent only when the password is
+/// accepted; every other link of the account and every session signed in by password end with it.
+pub async fn set_password_with_link(state: &AppState, token: &str, password: &str) -> Result<User> {
+    let now = state.now();
+    let (_, user) = peek_link(state, token, now).await?;
+    password::check_policy(password, &user.email)?;
+    if crate::saml::sso_login_url_for(&state.db.pool, state, &user).await?.is_some() {
+        return Err(ApiError::conflict(
+            "sso_required",
+            "your organisation signs you in with its company account; there is no password to set",
+        ));
+    }
+    let hash = state.hasher.hash(password).await?;
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    if !store::accounts::spend_link(&mut *tx, &secret_hash(token), now).await? {
+        return Err(LinkProblem::Used.into());
+    }
+    store::accounts::set_password(&mut *tx, &user.id, &hash, now).await?;
+    store::accounts::spend_all_links(&mut *tx, &user.id, now).await?;
+    store::tokens::revoke_families_of_user(&mut tx, &user.id, Some("pwd"), "password changed", now).await?;
+    throttle::clear_account(&mut *tx, state, &user.email).await?;
+    tx.commit().await?;
+    tracing::info!(user = %user.id, "password set");
+    Ok(user)
+}
+
+/// At most this many reset mails per account per hour.
+const RESETS_PER_HOUR: i64 = 3;
+
+/// Mail a reset link when the account exists and may use a password. Says nothing either way.
+pub async fn forgot(state: &AppState, email: &str) -> Result<()> {
+    let now = state.now();
+    let Some(user) = store::accounts::user_by_email(&state.db.pool, email).await? else { return Ok(()) };
+    if crate::saml::sso_login_url_for(&state.db.pool, state, &user).await?.is_some() {
+        return Ok(());
+    }
+    if store::accounts::live_links(&state.db.pool, &user.id, now - 3_600_000, now).await? >= RESETS_PER_HOUR {
+        tracing::info!(user = %user.id, "reset link not sent: hourly limit");
+        return Ok(());
+    }
+    let mut tx = state.db.begin_write().await?;
+    send_link(&mut tx, state, &user, LinkPurpose::Reset, "latchkey", now).await?;
+    tx.commit().await?;
+    state.wake_mailer();
+    Ok(())
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/account/password", post(set_password_json))
+        .route("/api/v1/account/forgot", post(forgot_json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPassword {
+    token: String,
+    password: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn set_password_json(State(state): State<AppState>, ApiJson(body): ApiJson<SetPassword>) -> Result<StatusCode> {
+    set_password_with_link(&state, &body.token, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Forgot {
+    email: String,
+}
+
+#[tracing::instrument(skip_all)]
+async fn forgot_json(State(state): State<AppState>, ApiJson(body): ApiJson<Forgot>) -> Result<StatusCode> {
+    let email = normalize_email(&body.email)?;
+    // Answer at once and do the work behind: the response time must not tell whether the account exists.
+    tokio::spawn(async move {
+        if let Err(e) = forgot(&state, &email).await {
+            tracing::error!(error = ?e, "forgot-password");
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(normalize_email("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "alice@exa_mple.com",
+            "alice@-x.com",
+            "a\"b@example.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+}

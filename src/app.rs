@@ -1,0 +1,245 @@
+//! Application state, the router (each area's `router()` merged), middleware (request id, tracing,
+//! metrics, body limit, security headers) and the server loop (HTTP or HTTPS, graceful shutdown).
+
+use std::{net::SocketAddr, ops::Deref, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderName, HeaderValue, header},
+    middleware::{self, Next},
+    response::Response,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument;
+
+use crate::{
+    accounts::password::Hasher,
+    clock::{Clock, Millis},
+    config::Config,
+    crypto::MasterKey,
+    error::REQUEST_ID,
+    mail::Transport,
+    metrics::Metrics,
+    store::Db,
+    tokens::keys::KeyRing,
+};
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub master: MasterKey,
+    pub keys: KeyRing,
+    pub hasher: Hasher,
+    pub mail_transport: Transport,
+    pub mail_wake: Notify,
+    pub metrics: Metrics,
+    /// Client ids known to be registered (products are never deleted).
+    pub known_clients: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Public base URL, no trailing slash; also the token issuer.
+    pub base_url: String,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+    pub fn issuer(&self) -> &str {
+        &self.base_url
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+    /// A change committed mail: let the worker send it now.
+    pub fn wake_mailer(&self) {
+        self.mail_wake.notify_one();
+    }
+    pub fn is_https(&self) -> bool {
+        self.base_url.starts_with("https://")
+    }
+}
+
+pub struct App {
+    pub state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<openssl::ssl::SslAcceptor>,
+}
+
+impl App {
+    /// Connect and migrate the database, load keys, bind the listener. Nothing is served yet.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        config.validate()?;
+        let master = MasterKey::load_or_create(&config.master_key_file)?;
+        let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+        db.migrate().await?;
+        let now = clock.now();
+        crate::tokens::keys::ensure_key(&db, &master, now).await?;
+        // Keys stay published as long as the longest-lived token they sign (access or lease token).
+        let retention = config.access_token_ttl.ms().max(config.offline_grace.ms());
+        let keys = KeyRing::load(db.clone(), master.clone(), retention, now).await?;
+        let listener =
+            TcpListener::bind(config.listen_addr()?).await.with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let mail_transport = Transport::from_config(config.smtp_url.as_deref(), &config.mail_dir)?;
+        let hasher = Hasher::new(config.hash_permits())?;
+        let base_url = config.public_base(addr);
+        let state = AppState(Arc::new(Inner {
+            config,
+            db,
+            clock,
+            master,
+            keys,
+            hasher,
+            mail_transport,
+            mail_wake: Notify::new(),
+            metrics: Metrics::default(),
+            known_clients: Default::default(),
+            base_url,
+        }));
+        Ok(App { state, listener, addr, tls })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, let requests in flight finish, and stop
+    /// the background workers.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App { state, listener, addr, tls } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(crate::mail::run_worker(state.clone(), stop_rx.clone()));
+        workers.spawn(housekeeping(state.clone(), stop_rx.clone()));
+        let router = router(state.clone());
+        tracing::info!(%addr, public_url = %state.base_url, tls = tls.is_some(), "latchkey listening");
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+        };
+        match tls {
+            None => {
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
+            Some(acceptor) => crate::tls::serve(listener, acceptor, router, shutdown).await?,
+        }
+        let _ = stop_tx.send(true);
+        while workers.join_next().await.is_some() {}
+        state.db.pool.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<openssl::ssl::SslAcceptor> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVersion};
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    b.set_private_key_file(key, SslFiletype::PEM).with_context(|| format!("TLS key {}", key.display()))?;
+    b.set_certificate_chain_file(cert).with_context(|| format!("TLS certificate {}", cert.display()))?;
+    b.check_private_key().context("TLS key does not match the certificate")?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    b.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(openssl::ssl::AlpnError::NOACK)
+    });
+    Ok(b.build())
+}
+
+/// Periodic chores that keep tables small and caches fresh. Correctness never depends on them.
+async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let now = state.now();
+        if let Err(e) = state.keys.reload(now).await {
+            tracing::warn!(error = %e, "reloading signing keys");
+        }
+        if let Err(e) = crate::store::tokens::purge_expired(&state.db.pool, now).await {
+            tracing::warn!(error = %e, "purging expired tokens");
+        }
+        if let Err(e) = crate::store::throttle::purge(&state.db.pool, now - 86_400_000).await {
+            tracing::warn!(error = %e, "purging throttle counters");
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let static_headers = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    let mut r = Router::new()
+        .merge(crate::ops::router())
+        .merge(crate::oauth::router())
+        .merge(crate::accounts::router())
+        .merge(crate::licenses::router())
+        .merge(crate::web::router());
+    for (name, value) in static_headers {
+        r = r.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
+    }
+    if state.is_https() {
+        r = r.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    r.layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request id (kept from the client when sane, else made), tracing span, metrics, `x-request-id`.
+async fn observe(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let started = std::time::Instant::now();
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, ms = elapsed.as_secs_f64() * 1e3, "served"));
+    state.metrics.observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    resp
+}

@@ -1,0 +1,128 @@
+//! The command line: `serve`, `migrate`, `operator-key create`, `keys rotate`.
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    app::App,
+    clock::{Clock, SystemClock},
+    config::{Config, LogFormat},
+    crypto::{MasterKey, random_secret, secret_hash},
+    store::{self, Db},
+    tokens::keys::{self, KeyAlg},
+};
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "Identity, SSO and license seats for desktop software")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Migrate the database, then serve HTTP (HTTPS when a certificate is configured).
+    Serve,
+    /// Apply migrations and exit.
+    Migrate,
+    /// Operator API keys.
+    #[command(subcommand)]
+    OperatorKey(OperatorKeyCmd),
+    /// Token-signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand)]
+pub enum OperatorKeyCmd {
+    /// Print a new operator key on stdout, once; only its hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Add a new token-signing key; older keys stay in JWKS until their tokens expire.
+    Rotate {
+        #[arg(long, value_enum, default_value = "EdDSA")]
+        alg: KeyAlg,
+    },
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new("info,sqlx=warn"))
+        .unwrap_or_default();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_db(config: &Config) -> anyhow::Result<(Db, MasterKey)> {
+    config.validate()?;
+    let master = MasterKey::load_or_create(&config.master_key_file)?;
+    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    db.migrate().await?;
+    Ok((db, master))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command {
+        Command::Serve => {
+            let app = App::build(cli.config, clock).await?;
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            open_db(&cli.config).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::OperatorKey(OperatorKeyCmd::Create { name }) => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty() && name.len() <= 100, "--name takes 1 to 100 characters");
+            let (db, _) = open_db(&cli.config).await?;
+            let key = random_secret(crate::auth::OPERATOR_KEY_PREFIX);
+            store::keys::insert_operator_key(&db.pool, &store::new_id(), name, &secret_hash(&key), clock.now()).await?;
+            println!("{key}");
+            eprintln!("Operator key `{name}` created. It is shown only now: store it in your secrets manager.");
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Rotate { alg }) => {
+            let (db, master) = open_db(&cli.config).await?;
+            let kid = keys::rotate(&db, &master, alg, clock.now()).await?;
+            println!("{kid}");
+            eprintln!("New signing key {kid} ({alg:?}) signs from now on; running servers pick it up within a minute.");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,324 @@
+//! One error type for the whole HTTP surface. JSON API errors are RFC 9457 problem documents with a
+//! stable `code`; OAuth endpoints answer in RFC 6749 §5.2 form. Internal errors are logged with their
+//! cause chain and answered as a bare 500 carrying only the request id.
+
+use axum::{
+    Json,
+    extract::{FromRequest, FromRequestParts, Request, rejection::*},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+tokio::task_local! {
+    /// The id of the request being served (set by the request-id middleware).
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub extra: Map<String, Value>,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    pub extra: Map<String, Value>,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{} {}: {}", .0.status, .0.code, .0.detail)]
+    Problem(Box<Problem>),
+    #[error("oauth {}: {}", .0.error, .0.description)]
+    OAuth(Box<OAuthError>),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Problem(Box::new(Problem {
+            status,
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after: None,
+        }))
+    }
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
+    }
+    pub fn gone(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, code, detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+    pub fn too_many(code: &'static str, detail: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail);
+        if let ApiError::Problem(p) = &mut e {
+            p.retry_after = Some(retry_after_s.max(1));
+        }
+        e
+    }
+    pub fn internal(msg: &'static str) -> Self {
+        ApiError::Internal(anyhow::anyhow!(msg))
+    }
+
+    /// Add a member to the problem (or OAuth error) body.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        match &mut self {
+            ApiError::Problem(p) => {
+                p.extra.insert(key.into(), value.into());
+            }
+            ApiError::OAuth(o) => {
+                o.extra.insert(key.into(), value.into());
+            }
+            ApiError::Internal(_) => {}
+        }
+        self
+    }
+
+    pub fn oauth(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        ApiError::OAuth(Box::new(OAuthError {
+            status,
+            error,
+            description: description.into(),
+            extra: Map::new(),
+            retry_after: None,
+        }))
+    }
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::oauth(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    }
+    pub fn oauth_slow_down(retry_after_s: u64) -> Self {
+        let mut e = Self::oauth(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            format!("too many failed sign-in attempts; try again in {} s", retry_after_s.max(1)),
+        );
+        if let ApiError::OAuth(o) = &mut e {
+            o.retry_after = Some(retry_after_s.max(1));
+        }
+        e
+    }
+
+    /// Turn a problem into the OAuth form (for errors raised by shared code inside OAuth endpoints).
+    pub fn into_oauth(self) -> Self {
+        match self {
+            ApiError::Problem(p) => {
+                let error = match p.status {
+                    StatusCode::TOO_MANY_REQUESTS => "slow_down",
+                    StatusCode::UNAUTHORIZED => "invalid_client",
+                    StatusCode::INTERNAL_SERVER_ERROR => "server_error",
+                    _ => "invalid_request",
+                };
+                ApiError::OAuth(Box::new(OAuthError {
+                    status: p.status,
+                    error,
+                    description: p.detail,
+                    extra: p.extra,
+                    retry_after: p.retry_after,
+                }))
+            }
+            other => other,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::Problem(p) => p.code,
+            ApiError::OAuth(o) => o.error,
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Problem(p) => p.status,
+            ApiError::OAuth(o) => o.status,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
+    if let Some(s) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Problem(p) => {
+                let mut body = Map::new();
+                body.insert("type".into(), "about:blank".into());
+                body.insert("title".into(), p.status.canonical_reason().unwrap_or("Error").into());
+                body.insert("status".into(), p.status.as_u16().into());
+                body.insert("code".into(), p.code.into());
+                body.insert("detail".into(), p.detail.into());
+                for (k, v) in p.extra {
+                    body.entry(k).or_insert(v);
+                }
+                let resp = (
+                    p.status,
+                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))],
+                    Value::Object(body).to_string(),
+                )
+                    .into_response();
+                with_retry_after(resp, p.retry_after)
+            }
+            ApiError::OAuth(o) => {
+                let mut body = Map::new();
+                body.insert("error".into(), o.error.into());
+                body.insert("error_description".into(), o.description.into());
+                for (k, v) in o.extra {
+                    body.entry(k).or_insert(v);
+                }
+                let mut resp = (o.status, Json(Value::Object(body))).into_response();
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if o.status == StatusCode::UNAUTHORIZED {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                with_retry_after(resp, o.retry_after)
+            }
+            ApiError::Internal(err) => {
+                let id = current_request_id();
+                tracing::error!(request_id = %id, error = ?err, "internal error");
+                let body = json!({
+                    "type": "about:blank",
+                    "title": "Internal Server Error",
+                    "status": 500,
+                    "code": "internal",
+                    "detail": format!("something went wrong on our side; quote request id {id}"),
+                    "request_id": id,
+                });
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))],
+                    body.to_string(),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are problem documents (`invalid_json`, `unsupported_media_type`).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", e.body_text())))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::unprocessable("invalid_request", format!("the JSON does not fit: {}", e.body_text())))
+            }
+            Err(JsonRejection::BytesRejection(_)) => {
+                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large"))
+            }
+            Err(e) => Err(ApiError::bad_request("invalid_json", e.body_text())),
+        }
+    }
+}
+
+/// Form body for the JSON API's form endpoints; rejections become OAuth `invalid_request`
+/// (the OAuth endpoints are the form-encoded ones).
+pub struct OAuthForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OAuthForm<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(OAuthForm(v)),
+            Err(FormRejection::InvalidFormContentType(_)) => {
+                Err(ApiError::invalid_request("send the body as application/x-www-form-urlencoded"))
+            }
+            Err(FormRejection::FailedToDeserializeForm(e)) => {
+                Err(ApiError::invalid_request(format!("malformed form: {}", e.body_text())))
+            }
+            Err(FormRejection::FailedToDeserializeFormBody(e)) => {
+                Err(ApiError::invalid_request(format!("malformed form: {}", e.body_text())))
+            }
+            Err(e) => Err(ApiError::invalid_request(e.body_text())),
+        }
+    }
+}
+
+/// Query string whose rejections are problem documents.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(ApiError::bad_request("invalid_query", e.body_text())),
+        }
+    }
+}
+
+/// Path parameters whose rejections are problem documents.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(ApiError::not_found(e.body_text())),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! latchkey: identity, SSO and license seats for desktop software vendors.
+
+pub mod accounts;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod licenses;
+pub mod mail;
+pub mod metrics;
+pub mod oauth;
+pub mod ops;
+pub mod saml;
+pub mod store;
+pub mod tls;
+pub mod tokens;
+pub mod web;

@@ -1,0 +1,634 @@
+//! The license administrator's side (also open to the operator key): assignments, share links,
+//! users, administrators and groups of one entity.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{check_group_name, check_idle_minutes, check_seats, license_view, nullable, parse_time};
+use crate::{
+    accounts,
+    app::AppState,
+    auth::{Admin, UserToken},
+    clock::{self, Millis},
+    crypto::{random_secret, secret_hash},
+    error::{ApiError, ApiJson, ApiPath, Result},
+    mail::{self, Mail},
+    store::{self, Tx, entities::Entity, licenses::License},
+};
+
+async fn entity_for(state: &AppState, admin: &Admin, slug: &str) -> Result<Entity> {
+    let entity = store::entities::entity_by_slug(&state.db.pool, slug).await?;
+    admin.require(state, entity.as_ref().map(|e| e.id.as_str())).await?;
+    entity.ok_or_else(|| ApiError::not_found("no such resource"))
+}
+
+async fn license_for(state: &AppState, admin: &Admin, id: &str) -> Result<License> {
+    let license = store::licenses::license_by_id(&state.db.pool, id).await?;
+    admin.require(state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
+    license.ok_or_else(|| ApiError::not_found("no such resource"))
+}
+
+/// The id of the entity's group `name`, created when missing.
+pub(super) async fn group_id(tx: &mut Tx, entity_id: &str, name: &str, now: Millis) -> Result<String> {
+    if let Some(g) = store::entities::group_by_name(&mut **tx, entity_id, name).await? {
+        return Ok(g.id);
+    }
+    let g =
+        store::entities::Group { id: store::new_id(), entity_id: entity_id.into(), name: name.into(), created_at: now };
+    store::entities::insert_group(&mut **tx, &g).await?;
+    Ok(g.id)
+}
+
+pub async fn get_entity(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    Ok(Json(json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })))
+}
+
+pub async fn list_licenses(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let list = store::licenses::licenses_of_entity(&state.db.pool, &e.id).await?;
+    Ok(Json(json!({ "licenses": list.iter().map(license_view).collect::<Vec<_>>() })))
+}
+
+pub async fn get_license(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>> {
+    Ok(Json(license_view(&license_for(&state, &admin, &id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicensePatch {
+    seats: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    group: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    idle_timeout_minutes: Option<Option<i64>>,
+}
+
+/// The operator may change everything; an administrator only the group and the idle policy.
+#[tracing::instrument(skip_all)]
+pub async fn patch_license(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<LicensePatch>,
+) -> Result<Json<Value>> {
+    let license = license_for(&state, &admin, &id).await?;
+    if !admin.is_operator() && (body.seats.is_some() || body.expires_at.is_some()) {
+        return Err(ApiError::forbidden("operator_only", "only the vendor can change seats or expiry"));
+    }
+    // Validate everything before changing anything.
+    let seats = body.seats.map(check_seats).transpose()?;
+    let expires_at = match &body.expires_at {
+        Some(Some(s)) => Some(Some(parse_time("expires_at", s)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let group = match &body.group {
+        Some(Some(name)) => Some(Some(check_group_name(name)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let idle = match body.idle_timeout_minutes {
+        Some(Some(m)) => Some(Some(check_idle_minutes(m)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    store::licenses::lock_license(&mut *tx, &license.id).await?;
+    if let Some(seats) = seats {
+        let assigned = store::licenses::count_assignments(&mut *tx, &license.id).await?;
+        if license.is_fixed() && seats < assigned {
+            return Err(ApiError::conflict(
+                "seats_below_assigned",
+                format!("{assigned} seats are assigned; revoke some before going down to {seats}"),
+            ));
+        }
+        store::licenses::set_seats(&mut *tx, &license.id, seats).await?;
+    }
+    if let Some(e) = expires_at {
+        store::licenses::set_expiry(&mut *tx, &license.id, e).await?;
+    }
+    if let Some(g) = group {
+        let gid = match g {
+            Some(name) => Some(group_id(&mut tx, &license.entity_id, &name, now).await?),
+            None => None,
+        };
+        store::licenses::set_group(&mut *tx, &license.id, gid.as_deref()).await?;
+    }
+    if let Some(i) = idle {
+        store::licenses::set_idle_timeout(&mut *tx, &license.id, i).await?;
+    }
+    let updated = store::licenses::license_by_id(&mut *tx, &license.id)
+        .await?
+        .ok_or_else(|| ApiError::internal("license vanished"))?;
+    tx.commit().await?;
+    Ok(Json(license_view(&updated)))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignOutcome {
+    Assigned,
+    AlreadyAssigned,
+}
+
+/// Assign `email` (normalised) to a license, creating the account and queueing its mail when needed.
+/// Serialised per license (the row lock), so concurrent assignments never exceed the seats.
+pub async fn assign(state: &AppState, license_id: &str, email: &str, now: Millis) -> Result<AssignOutcome> {
+    let mut tx = state.db.begin_write().await?;
+    if !store::licenses::lock_license(&mut *tx, license_id).await? {
+        return Err(ApiError::not_found("no such license"));
+    }
+    let license = store::licenses::license_by_id(&mut *tx, license_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such license"))?;
+    let existing = store::accounts::user_by_email(&mut *tx, email).await?;
+    if let Some(u) = &existing
+        && store::licenses::is_assigned(&mut *tx, license_id, &u.id).await?
+    {
+        return Ok(AssignOutcome::AlreadyAssigned);
+    }
+    if license.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::gone("license_expired", "this license has expired"));
+    }
+    if license.is_fixed() && license.assigned >= license.seats {
+        return Err(ApiError::conflict(
+            "seats_exhausted",
+            format!("all {} seats of this license are assigned; revoke one or buy more", license.seats),
+        ));
+    }
+    let entity = store::entities::entity_by_id(&mut *tx, &license.entity_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("license without entity"))?;
+    let (user, created) = accounts::find_or_create(&mut tx, email, &license.entity_id, now).await?;
+    store::licenses::insert_assignment(&mut *tx, license_id, &user.id, now).await?;
+    accounts::welcome(&mut tx, state, &user, created, &entity.name, Some(&license.product_name), now).await?;
+    tx.commit().await?;
+    state.wake_mailer();
+    tracing::info!(license = %license_id, user = %user.id, created, "license assigned");
+    Ok(AssignOutcome::Assigned)
+}
+
+/// Revoke an assignment. A fixed license allows as many revokes as it has seats.
+pub async fn revoke(state: &AppState, license_id: &str, email: &str, _now: Millis) -> Result<()> {
+    let mut tx = state.db.begin_write().await?;
+    store::licenses::lock_license(&mut *tx, license_id).await?;
+    let license = store::licenses::license_by_id(&mut *tx, license_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such license"))?;
+    let not_assigned =
+        || ApiError::new(StatusCode::NOT_FOUND, "not_assigned", format!("{email} is not assigned this license"));
+    let user = store::accounts::user_by_email(&mut *tx, email).await?.ok_or_else(not_assigned)?;
+    if !store::licenses::is_assigned(&mut *tx, license_id, &user.id).await? {
+        return Err(not_assigned());
+    }
+    if license.is_fixed() && license.changes_used >= license.seats {
+        return Err(ApiError::conflict(
+            "reassignment_limit",
+            format!("this fixed license allows {} revokes or reassignments and all are used", license.seats),
+        ));
+    }
+    store::licenses::delete_assignment(&mut *tx, license_id, &user.id).await?;
+    if license.is_fixed() {
+        store::licenses::spend_change(&mut *tx, license_id).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(license = %license_id, user = %user.id, "assignment revoked");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    email: Option<String>,
+    emails: Option<Vec<String>>,
+}
+
+const MAX_BULK: usize = 1000;
+
+#[tracing::instrument(skip_all)]
+pub async fn assign_json(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let license = license_for(&state, &admin, &id).await?;
+    match (body.email, body.emails) {
+        (Some(raw), None) => {
+            let email = accounts::normalize_email(&raw)?;
+            let outcome = assign(&state, &license.id, &email, state.now()).await?;
+            let status = match outcome {
+                AssignOutcome::Assigned => StatusCode::CREATED,
+                AssignOutcome::AlreadyAssigned => StatusCode::OK,
+            };
+            Ok((status, Json(json!({ "license_id": license.id, "email": email, "status": outcome_name(outcome) }))))
+        }
+        (None, Some(list)) => {
+            if list.is_empty() || list.len() > MAX_BULK {
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    format!("`emails` takes 1 to {MAX_BULK} addresses"),
+                ));
+            }
+            let mut results = Vec::with_capacity(list.len());
+            let mut seen = HashSet::new();
+            for raw in list {
+                let r = match accounts::normalize_email(&raw) {
+                    Err(e) => error_entry(&raw, e),
+                    Ok(email) if !seen.insert(email.clone()) => {
+                        json!({ "email": email, "status": "already_assigned", "http_status": 200 })
+                    }
+                    Ok(email) => match assign(&state, &license.id, &email, state.now()).await {
+                        Ok(o) => json!({
+                            "email": email,
+                            "status": outcome_name(o),
+                            "http_status": if o == AssignOutcome::Assigned { 201 } else { 200 },
+                        }),
+                        Err(e @ (ApiError::Problem(_) | ApiError::OAuth(_))) => error_entry(&email, e),
+                        Err(e) => return Err(e),
+                    },
+                };
+                results.push(r);
+            }
+            Ok((StatusCode::OK, Json(json!({ "license_id": license.id, "results": results }))))
+        }
+        _ => Err(ApiError::unprocessable("invalid_request", "send either `email` or `emails`")),
+    }
+}
+
+fn outcome_name(o: AssignOutcome) -> &'static str {
+    match o {
+        AssignOutcome::Assigned => "assigned",
+        AssignOutcome::AlreadyAssigned => "already_assigned",
+    }
+}
+
+fn error_entry(email: &str, e: ApiError) -> Value {
+    let detail = match &e {
+        ApiError::Problem(p) => p.detail.clone(),
+        ApiError::OAuth(o) => o.description.clone(),
+        ApiError::Internal(_) => String::new(),
+    };
+    json!({ "email": email, "status": "error", "http_status": e.status().as_u16(), "code": e.code(), "detail": detail })
+}
+
+pub async fn list_assignments(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let license = license_for(&state, &admin, &id).await?;
+    let list = store::licenses::assignees(&state.db.pool, &license.id).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|a| json!({ "email": a.email, "user_id": a.user_id, "assigned_at": clock::rfc3339(a.created_at) }))
+        .collect();
+    Ok(Json(json!({ "license_id": license.id, "assignments": items })))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn revoke_json(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath((id, raw)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    let license = license_for(&state, &admin, &id).await?;
+    let email = accounts::normalize_email(&raw)?;
+    revoke(&state, &license.id, &email, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub const SHARE_PREFIX: &str = "lk_sh_";
+const SHARE_DEFAULT_DAYS: i64 = 7;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewShareLink {
+    expires_in_days: Option<i64>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn create_share_link(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>)> {
+    let license = license_for(&state, &admin, &id).await?;
+    // The body is optional: none means the defaults.
+    let body: NewShareLink = if body.iter().all(u8::is_ascii_whitespace) {
+        NewShareLink::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?
+    };
+    let Some(creator) = admin.user_id() else {
+        return Err(ApiError::forbidden("admin_only", "share links are made by the entity's administrators"));
+    };
+    let days = body.expires_in_days.unwrap_or(SHARE_DEFAULT_DAYS);
+    if !(1..=90).contains(&days) {
+        return Err(ApiError::unprocessable("invalid_request", "`expires_in_days` must be between 1 and 90"));
+    }
+    let now = state.now();
+    let secret = random_secret(SHARE_PREFIX);
+    let link_id = store::new_id();
+    let expires_at = now + days * 86_400_000;
+    store::licenses::insert_share_link(
+        &state.db.pool,
+        &link_id,
+        &license.id,
+        &secret_hash(&secret),
+        creator,
+        now,
+        expires_at,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": link_id,
+            "license_id": license.id,
+            "url": state.url(&format!("/share/{secret}")),
+            "expires_at": clock::rfc3339(expires_at),
+        })),
+    ))
+}
+
+pub async fn list_share_links(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let license = license_for(&state, &admin, &id).await?;
+    let now = state.now();
+    let links = store::licenses::share_links_of(&state.db.pool, &license.id).await?;
+    let items: Vec<Value> = links
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.id,
+                "created_at": clock::rfc3339(l.created_at),
+                "expires_at": clock::rfc3339(l.expires_at),
+                "active": l.revoked_at.is_none() && l.expires_at > now,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "share_links": items })))
+}
+
+pub async fn delete_share_link(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath((id, link_id)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    let license = license_for(&state, &admin, &id).await?;
+    if store::licenses::revoke_share_link(&state.db.pool, &license.id, &link_id, state.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such share link"))
+    }
+}
+
+/// The license a live share link points at.
+pub async fn share_link_license(state: &AppState, secret: &str, now: Millis) -> Result<License> {
+    let invalid = || ApiError::new(StatusCode::NOT_FOUND, "invalid_share_link", "this share link is not valid");
+    if !secret.starts_with(SHARE_PREFIX) || secret.len() > 100 {
+        return Err(invalid());
+    }
+    let link = store::licenses::share_link_by_hash(&state.db.pool, &secret_hash(secret)).await?.ok_or_else(invalid)?;
+    if link.revoked_at.is_some() {
+        return Err(ApiError::gone("share_link_revoked", "the administrator stopped this share link"));
+    }
+    if link.expires_at <= now {
+        return Err(ApiError::gone("share_link_expired", "this share link has expired"));
+    }
+    store::licenses::license_by_id(&state.db.pool, &link.license_id).await?.ok_or_else(invalid)
+}
+
+/// Whoever holds a live share link may have `email` assigned, while seats last.
+pub async fn accept_share_link(state: &AppState, secret: &str, email: &str) -> Result<(License, AssignOutcome)> {
+    let now = state.now();
+    let license = share_link_license(state, secret, now).await?;
+    let outcome = assign(state, &license.id, email, now).await?;
+    Ok((license, outcome))
+}
+
+pub async fn accept_share_link_json(
+    State(state): State<AppState>,
+    UserToken(claims): UserToken,
+    ApiPath(secret): ApiPath<String>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let (license, outcome) = accept_share_link(&state, &secret, &claims.email).await?;
+    let status = if outcome == AssignOutcome::Assigned { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(
+            json!({ "license_id": license.id, "product": license.product_sku, "email": claims.email, "status": outcome_name(outcome) }),
+        ),
+    ))
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let users = store::accounts::entity_users(&state.db.pool, &e.id).await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.user_id, a.license_id FROM assignments a JOIN licenses l ON l.id = a.license_id WHERE l.entity_id = $1",
+    )
+    .bind(&e.id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (u, l) in rows {
+        by_user.entry(u).or_default().push(l);
+    }
+    let items: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            json!({
+                "id": u.id,
+                "email": u.email,
+                "admin": u.is_admin == 1,
+                "status": if u.has_password == 1 { "active" } else { "invited" },
+                "licenses": by_user.get(&u.id).cloned().unwrap_or_default(),
+                "created_at": clock::rfc3339(u.created_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "users": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    email: String,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn add_admin(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let email = accounts::normalize_email(&body.email)?;
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    let (user, created) = accounts::find_or_create(&mut tx, &email, &e.id, now).await?;
+    let added = store::entities::add_admin(&mut *tx, &e.id, &user.id, now).await?;
+    if added {
+        if created || user.password_hash.is_none() {
+            accounts::welcome(&mut tx, &state, &user, created, &e.name, None, now).await?;
+        } else {
+            let login_url = state.url("/login");
+            mail::enqueue(
+                &mut tx,
+                &state.master,
+                Mail::Admin { email: &user.email, inviter: &e.name, login_url: &login_url },
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    state.wake_mailer();
+    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "entity": e.slug, "email": email, "admin": true }))))
+}
+
+pub async fn list_admins(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT u.email, a.created_at FROM entity_admins a JOIN users u ON u.id = a.user_id WHERE a.entity_id = $1 ORDER BY u.email",
+    )
+    .bind(&e.id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let items: Vec<Value> =
+        rows.iter().map(|(email, at)| json!({ "email": email, "since": clock::rfc3339(*at) })).collect();
+    Ok(Json(json!({ "admins": items })))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn remove_admin(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath((slug, raw)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let email = accounts::normalize_email(&raw)?;
+    let mut tx = state.db.begin_write().await?;
+    let not_admin = || ApiError::not_found(format!("{email} is not an administrator of {slug}"));
+    let user = store::accounts::user_by_email(&mut *tx, &email).await?.ok_or_else(not_admin)?;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM entity_admins WHERE entity_id = $1")
+        .bind(&e.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let r = sqlx::query("DELETE FROM entity_admins WHERE entity_id = $1 AND user_id = $2")
+        .bind(&e.id)
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(not_admin());
+    }
+    if count <= 1 {
+        return Err(ApiError::conflict("last_admin", "an entity keeps at least one administrator; add another first"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    name: String,
+}
+
+pub async fn create_group(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<NewGroup>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let name = check_group_name(&body.name)?;
+    let g = store::entities::Group { id: store::new_id(), entity_id: e.id.clone(), name, created_at: state.now() };
+    match store::entities::insert_group(&state.db.pool, &g).await {
+        Ok(()) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) })),
+        )),
+        Err(err) if store::is_unique_violation(&err) => {
+            Err(ApiError::conflict("group_exists", format!("{} already has a group named `{}`", e.slug, g.name)))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub async fn list_groups(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let groups = store::entities::list_groups(&state.db.pool, &e.id).await?;
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))
+        .collect();
+    Ok(Json(json!({ "groups": items })))
+}
+
+/// The caller: who they are, what they administer, which licenses they hold.
+pub async fn me(State(state): State<AppState>, UserToken(claims): UserToken) -> Result<Json<Value>> {
+    let admin_of = store::entities::administered_by(&state.db.pool, &claims.sub).await?;
+    let rows: Vec<(String, String, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT l.id, p.sku, l.kind, e.slug, l.expires_at FROM assignments a \
+         JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id JOIN entities e ON e.id = l.entity_id \
+         WHERE a.user_id = $1 ORDER BY p.sku",
+    )
+    .bind(&claims.sub)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let licenses: Vec<Value> = rows
+        .iter()
+        .map(|(id, sku, kind, slug, exp)| {
+            json!({ "id": id, "product": sku, "type": kind, "entity": slug, "expires_at": exp.map(clock::rfc3339) })
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": claims.sub,
+        "email": claims.email,
+        "entity": claims.entity,
+        "admin_of": admin_of,
+        "licenses": licenses,
+        "amr": claims.amr,
+    })))
+}

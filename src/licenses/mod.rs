@@ -1,0 +1,95 @@
+//! Licenses: what the vendor sold an entity (operator API), and what the entity's administrators do
+//! with it (assignments, share links, users, administrators, groups).
+
+mod admin;
+mod operator;
+
+use axum::{
+    Router,
+    routing::{delete, get, post},
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use crate::{
+    app::AppState,
+    clock::{self, Millis},
+    error::{ApiError, Result},
+    store::licenses::License,
+};
+
+pub use admin::{AssignOutcome, accept_share_link, assign, share_link_license};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/entities", post(operator::create_entity).get(operator::list_entities))
+        .route("/api/v1/entities/{slug}", get(admin::get_entity))
+        .route("/api/v1/products", post(operator::create_product).get(operator::list_products))
+        .route("/api/v1/entities/{slug}/licenses", post(operator::create_license).get(admin::list_licenses))
+        .route("/api/v1/licenses/{id}", get(admin::get_license).patch(admin::patch_license))
+        .route("/api/v1/licenses/{id}/assignments", post(admin::assign_json).get(admin::list_assignments))
+        .route("/api/v1/licenses/{id}/assignments/{email}", delete(admin::revoke_json))
+        .route("/api/v1/licenses/{id}/share-links", post(admin::create_share_link).get(admin::list_share_links))
+        .route("/api/v1/licenses/{id}/share-links/{link_id}", delete(admin::delete_share_link))
+        .route("/api/v1/share-links/{token}/accept", post(admin::accept_share_link_json))
+        .route("/api/v1/entities/{slug}/users", get(admin::list_users))
+        .route("/api/v1/entities/{slug}/admins", post(admin::add_admin).get(admin::list_admins))
+        .route("/api/v1/entities/{slug}/admins/{email}", delete(admin::remove_admin))
+        .route("/api/v1/entities/{slug}/groups", post(admin::create_group).get(admin::list_groups))
+        .route("/api/v1/me", get(admin::me))
+}
+
+pub fn license_view(l: &License) -> Value {
+    json!({
+        "id": l.id,
+        "entity": l.entity_slug,
+        "product": l.product_sku,
+        "type": l.kind,
+        "seats": l.seats,
+        "assigned": l.assigned,
+        "expires_at": l.expires_at.map(clock::rfc3339),
+        "group": l.group_name,
+        "reassignments_left": if l.is_fixed() { Some((l.seats - l.changes_used).max(0)) } else { None },
+        "idle_timeout_minutes": l.idle_timeout_s.map(|s| s / 60),
+        "created_at": clock::rfc3339(l.created_at),
+    })
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the member is absent (PATCH semantics).
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+pub fn parse_time(field: &str, s: &str) -> Result<Millis> {
+    clock::parse_rfc3339(s).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_request",
+            format!("`{field}` must be an RFC 3339 time such as 2027-01-31T00:00:00Z"),
+        )
+    })
+}
+
+pub fn check_seats(seats: i64) -> Result<i64> {
+    if !(1..=1_000_000).contains(&seats) {
+        return Err(ApiError::unprocessable("invalid_request", "`seats` must be between 1 and 1000000"));
+    }
+    Ok(seats)
+}
+
+pub fn check_idle_minutes(m: i64) -> Result<i64> {
+    if !(1..=10_080).contains(&m) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "`idle_timeout_minutes` must be between 1 and 10080 (a week)",
+        ));
+    }
+    Ok(m * 60)
+}
+
+pub fn check_group_name(name: &str) -> Result<String> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable("invalid_request", "a group name has 1 to 64 printable characters"));
+    }
+    Ok(n.to_string())
+}

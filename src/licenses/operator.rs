@@ -1,0 +1,204 @@
+//! The vendor's side: entities, products, and the licenses it sells them.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{check_group_name, check_idle_minutes, check_seats, license_view, parse_time};
+use crate::{
+    accounts,
+    app::AppState,
+    auth::{Operator, PORTAL_CLIENT},
+    clock,
+    error::{ApiError, ApiJson, ApiPath, Result},
+    mail::{self, Mail},
+    store::{self, entities::Entity, entities::Product},
+};
+
+pub fn check_slug(slug: &str) -> Result<()> {
+    let ok = (2..=63).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if !ok {
+        return Err(ApiError::unprocessable(
+            "invalid_slug",
+            "a slug has 2 to 63 lower-case letters, digits and inner hyphens (e.g. `acme-eu`)",
+        ));
+    }
+    Ok(())
+}
+
+fn entity_view(e: &Entity) -> Value {
+    json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntity {
+    slug: String,
+    name: String,
+    admin_email: String,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn create_entity(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiJson(body): ApiJson<NewEntity>,
+) -> Result<(StatusCode, Json<Value>)> {
+    check_slug(&body.slug)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::unprocessable("invalid_request", "`name` must have 1 to 200 characters"));
+    }
+    let email = accounts::normalize_email(&body.admin_email)?;
+    let now = state.now();
+    let entity = Entity { id: store::new_id(), slug: body.slug.clone(), name: name.to_string(), created_at: now };
+    let mut tx = state.db.begin_write().await?;
+    if let Err(e) = store::entities::insert_entity(&mut *tx, &entity).await {
+        return Err(if store::is_unique_violation(&e) {
+            ApiError::conflict("entity_exists", format!("an entity with slug `{}` exists already", body.slug))
+        } else {
+            e.into()
+        });
+    }
+    let (admin, created) = accounts::find_or_create(&mut tx, &email, &entity.id, now).await?;
+    store::entities::add_admin(&mut *tx, &entity.id, &admin.id, now).await?;
+    if created || admin.password_hash.is_none() {
+        accounts::welcome(&mut tx, &state, &admin, created, &entity.name, None, now).await?;
+    } else {
+        let login_url = state.url("/login");
+        mail::enqueue(
+            &mut tx,
+            &state.master,
+            Mail::Admin { email: &admin.email, inviter: &entity.name, login_url: &login_url },
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.wake_mailer();
+    tracing::info!(entity = %entity.slug, "entity created");
+    let mut v = entity_view(&entity);
+    v["admin_email"] = json!(admin.email);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub async fn list_entities(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
+    let list = store::entities::list_entities(&state.db.pool).await?;
+    Ok(Json(json!({ "entities": list.iter().map(entity_view).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    sku: String,
+    name: String,
+}
+
+fn product_view(p: &Product) -> Value {
+    json!({ "id": p.id, "sku": p.sku, "name": p.name, "client_id": p.sku, "created_at": clock::rfc3339(p.created_at) })
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn create_product(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiJson(body): ApiJson<NewProduct>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let sku = body.sku.as_str();
+    let ok = (2..=64).contains(&sku.len())
+        && sku.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && sku.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        return Err(ApiError::unprocessable(
+            "invalid_sku",
+            "a SKU has 2 to 64 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit",
+        ));
+    }
+    if sku == PORTAL_CLIENT {
+        return Err(ApiError::conflict("product_exists", "`portal` is the built-in client of the web portal"));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::unprocessable("invalid_request", "`name` must have 1 to 200 characters"));
+    }
+    let p = Product { id: store::new_id(), sku: sku.to_string(), name: name.to_string(), created_at: state.now() };
+    match store::entities::insert_product(&state.db.pool, &p).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(product_view(&p)))),
+        Err(e) if store::is_unique_violation(&e) => {
+            Err(ApiError::conflict("product_exists", format!("a product with SKU `{sku}` exists already")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list_products(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
+    let list = store::entities::list_products(&state.db.pool).await?;
+    Ok(Json(json!({ "products": list.iter().map(product_view).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLicense {
+    product: String,
+    #[serde(rename = "type")]
+    kind: String,
+    seats: i64,
+    expires_at: Option<String>,
+    group: Option<String>,
+    idle_timeout_minutes: Option<i64>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn create_license(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<NewLicense>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let now = state.now();
+    let entity = store::entities::entity_by_slug(&state.db.pool, &slug)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no entity `{slug}`")))?;
+    if !matches!(body.kind.as_str(), "fixed" | "floating") {
+        return Err(ApiError::unprocessable("invalid_request", "`type` must be `fixed` or `floating`"));
+    }
+    let seats = check_seats(body.seats)?;
+    let product = store::entities::product_by_sku(&state.db.pool, &body.product)
+        .await?
+        .ok_or_else(|| ApiError::unprocessable("unknown_product", format!("no product with SKU `{}`", body.product)))?;
+    let expires_at = body.expires_at.as_deref().map(|s| parse_time("expires_at", s)).transpose()?;
+    if expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::unprocessable("invalid_request", "`expires_at` is in the past"));
+    }
+    let idle = body.idle_timeout_minutes.map(check_idle_minutes).transpose()?;
+    let group = body.group.as_deref().map(check_group_name).transpose()?;
+    let id = store::new_id();
+    let mut tx = state.db.begin_write().await?;
+    let group_id = match &group {
+        Some(name) => Some(super::admin::group_id(&mut tx, &entity.id, name, now).await?),
+        None => None,
+    };
+    store::licenses::insert_license(
+        &mut *tx,
+        &store::licenses::NewLicense {
+            id: &id,
+            entity_id: &entity.id,
+            product_id: &product.id,
+            kind: &body.kind,
+            seats,
+            expires_at,
+            group_id: group_id.as_deref(),
+            idle_timeout_s: idle,
+            now,
+        },
+    )
+    .await?;
+    let license =
+        store::licenses::license_by_id(&mut *tx, &id).await?.ok_or_else(|| ApiError::internal("license vanished"))?;
+    tx.commit().await?;
+    tracing::info!(license = %id, entity = %slug, product = %product.sku, seats, kind = %body.kind, "license created");
+    Ok((StatusCode::CREATED, Json(license_view(&license))))
+}

@@ -1,0 +1,82 @@
+//! OAuth 2.0 endpoints: token (password, refresh_token, authorization_code, device_code grants),
+//! revocation (RFC 7009), introspection (RFC 7662), server metadata (RFC 8414) and JWKS.
+
+mod revoke;
+mod token;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::header,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde_json::json;
+
+use crate::{app::AppState, auth::PORTAL_CLIENT, error::Result, store};
+
+pub use token::password_login;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/introspect", post(revoke::introspect))
+}
+
+async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
+    let body = json!({
+        "issuer": state.issuer(),
+        "authorization_endpoint": state.url("/oauth/authorize"),
+        "token_endpoint": state.url("/oauth/token"),
+        "device_authorization_endpoint": state.url("/oauth/device_authorization"),
+        "revocation_endpoint": state.url("/oauth/revoke"),
+        "introspection_endpoint": state.url("/oauth/introspect"),
+        "jwks_uri": state.url("/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": [
+            "password",
+            "refresh_token",
+            "authorization_code",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "service_documentation": state.url("/openapi.json"),
+    });
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body))
+}
+
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "public, max-age=300")],
+        state.keys.jwks_json(),
+    )
+}
+
+/// `portal`, or the SKU of a registered product.
+pub async fn is_known_client(state: &AppState, client_id: &str) -> Result<bool> {
+    if client_id == PORTAL_CLIENT {
+        return Ok(true);
+    }
+    if client_id.is_empty() || client_id.len() > 64 {
+        return Ok(false);
+    }
+    // Registered clients never disappear, so a positive answer can be remembered.
+    if let Ok(g) = state.known_clients.read()
+        && g.contains(client_id)
+    {
+        return Ok(true);
+    }
+    let known = store::entities::product_by_sku(&state.db.pool, client_id).await?.is_some();
+    if known && let Ok(mut g) = state.known_clients.write() {
+        g.insert(client_id.to_string());
+    }
+    Ok(known)
+}

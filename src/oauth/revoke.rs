@@ -1,0 +1,121 @@
+//! `POST /oauth/revoke` (RFC 7009) and `POST /oauth/introspect` (RFC 7662, operator key).
+//! Both read the same state, so they always agree: a revoked refresh token ends its family, and
+//! every access token of that family introspects as inactive.
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    app::AppState,
+    auth::Operator,
+    crypto::secret_hash,
+    error::{ApiError, OAuthForm},
+    store,
+    tokens::{self, ACCESS_TYP, AccessClaims, REFRESH_PREFIX},
+};
+
+#[derive(Deserialize)]
+pub struct TokenParam {
+    token: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn revoke(State(state): State<AppState>, OAuthForm(form): OAuthForm<TokenParam>) -> Response {
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
+        return ApiError::invalid_request("`token` is required").into_response();
+    };
+    match revoke_token(&state, &token).await {
+        // RFC 7009 §2.2: unknown or invalid tokens also answer 200.
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_oauth().into_response(),
+    }
+}
+
+async fn revoke_token(state: &AppState, token: &str) -> Result<(), ApiError> {
+    let now = state.now();
+    if token.starts_with(REFRESH_PREFIX) {
+        if let Some(st) = store::tokens::refresh_state(&state.db.pool, &secret_hash(token)).await? {
+            let mut tx = state.db.begin_write().await?;
+            store::tokens::revoke_family(&mut tx, &st.family_id, "revoked by client", now).await?;
+            tx.commit().await?;
+        }
+        return Ok(());
+    }
+    // An access token: only one we signed, and only until it would have expired anyway.
+    if let Ok(claims) = state.keys.verify::<AccessClaims>(token, ACCESS_TYP, now).await
+        && claims.iss == state.issuer()
+        && claims.exp * 1000 > now
+    {
+        store::tokens::revoke_access_token(&state.db.pool, &claims.jti, claims.exp * 1000).await?;
+    }
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn introspect(
+    State(state): State<AppState>,
+    _op: Operator,
+    OAuthForm(form): OAuthForm<TokenParam>,
+) -> Response {
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
+        return ApiError::invalid_request("`token` is required").into_response();
+    };
+    match describe(&state, &token).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+async fn describe(state: &AppState, token: &str) -> Result<Value, ApiError> {
+    let now = state.now();
+    if token.starts_with(REFRESH_PREFIX) {
+        let Some(st) = store::tokens::refresh_state(&state.db.pool, &secret_hash(token)).await? else {
+            return Ok(inactive());
+        };
+        if st.used_at.is_some() || st.family_revoked_at.is_some() || st.expires_at <= now {
+            return Ok(inactive());
+        }
+        let Some(user) = store::accounts::user_by_id(&state.db.pool, &st.user_id).await? else { return Ok(inactive()) };
+        return Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": st.client_id,
+            "sub": st.user_id,
+            "username": user.email,
+            "exp": st.expires_at / 1000,
+            "iss": state.issuer(),
+            "amr": [st.amr],
+        }));
+    }
+    let Ok(claims) = tokens::verify_access(state, token, now).await else { return Ok(inactive()) };
+    if store::tokens::access_token_revoked(&state.db.pool, &claims.jti).await?
+        || store::tokens::family_revoked(&state.db.pool, &claims.sid).await?
+    {
+        return Ok(inactive());
+    }
+    Ok(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "client_id": claims.client_id,
+        "username": claims.email,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "iss": claims.iss,
+        "iat": claims.iat,
+        "exp": claims.exp,
+        "jti": claims.jti,
+        "email": claims.email,
+        "entity": claims.entity,
+        "amr": claims.amr,
+    }))
+}

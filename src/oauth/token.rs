@@ -1,0 +1,127 @@
+//! `POST /oauth/token`.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use crate::{
+    accounts::{self, password, throttle},
+    app::AppState,
+    auth::ClientIp,
+    error::{ApiError, OAuthForm, Result},
+    store,
+    tokens::{self, Amr, TokenResponse},
+};
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str> {
+    v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_request(format!("`{name}` is required")))
+}
+
+#[tracing::instrument(skip_all, fields(grant_type))]
+pub async fn token(State(state): State<AppState>, ip: ClientIp, OAuthForm(form): OAuthForm<TokenForm>) -> Response {
+    let grant = form.grant_type.clone().unwrap_or_default();
+    tracing::Span::current().record("grant_type", grant.as_str());
+    let result = match grant.as_str() {
+        "password" => password_grant(&state, ip, &form).await,
+        "refresh_token" => refresh_grant(&state, &form).await,
+        "" => Err(ApiError::invalid_request("`grant_type` is required")),
+        _ => Err(ApiError::oauth(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant type `{grant}` is not supported"),
+        )),
+    };
+    match result {
+        Ok(t) => {
+            let mut resp = Json(t).into_response();
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        Err(e) => e.into_oauth().into_response(),
+    }
+}
+
+pub async fn check_client(state: &AppState, client_id: Option<&str>) -> Result<String> {
+    let cid = client_id.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::invalid_client("`client_id` is required"))?;
+    if !super::is_known_client(state, cid).await? {
+        return Err(ApiError::invalid_client(format!("unknown client `{cid}`")));
+    }
+    Ok(cid.to_string())
+}
+
+async fn password_grant(state: &AppState, ip: ClientIp, form: &TokenForm) -> Result<TokenResponse> {
+    let client_id = check_client(state, form.client_id.as_deref()).await?;
+    let username = required(&form.username, "username")?;
+    let pw = required(&form.password, "password")?;
+    let (user, entity_slug) = password_login(state, ip, username, pw).await?;
+    Ok(tokens::issue(state, &user, &entity_slug, &client_id, Amr::Pwd, state.now()).await?)
+}
+
+const WRONG_CREDENTIALS: &str = "wrong email or password";
+
+/// Check an email and password, with throttling and without revealing whether the account exists.
+/// Shared by the password grant and the browser sign-in form.
+pub async fn password_login(
+    state: &AppState,
+    ip: ClientIp,
+    username: &str,
+    pw: &str,
+) -> Result<(store::accounts::User, String)> {
+    let now = state.now();
+    let Ok(email) = accounts::normalize_email(username) else {
+        return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
+    };
+    let keys = throttle::keys(state, &email, ip.0);
+    throttle::check(state, &keys, now).await?;
+    if pw.len() > password::MAX_BYTES {
+        throttle::record_failure(state, &keys, now).await?;
+        return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
+    }
+    let user = store::accounts::user_by_email(&state.db.pool, &email).await?;
+    // Always pay for one hash, so an unknown email answers as slowly as a wrong password.
+    let ok = state.hasher.verify(pw, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+    if let Some(u) = &user
+        && let Some(login_url) = crate::saml::sso_login_url_for(&state.db.pool, state, u).await?
+    {
+        return Err(ApiError::oauth(
+            axum::http::StatusCode::BAD_REQUEST,
+            "sso_required",
+            "your organisation signs you in with its company account",
+        )
+        .with("login_url", login_url));
+    }
+    let Some(user) = user.filter(|_| ok) else {
+        throttle::record_failure(state, &keys, state.now()).await?;
+        return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
+    };
+    throttle::record_success(state, &keys).await?;
+    let entity = store::entities::entity_by_id(&state.db.pool, &user.entity_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("account without entity"))?;
+    Ok((user, entity.slug))
+}
+
+async fn refresh_grant(state: &AppState, form: &TokenForm) -> Result<TokenResponse> {
+    let presented = required(&form.refresh_token, "refresh_token")?;
+    if let Some(cid) = form.client_id.as_deref().filter(|c| !c.is_empty()) {
+        check_client(state, Some(cid)).await?;
+    }
+    if !presented.starts_with(tokens::REFRESH_PREFIX) || presented.len() > 100 {
+        return Err(ApiError::invalid_grant("unknown or revoked refresh token"));
+    }
+    tokens::refresh(state, presented, form.client_id.as_deref().filter(|c| !c.is_empty()), state.now()).await
+}

@@ -1,0 +1,187 @@
+//! User accounts and their single-use password-setup / reset links.
+
+use sqlx::{AnyExecutor, FromRow};
+
+use crate::clock::Millis;
+
+#[derive(Clone, FromRow)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub entity_id: String,
+    pub password_hash: Option<String>,
+    pub password_changed_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("entity_id", &self.entity_id)
+            .field("has_password", &self.password_hash.is_some())
+            .finish()
+    }
+}
+
+const USER_COLS: &str = "id, email, entity_id, password_hash, password_changed_at, created_at";
+
+/// Insert unless the email already has an account; true when inserted.
+pub async fn insert_user_if_absent<'e>(db: impl AnyExecutor<'e>, u: &User) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO users (id, email, entity_id, password_hash, password_changed_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(&u.id)
+    .bind(&u.email)
+    .bind(&u.entity_id)
+    .bind(&u.password_hash)
+    .bind(u.password_changed_at)
+    .bind(u.created_at)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn user_by_email<'e>(db: impl AnyExecutor<'e>, email: &str) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE email = $1")))
+        .bind(email)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn user_by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn set_password<'e>(db: impl AnyExecutor<'e>, user_id: &str, hash: &str, now: Millis) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Users of an entity as its administrators see them: its own accounts and every account holding
+/// one of its licenses.
+#[derive(Debug, Clone, FromRow)]
+pub struct EntityUser {
+    pub id: String,
+    pub email: String,
+    pub home: i64,
+    pub has_password: i64,
+    pub is_admin: i64,
+    pub created_at: Millis,
+}
+
+pub async fn entity_users<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<EntityUser>> {
+    sqlx::query_as(
+        "SELECT u.id, u.email, \
+                CASE WHEN u.entity_id = $1 THEN 1 ELSE 0 END AS home, \
+                CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, \
+                CASE WHEN EXISTS (SELECT 1 FROM entity_admins a WHERE a.entity_id = $1 AND a.user_id = u.id) \
+                     THEN 1 ELSE 0 END AS is_admin, \
+                u.created_at \
+         FROM users u \
+         WHERE u.entity_id = $1 \
+            OR EXISTS (SELECT 1 FROM assignments s JOIN licenses l ON l.id = s.license_id \
+                       WHERE s.user_id = u.id AND l.entity_id = $1) \
+            OR EXISTS (SELECT 1 FROM entity_admins a WHERE a.entity_id = $1 AND a.user_id = u.id) \
+         ORDER BY u.email",
+    )
+    .bind(entity_id)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    Setup,
+    Reset,
+}
+
+impl LinkPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::Setup => "setup",
+            LinkPurpose::Reset => "reset",
+        }
+    }
+}
+
+pub async fn insert_link<'e>(
+    db: impl AnyExecutor<'e>,
+    token_hash: &str,
+    user_id: &str,
+    purpose: LinkPurpose,
+    now: Millis,
+    expires_at: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_links (token_hash, user_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(purpose.as_str())
+    .bind(now)
+    .bind(expires_at)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Link {
+    pub user_id: String,
+    pub purpose: String,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+}
+
+pub async fn link_by_hash<'e>(db: impl AnyExecutor<'e>, token_hash: &str) -> sqlx::Result<Option<Link>> {
+    sqlx::query_as("SELECT user_id, purpose, expires_at, used_at FROM account_links WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(db)
+        .await
+}
+
+/// Spend a link; the predicate in the UPDATE makes two concurrent uses impossible.
+pub async fn spend_link<'e>(db: impl AnyExecutor<'e>, token_hash: &str, now: Millis) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE account_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// After a password is set, every other outstanding link of the account stops working.
+pub async fn spend_all_links<'e>(db: impl AnyExecutor<'e>, user_id: &str, now: Millis) -> sqlx::Result<()> {
+    sqlx::query("UPDATE account_links SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Outstanding (unspent, unexpired) links of a purpose, to bound how many reset mails an account gets.
+pub async fn live_links<'e>(db: impl AnyExecutor<'e>, user_id: &str, since: Millis, now: Millis) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM account_links WHERE user_id = $1 AND created_at > $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(user_id)
+    .bind(since)
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    Ok(n)
+}

@@ -1,0 +1,243 @@
+//! Licenses, their assignments and share links.
+
+use sqlx::{AnyExecutor, FromRow};
+
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct License {
+    pub id: String,
+    pub entity_id: String,
+    pub entity_slug: String,
+    pub product_id: String,
+    pub product_sku: String,
+    pub product_name: String,
+    pub kind: String,
+    pub seats: i64,
+    pub expires_at: Option<Millis>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub changes_used: i64,
+    pub idle_timeout_s: Option<i64>,
+    pub assigned: i64,
+    pub created_at: Millis,
+}
+
+impl License {
+    pub fn is_fixed(&self) -> bool {
+        self.kind == "fixed"
+    }
+}
+
+const LICENSE_SELECT: &str = "SELECT l.id, l.entity_id, e.slug AS entity_slug, l.product_id, p.sku AS product_sku, p.name AS product_name, \
+       l.kind, l.seats, l.expires_at, l.group_id, g.name AS group_name, l.changes_used, l.idle_timeout_s, \
+       (SELECT COUNT(*) FROM assignments a WHERE a.license_id = l.id) AS assigned, l.created_at \
+     FROM licenses l \
+     JOIN entities e ON e.id = l.entity_id \
+     JOIN products p ON p.id = l.product_id \
+     LEFT JOIN license_groups g ON g.id = l.group_id";
+
+pub struct NewLicense<'a> {
+    pub id: &'a str,
+    pub entity_id: &'a str,
+    pub product_id: &'a str,
+    pub kind: &'a str,
+    pub seats: i64,
+    pub expires_at: Option<Millis>,
+    pub group_id: Option<&'a str>,
+    pub idle_timeout_s: Option<i64>,
+    pub now: Millis,
+}
+
+pub async fn insert_license<'e>(db: impl AnyExecutor<'e>, l: &NewLicense<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO licenses (id, entity_id, product_id, kind, seats, expires_at, group_id, idle_timeout_s, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(l.id)
+    .bind(l.entity_id)
+    .bind(l.product_id)
+    .bind(l.kind)
+    .bind(l.seats)
+    .bind(l.expires_at)
+    .bind(l.group_id)
+    .bind(l.idle_timeout_s)
+    .bind(l.now)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn license_by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<Option<License>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{LICENSE_SELECT} WHERE l.id = $1"))).bind(id).fetch_optional(db).await
+}
+
+pub async fn licenses_of_entity<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<License>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{LICENSE_SELECT} WHERE l.entity_id = $1 ORDER BY p.sku, l.created_at")))
+        .bind(entity_id)
+        .fetch_all(db)
+        .await
+}
+
+/// Take the license row's write lock (and bump its version) so that everything counted against
+/// its seats in this transaction is serialised with every other replica.
+pub async fn lock_license<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query("UPDATE licenses SET version = version + 1 WHERE id = $1").bind(id).execute(db).await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_seats<'e>(db: impl AnyExecutor<'e>, id: &str, seats: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE licenses SET seats = $1 WHERE id = $2").bind(seats).bind(id).execute(db).await.map(|_| ())
+}
+
+pub async fn set_expiry<'e>(db: impl AnyExecutor<'e>, id: &str, expires_at: Option<Millis>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE licenses SET expires_at = $1 WHERE id = $2")
+        .bind(expires_at)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_group<'e>(db: impl AnyExecutor<'e>, id: &str, group_id: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE licenses SET group_id = $1 WHERE id = $2").bind(group_id).bind(id).execute(db).await.map(|_| ())
+}
+
+pub async fn set_idle_timeout<'e>(db: impl AnyExecutor<'e>, id: &str, secs: Option<i64>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE licenses SET idle_timeout_s = $1 WHERE id = $2")
+        .bind(secs)
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn spend_change<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE licenses SET changes_used = changes_used + 1 WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn count_assignments<'e>(db: impl AnyExecutor<'e>, license_id: &str) -> sqlx::Result<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM assignments WHERE license_id = $1").bind(license_id).fetch_one(db).await?;
+    Ok(n)
+}
+
+pub async fn is_assigned<'e>(db: impl AnyExecutor<'e>, license_id: &str, user_id: &str) -> sqlx::Result<bool> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT user_id FROM assignments WHERE license_id = $1 AND user_id = $2")
+            .bind(license_id)
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some())
+}
+
+pub async fn insert_assignment<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    user_id: &str,
+    now: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO assignments (license_id, user_id, created_at) VALUES ($1, $2, $3)")
+        .bind(license_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn delete_assignment<'e>(db: impl AnyExecutor<'e>, license_id: &str, user_id: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query("DELETE FROM assignments WHERE license_id = $1 AND user_id = $2")
+        .bind(license_id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Assignee {
+    pub user_id: String,
+    pub email: String,
+    pub created_at: Millis,
+}
+
+pub async fn assignees<'e>(db: impl AnyExecutor<'e>, license_id: &str) -> sqlx::Result<Vec<Assignee>> {
+    sqlx::query_as(
+        "SELECT a.user_id, u.email, a.created_at FROM assignments a JOIN users u ON u.id = a.user_id \
+         WHERE a.license_id = $1 ORDER BY u.email",
+    )
+    .bind(license_id)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ShareLink {
+    pub id: String,
+    pub license_id: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+pub async fn insert_share_link<'e>(
+    db: impl AnyExecutor<'e>,
+    id: &str,
+    license_id: &str,
+    token_hash: &str,
+    created_by: &str,
+    now: Millis,
+    expires_at: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO share_links (id, license_id, token_hash, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(license_id)
+    .bind(token_hash)
+    .bind(created_by)
+    .bind(now)
+    .bind(expires_at)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn share_link_by_hash<'e>(db: impl AnyExecutor<'e>, token_hash: &str) -> sqlx::Result<Option<ShareLink>> {
+    sqlx::query_as("SELECT id, license_id, created_at, expires_at, revoked_at FROM share_links WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn share_links_of<'e>(db: impl AnyExecutor<'e>, license_id: &str) -> sqlx::Result<Vec<ShareLink>> {
+    sqlx::query_as(
+        "SELECT id, license_id, created_at, expires_at, revoked_at FROM share_links WHERE license_id = $1 ORDER BY created_at",
+    )
+    .bind(license_id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn revoke_share_link<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    id: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let r =
+        sqlx::query("UPDATE share_links SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND license_id = $3")
+            .bind(now)
+            .bind(id)
+            .bind(license_id)
+            .execute(db)
+            .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,0 +1,159 @@
+//! All SQL lives under `store/`, one file per aggregate. One set of statements serves SQLite and
+//! PostgreSQL through sqlx's `Any` driver (`$1` placeholders, BIGINT unix-millisecond times, text
+//! UUIDs, 0/1 flags). Migrations are per dialect, same numbers, embedded in the binary.
+
+pub mod accounts;
+pub mod entities;
+pub mod keys;
+pub mod licenses;
+pub mod outbox;
+pub mod throttle;
+pub mod tokens;
+
+use std::{borrow::Cow, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    Any, AnyPool, SqlSafeStr, Transaction,
+    any::AnyPoolOptions,
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+pub type Tx = Transaction<'static, Any>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+struct EmbeddedMigration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+macro_rules! migration {
+    ($v:expr, $file:literal) => {
+        EmbeddedMigration {
+            version: $v,
+            name: $file,
+            sqlite: include_str!(concat!("../../migrations/sqlite/", $file, ".sql")),
+            postgres: include_str!(concat!("../../migrations/postgres/", $file, ".sql")),
+        }
+    };
+}
+
+const MIGRATIONS: &[EmbeddedMigration] = &[migration!(1, "0001_core")];
+
+impl Db {
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("unsupported database URL scheme (use sqlite:// or postgres://)");
+        };
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(Some(Duration::from_secs(600)));
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf()))
+                && !dir.as_os_str().is_empty()
+            {
+                crate::crypto::create_private_dir(&dir)?;
+            }
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the single writer; busy_timeout makes writers queue
+                    // instead of failing; foreign keys are off by default in SQLite.
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool =
+            opts.connect(url).await.with_context(|| format!("connecting to {}", crate::config::redact_url(url)))?;
+        Ok(Db { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|m| {
+                let sql = match self.backend {
+                    Backend::Sqlite => m.sqlite,
+                    Backend::Postgres => m.postgres,
+                };
+                Migration::new(
+                    m.version,
+                    Cow::Borrowed(m.name),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
+        migrator.run(&self.pool).await.context("applying migrations")?;
+        Ok(())
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// so two writers queue on busy_timeout instead of failing to upgrade a read lock.
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" { None } else { Some(path.into()) }
+}
+
+/// True when the error is a unique-constraint violation (mapped to a client error at the call site).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_read_from_urls() {
+        assert_eq!(
+            sqlite_path("sqlite://./latchkey-data/latchkey.db?mode=rwc"),
+            Some("./latchkey-data/latchkey.db".into())
+        );
+        assert_eq!(sqlite_path("sqlite:/tmp/x.db"), Some("/tmp/x.db".into()));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

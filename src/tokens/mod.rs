@@ -1,0 +1,221 @@
+//! Access tokens (JWT, `typ` `at+jwt`), refresh-token families, and their verification.
+//! Refresh tokens are opaque 256-bit values stored hashed and spent on use; presenting a spent one
+//! revokes its whole family (RFC 9700 §4.14.2 reuse detection).
+
+pub mod keys;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    app::AppState,
+    clock::Millis,
+    crypto::{random_secret, secret_hash},
+    error::ApiError,
+    store::{self, Tx, accounts::User},
+};
+
+pub const ACCESS_TYP: &str = "at+jwt";
+pub const REFRESH_PREFIX: &str = "lk_rt_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub email: String,
+    pub entity: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub amr: Vec<String>,
+    /// The refresh family (session) the token belongs to; revoking it deactivates the token.
+    pub sid: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+/// How the user proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amr {
+    Pwd,
+    Saml,
+}
+
+impl Amr {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Amr::Pwd => "pwd",
+            Amr::Saml => "saml",
+        }
+    }
+}
+
+/// The subject of a token: the user and the slug of their entity.
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub email: &'a str,
+    pub entity_slug: &'a str,
+}
+
+pub fn sign_access(
+    state: &AppState,
+    s: &Subject<'_>,
+    client_id: &str,
+    amr: &str,
+    sid: &str,
+    now: Millis,
+) -> anyhow::Result<(String, i64)> {
+    let ttl = state.config.access_token_ttl.secs();
+    let iat = now / 1000;
+    let claims = AccessClaims {
+        iss: state.issuer().to_string(),
+        sub: s.user_id.to_string(),
+        aud: client_id.to_string(),
+        client_id: client_id.to_string(),
+        email: s.email.to_string(),
+        entity: s.entity_slug.to_string(),
+        iat,
+        exp: iat + ttl,
+        jti: uuid::Uuid::new_v4().to_string(),
+        amr: vec![amr.to_string()],
+        sid: sid.to_string(),
+    };
+    Ok((state.keys.sign(ACCESS_TYP, &claims)?, ttl))
+}
+
+/// Start a session (refresh family) for a user who just proved who they are, inside `tx`.
+pub async fn issue_in(
+    tx: &mut Tx,
+    state: &AppState,
+    user: &User,
+    entity_slug: &str,
+    client_id: &str,
+    amr: Amr,
+    now: Millis,
+) -> anyhow::Result<TokenResponse> {
+    let family = store::new_id();
+    store::tokens::insert_family(&mut **tx, &family, &user.id, client_id, amr.as_str(), now).await?;
+    let refresh = random_secret(REFRESH_PREFIX);
+    store::tokens::insert_refresh(
+        &mut **tx,
+        &store::tokens::NewRefresh {
+            token_hash: &secret_hash(&refresh),
+            family_id: &family,
+            user_id: &user.id,
+            client_id,
+            amr: amr.as_str(),
+            now,
+            expires_at: now + state.config.refresh_token_ttl.ms(),
+        },
+    )
+    .await?;
+    let subject = Subject { user_id: &user.id, email: &user.email, entity_slug };
+    let (access_token, expires_in) = sign_access(state, &subject, client_id, amr.as_str(), &family, now)?;
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: refresh })
+}
+
+pub async fn issue(
+    state: &AppState,
+    user: &User,
+    entity_slug: &str,
+    client_id: &str,
+    amr: Amr,
+    now: Millis,
+) -> anyhow::Result<TokenResponse> {
+    let mut tx = state.db.begin_write().await?;
+    let t = issue_in(&mut tx, state, user, entity_slug, client_id, amr, now).await?;
+    tx.commit().await?;
+    state.metrics.token_issued("new");
+    Ok(t)
+}
+
+/// The `refresh_token` grant: spend the presented token and hand out a new pair in its family.
+pub async fn refresh(
+    state: &AppState,
+    presented: &str,
+    client_id: Option<&str>,
+    now: Millis,
+) -> Result<TokenResponse, ApiError> {
+    let hash = secret_hash(presented);
+    let mut tx = state.db.begin_write().await?;
+    let Some(spent) = store::tokens::spend_refresh(&mut *tx, &hash, now).await? else {
+        let refusal = match store::tokens::refresh_state(&mut *tx, &hash).await? {
+            Some(st) if st.used_at.is_some() && st.family_revoked_at.is_none() => {
+                // A spent token came back: someone holds a copy. End the whole family.
+                store::tokens::revoke_family(&mut tx, &st.family_id, "refresh token reused", now).await?;
+                tx.commit().await?;
+                state.metrics.refresh_reuse();
+                tracing::warn!(family = %st.family_id, "spent refresh token presented again; family revoked");
+                "the refresh token was already used; its session has been revoked"
+            }
+            Some(st) if st.family_revoked_at.is_some() => "the refresh token's session has been revoked",
+            Some(_) => "the refresh token has expired",
+            None => "unknown or revoked refresh token",
+        };
+        return Err(ApiError::invalid_grant(refusal));
+    };
+    if let Some(cid) = client_id
+        && cid != spent.client_id
+    {
+        // Leave the token unspent: the wrong client presenting it does not get to burn it.
+        tx.rollback().await?;
+        return Err(ApiError::invalid_grant("the refresh token was issued to another client"));
+    }
+    let Some((email, entity_slug)) = subject_of(&mut tx, &spent.user_id).await? else {
+        tx.rollback().await?;
+        return Err(ApiError::invalid_grant("the account no longer exists"));
+    };
+    let fresh = random_secret(REFRESH_PREFIX);
+    store::tokens::insert_refresh(
+        &mut *tx,
+        &store::tokens::NewRefresh {
+            token_hash: &secret_hash(&fresh),
+            family_id: &spent.family_id,
+            user_id: &spent.user_id,
+            client_id: &spent.client_id,
+            amr: &spent.amr,
+            now,
+            expires_at: now + state.config.refresh_token_ttl.ms(),
+        },
+    )
+    .await?;
+    let subject = Subject { user_id: &spent.user_id, email: &email, entity_slug: &entity_slug };
+    let (access_token, expires_in) = sign_access(state, &subject, &spent.client_id, &spent.amr, &spent.family_id, now)?;
+    tx.commit().await?;
+    state.metrics.token_issued("refresh");
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: fresh })
+}
+
+async fn subject_of(tx: &mut Tx, user_id: &str) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as("SELECT u.email, e.slug FROM users u JOIN entities e ON e.id = u.entity_id WHERE u.id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// A verified, unexpired access token of this issuer.
+pub async fn verify_access(state: &AppState, token: &str, now: Millis) -> Result<AccessClaims, &'static str> {
+    let claims: AccessClaims = state.keys.verify(token, ACCESS_TYP, now).await.map_err(|e| match e {
+        keys::VerifyError::UnknownKey | keys::VerifyError::BadSignature => {
+            "the access token's signature does not verify"
+        }
+        _ => "the access token is malformed",
+    })?;
+    if claims.iss != state.issuer() {
+        return Err("the access token comes from another issuer");
+    }
+    if claims.exp * 1000 <= now {
+        return Err("the access token has expired");
+    }
+    if claims.iat * 1000 > now + state.config.clock_skew.ms() {
+        return Err("the access token is not valid yet");
+    }
+    Ok(claims)
+}

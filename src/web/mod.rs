@@ -1,0 +1,261 @@
+//! HTML pages (askama templates in `templates/pages/`). They work without JavaScript, send no
+//! referrer (their URLs can hold single-use tokens) and are never cached.
+
+use askama::Template;
+use axum::{
+    Form, Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+
+use crate::{
+    accounts,
+    app::AppState,
+    error::{ApiError, ApiPath, ApiQuery},
+    licenses,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account/setup", get(setup_page).post(password_submit))
+        .route("/account/reset", get(reset_page).post(password_submit))
+        .route("/account/forgot", get(forgot_page).post(forgot_submit))
+        .route("/share/{token}", get(share_page).post(share_submit))
+}
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// Render a page with a status and the page security headers.
+pub fn page(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut resp = (status, html).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+            resp
+        }
+        Err(e) => ApiError::Internal(anyhow::Error::new(e).context("rendering page")).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+pub struct Message<'a> {
+    pub heading: &'a str,
+    pub text: &'a str,
+    pub error: bool,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+pub fn message(status: StatusCode, heading: &str, text: &str) -> Response {
+    page(status, &Message { heading, text, error: status.is_client_error() || status.is_server_error(), link: None })
+}
+
+/// A client error as a page; internal errors keep their generic answer.
+pub fn error_page(heading: &str, e: ApiError) -> Response {
+    match e {
+        ApiError::Problem(p) => message(p.status, heading, &p.detail),
+        ApiError::OAuth(o) => message(o.status, heading, &o.description),
+        e @ ApiError::Internal(_) => e.into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/password.html")]
+struct PasswordForm<'a> {
+    heading: &'a str,
+    action: &'a str,
+    email: &'a str,
+    token: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn setup_page(State(state): State<AppState>, ApiQuery(q): ApiQuery<TokenQuery>) -> Response {
+    password_page(&state, q.token.as_deref().unwrap_or_default(), "Choose your password", "/account/setup").await
+}
+
+async fn reset_page(State(state): State<AppState>, ApiQuery(q): ApiQuery<TokenQuery>) -> Response {
+    password_page(&state, q.token.as_deref().unwrap_or_default(), "Choose a new password", "/account/reset").await
+}
+
+async fn password_page(state: &AppState, token: &str, heading: &str, action: &str) -> Response {
+    match accounts::peek_link(state, token, state.now()).await {
+        Ok((_, user)) => {
+            page(StatusCode::OK, &PasswordForm { heading, action, email: &user.email, token, error: None })
+        }
+        Err(e) => link_error(e),
+    }
+}
+
+fn link_error(e: ApiError) -> Response {
+    let resp = error_page("This link does not work", e);
+    let mut resp = resp;
+    if resp.status().is_client_error() {
+        // Offer the way out.
+        let body = Message {
+            heading: "This link does not work",
+            text: "It was already used, it expired, or it was mistyped. Ask for a new one below.",
+            error: true,
+            link: Some(("/account/forgot", "Mail me a new link")),
+        };
+        let status = resp.status();
+        resp = page(status, &body);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct PasswordSubmit {
+    token: String,
+    password: String,
+    confirm: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn password_submit(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    form: Result<Form<PasswordSubmit>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Something is missing",
+            "The form was incomplete; open the link from your mail again.",
+        );
+    };
+    let (heading, action) = if uri.path() == "/account/reset" {
+        ("Choose a new password", "/account/reset")
+    } else {
+        ("Choose your password", "/account/setup")
+    };
+    let (_, user) = match accounts::peek_link(&state, &form.token, state.now()).await {
+        Ok(x) => x,
+        Err(e) => return link_error(e),
+    };
+    let again = |status: StatusCode, msg: &str| {
+        page(status, &PasswordForm { heading, action, email: &user.email, token: &form.token, error: Some(msg) })
+    };
+    if form.confirm.as_deref().is_some_and(|c| c != form.password) {
+        return again(StatusCode::UNPROCESSABLE_ENTITY, "The two passwords differ.");
+    }
+    match accounts::set_password_with_link(&state, &form.token, &form.password).await {
+        Ok(u) => page(
+            StatusCode::OK,
+            &Message {
+                heading: "Your password is set",
+                text: &format!("Sign in to your product with {} and this password.", u.email),
+                error: false,
+                link: None,
+            },
+        ),
+        Err(ApiError::Problem(p)) if p.code == "weak_password" => again(StatusCode::UNPROCESSABLE_ENTITY, &p.detail),
+        Err(e) => link_error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/forgot.html")]
+struct ForgotForm<'a> {
+    error: Option<&'a str>,
+}
+
+async fn forgot_page() -> Response {
+    page(StatusCode::OK, &ForgotForm { error: None })
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    email: String,
+}
+
+async fn forgot_submit(
+    State(state): State<AppState>,
+    form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(email) = form.ok().and_then(|Form(f)| accounts::normalize_email(&f.email).ok()) else {
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ForgotForm { error: Some("Enter the email address of your account.") },
+        );
+    };
+    tokio::spawn(async move {
+        if let Err(e) = accounts::forgot(&state, &email).await {
+            tracing::error!(error = ?e, "forgot-password");
+        }
+    });
+    message(
+        StatusCode::ACCEPTED,
+        "Check your mail",
+        "If that address has an account that signs in with a password, a reset link is on its way.",
+    )
+}
+
+#[derive(Template)]
+#[template(path = "pages/share.html")]
+struct SharePage<'a> {
+    product: &'a str,
+    entity: &'a str,
+    action: &'a str,
+    error: Option<&'a str>,
+}
+
+async fn share_page(State(state): State<AppState>, ApiPath(token): ApiPath<String>) -> Response {
+    let license = match licenses::share_link_license(&state, &token, state.now()).await {
+        Ok(l) => l,
+        Err(e) => return error_page("This share link does not work", e),
+    };
+    let action = format!("/share/{token}");
+    let entity = crate::store::entities::entity_by_id(&state.db.pool, &license.entity_id).await.ok().flatten();
+    let entity_name = entity.as_ref().map(|e| e.name.as_str()).unwrap_or("Your organisation");
+    page(
+        StatusCode::OK,
+        &SharePage { product: &license.product_name, entity: entity_name, action: &action, error: None },
+    )
+}
+
+#[tracing::instrument(skip_all)]
+async fn share_submit(
+    State(state): State<AppState>,
+    ApiPath(token): ApiPath<String>,
+    form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let license = match licenses::share_link_license(&state, &token, state.now()).await {
+        Ok(l) => l,
+        Err(e) => return error_page("This share link does not work", e),
+    };
+    let action = format!("/share/{token}");
+    let entity = crate::store::entities::entity_by_id(&state.db.pool, &license.entity_id).await.ok().flatten();
+    let entity_name = entity.as_ref().map(|e| e.name.as_str()).unwrap_or("Your organisation");
+    let retry = |status, msg: &str| {
+        page(
+            status,
+            &SharePage { product: &license.product_name, entity: entity_name, action: &action, error: Some(msg) },
+        )
+    };
+    let Some(email) = form.ok().and_then(|Form(f)| accounts::normalize_email(&f.email).ok()) else {
+        return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address.");
+    };
+    match licenses::accept_share_link(&state, &token, &email).await {
+        Ok((l, _)) => message(
+            StatusCode::OK,
+            "Done",
+            &format!("{email} has a license of {}. Check your mail for how to sign in.", l.product_name),
+        ),
+        Err(ApiError::Problem(p)) if p.code == "seats_exhausted" => {
+            retry(StatusCode::CONFLICT, "Every seat of this license is taken. Ask your administrator for one.")
+        }
+        Err(e) => error_page("This share link does not work", e),
+    }
+}
