@@ -196,11 +196,13 @@ pub async fn forgot(state: &AppState, email: &str) -> Result<()> {
     if crate::saml::sso_login_url_for(&state.db.pool, state, &user).await?.is_some() {
         return Ok(());
     }
-    if store::accounts::live_links(&state.db.pool, &user.id, now - 3_600_000, now).await? >= RESETS_PER_HOUR {
+    let mut tx = state.db.begin_write().await?;
+    // Serialise with other requests for this account so the hourly limit cannot be raced past.
+    store::accounts::lock_user(&mut *tx, &user.id).await?;
+    if store::accounts::live_links(&mut *tx, &user.id, now - 3_600_000, now).await? >= RESETS_PER_HOUR {
         tracing::info!(user = %user.id, "reset link not sent: hourly limit");
         return Ok(());
     }
-    let mut tx = state.db.begin_write().await?;
     send_link(&mut tx, state, &user, LinkPurpose::Reset, "latchkey", now).await?;
     tx.commit().await?;
     state.wake_mailer();

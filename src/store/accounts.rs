@@ -58,6 +58,11 @@ pub async fn user_by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<
         .await
 }
 
+/// Take the account row's write lock until the transaction ends.
+pub async fn lock_user<'e>(db: impl AnyExecutor<'e>, user_id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET created_at = created_at WHERE id = $1").bind(user_id).execute(db).await.map(|_| ())
+}
+
 pub async fn set_password<'e>(db: impl AnyExecutor<'e>, user_id: &str, hash: &str, now: Millis) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
         .bind(hash)

@@ -1,1 +1,10 @@
+//! The integration suite: one binary, every test against the real server over HTTP.
+//! SQLite by default; set `LATCHKEY_TEST_DATABASE_URL=postgres://...` to run it on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
+mod helpers;
+mod licenses;
+mod mail;
+mod operations;
+mod tokens;

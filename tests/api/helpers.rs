@@ -1,0 +1,517 @@
+//! The test harness: `spawn_app()` starts the real application on port 0 with a fresh database
+//! (a temporary SQLite file, or a PostgreSQL database created for the test when
+//! `LATCHKEY_TEST_DATABASE_URL` names a server) and a controlled clock; mail goes to a real SMTP
+//! server (aiosmtpd) that the harness starts.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use latchkey::{
+    app::{App, AppState},
+    clock::ManualClock,
+    config::Config,
+    crypto::{random_secret, secret_hash},
+    store,
+};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn python() -> String {
+    std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// A running aiosmtpd that writes each received message as JSON into `dir`.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl SmtpSink {
+    /// Start a sink on `port` (0: any free port).
+    pub fn start_on(port: u16, dir: &Path) -> SmtpSink {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut child = std::process::Command::new(python())
+            .arg(repo_path("tests/support/smtp_sink.py"))
+            .arg("--dir")
+            .arg(dir)
+            .arg("--port")
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/support/smtp_sink.py (pip install -r tests/requirements.txt)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("smtp sink did not start: {line:?}"));
+        SmtpSink { port, dir: dir.to_path_buf(), child: Some(child) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') || !name.ends_with(".json") {
+                    continue;
+                }
+                if let Ok(text) = std::fs::read_to_string(e.path())
+                    && let Ok(v) = serde_json::from_str::<Value>(&text)
+                {
+                    out.push(Mail(v));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn messages_to(&self, email: &str) -> Vec<Mail> {
+        self.messages().into_iter().filter(|m| m.recipients().iter().any(|r| r == &email.to_lowercase())).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The sink shared by every test of this process (tests use distinct addresses).
+pub fn shared_sink() -> &'static SmtpSink {
+    static SINK: OnceLock<SmtpSink> = OnceLock::new();
+    SINK.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("latchkey-mail-{}", uuid::Uuid::new_v4()));
+        SmtpSink::start_on(0, &dir)
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail(pub Value);
+
+impl Mail {
+    pub fn recipients(&self) -> Vec<String> {
+        self.0["rcpt_tos"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+    pub fn subject(&self) -> &str {
+        self.0["subject"].as_str().unwrap_or_default()
+    }
+    pub fn text(&self) -> &str {
+        self.0["text"].as_str().unwrap_or_default()
+    }
+    pub fn html(&self) -> &str {
+        self.0["html"].as_str().unwrap_or_default()
+    }
+    /// The first link in the text part that contains `needle`.
+    pub fn link(&self, needle: &str) -> Option<String> {
+        self.text()
+            .split_whitespace()
+            .find(|w| w.starts_with("http") && w.contains(needle))
+            .map(|w| w.trim_end_matches(['.', ',', ')']).to_string())
+    }
+    pub fn token(&self) -> Option<String> {
+        let link = self.link("token=")?;
+        let q = link.split_once("token=")?.1;
+        Some(q.split('&').next()?.to_string())
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub operator_key: String,
+    pub domain: String,
+    pub dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg_admin: Option<(String, String)>,
+    own_sink: Option<SmtpSink>,
+}
+
+pub struct Options {
+    /// Use this SMTP URL instead of the shared sink.
+    pub smtp_url: Option<String>,
+    pub tweak: Box<dyn FnOnce(&mut Config) + Send>,
+    /// Share a database with another app (two replicas): (url, clock).
+    pub database_url: Option<String>,
+    pub clock: Option<ManualClock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { smtp_url: None, tweak: Box::new(|_| {}), database_url: None, clock: None }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// The database URL for a fresh test database, and what to drop afterwards (PostgreSQL).
+async fn fresh_database(dir: &Path) -> (String, Option<(String, String)>) {
+    match std::env::var("LATCHKEY_TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+        Some(admin_url) => {
+            let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+            let (base, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
+            (format!("{base}/{name}"), Some((admin_url, name)))
+        }
+        None => (format!("sqlite://{}/latchkey.db?mode=rwc", dir.display()), None),
+    }
+}
+
+pub async fn spawn_app_with(opts: Options) -> TestApp {
+    let dir = std::env::temp_dir().join(format!("latchkey-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (database_url, pg_admin) = match opts.database_url {
+        Some(u) => (u, None),
+        None => fresh_database(&dir).await,
+    };
+    let mut config = Config::defaults();
+    config.database_url = database_url;
+    config.database_max_connections = 8;
+    config.listen = "127.0.0.1:0".into();
+    config.master_key_file = dir.join("master.key");
+    config.mail_dir = dir.join("outbox");
+    config.smtp_url = Some(opts.smtp_url.unwrap_or_else(|| shared_sink().url()));
+    config.hash_concurrency = Some(2);
+    (opts.tweak)(&mut config);
+    let clock = opts.clock.unwrap_or_else(|| {
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        ManualClock::new(now / 1000 * 1000)
+    });
+    let app = App::build(config, Arc::new(clock.clone())).await.expect("build app");
+    let state = app.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let operator_key = random_secret("lk_op_");
+    store::keys::insert_operator_key(&state.db.pool, &store::new_id(), "tests", &secret_hash(&operator_key), 0)
+        .await
+        .unwrap();
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    TestApp {
+        base: state.base_url.clone(),
+        client,
+        clock,
+        state,
+        operator_key,
+        domain: format!("t{}.example.com", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+        pg_admin,
+        own_sink: None,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin_url, name)) = self.pg_admin.take() {
+            // The test's runtime is blocked while we drop, so its pool cannot be closed gracefully:
+            // FORCE ends its connections. A thread of its own runs the statement.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    if let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await {
+                        let _ =
+                            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A fresh address in this test's own domain.
+    pub fn email(&self, local: &str) -> String {
+        format!("{local}@{}", self.domain)
+    }
+
+    pub fn sink(&self) -> &SmtpSink {
+        self.own_sink.as_ref().unwrap_or_else(|| shared_sink())
+    }
+
+    pub fn set_own_sink(&mut self, sink: SmtpSink) {
+        self.own_sink = Some(sink);
+    }
+
+    pub fn take_own_sink(&mut self) -> Option<SmtpSink> {
+        self.own_sink.take()
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        use latchkey::clock::Clock;
+        self.clock.now()
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut r = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut r = self.client.patch(self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client.post(self.url(path)).form(fields).send().await.unwrap()
+    }
+
+    pub fn op(&self) -> Option<&str> {
+        Some(&self.operator_key)
+    }
+
+    pub async fn create_product(&self, sku: &str) -> Value {
+        let r = self.post("/api/v1/products", self.op(), json!({ "sku": sku, "name": sku.to_uppercase() })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.unwrap()
+    }
+
+    /// An entity whose administrator is `admin@<test domain>` (account created, setup mail sent).
+    pub async fn create_entity(&self, slug: &str) -> Value {
+        let r = self
+            .post("/api/v1/entities", self.op(), json!({ "slug": slug, "name": format!("{slug} Inc."), "admin_email": self.email(&format!("admin-{slug}")) }))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    pub async fn create_license(&self, slug: &str, product: &str, kind: &str, seats: i64) -> String {
+        let r = self
+            .post(
+                &format!("/api/v1/entities/{slug}/licenses"),
+                self.op(),
+                json!({ "product": product, "type": kind, "seats": seats }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Wait (the worker delivers in the background) until `email` has received `n` mails.
+    pub async fn mails_to(&self, email: &str, n: usize) -> Vec<Mail> {
+        for _ in 0..200 {
+            let m = self.sink().messages_to(email);
+            if m.len() >= n {
+                return m;
+            }
+            self.state.wake_mailer();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{email} received {} mails, expected {n}", self.sink().messages_to(email).len());
+    }
+
+    /// Deliver what is due now and return how many mails went out.
+    pub async fn drain_mail(&self) -> latchkey::mail::DrainStats {
+        latchkey::mail::drain_once(&self.state).await.unwrap()
+    }
+
+    /// Follow the setup link of the latest mail to `email` and set `password`.
+    pub async fn set_password_from_mail(&self, email: &str, password: &str) {
+        let mails = self.mails_to(email, 1).await;
+        let token = mails.iter().filter_map(|m| m.token()).next_back().expect("a mail with a link");
+        let r = self.post("/api/v1/account/password", None, json!({ "token": token, "password": password })).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    }
+
+    pub async fn password_grant(&self, email: &str, password: &str, client_id: &str) -> Response {
+        self.client
+            .post(self.url("/oauth/token"))
+            .form(&[("grant_type", "password"), ("username", email), ("password", password), ("client_id", client_id)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn refresh_grant(&self, refresh_token: &str, client_id: &str) -> Response {
+        self.client
+            .post(self.url("/oauth/token"))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", client_id)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Tokens for an existing account with a password.
+    pub async fn tokens(&self, email: &str, password: &str, client_id: &str) -> Value {
+        let r = self.password_grant(email, password, client_id).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// An entity, its administrator signed in to `portal`: returns the admin's access token.
+    pub async fn entity_with_admin(&self, slug: &str) -> String {
+        self.create_entity(slug).await;
+        let email = self.email(&format!("admin-{slug}"));
+        self.set_password_from_mail(&email, PASSWORD).await;
+        self.tokens(&email, PASSWORD, "portal").await["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A user assigned `license`, with a password set: returns the email.
+    pub async fn licensed_user(&self, license: &str, local: &str, admin: &str) -> String {
+        let email = self.email(local);
+        let r =
+            self.post(&format!("/api/v1/licenses/{license}/assignments"), Some(admin), json!({ "email": email })).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        self.set_password_from_mail(&email, PASSWORD).await;
+        email
+    }
+
+    /// Every text value stored in the database, for "nothing secret in the clear" checks.
+    pub async fn database_text(&self) -> String {
+        let tables = [
+            "entities",
+            "users",
+            "entity_admins",
+            "products",
+            "license_groups",
+            "licenses",
+            "assignments",
+            "share_links",
+            "operator_keys",
+            "account_links",
+            "signing_keys",
+            "refresh_families",
+            "refresh_tokens",
+            "revoked_access_tokens",
+            "login_throttle",
+            "outbox",
+        ];
+        let mut out = String::new();
+        for t in tables {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {t}")))
+                .fetch_all(&self.state.db.pool)
+                .await
+                .unwrap();
+            for row in rows {
+                use sqlx::{Column, Row};
+                for (i, c) in row.columns().iter().enumerate() {
+                    if let Ok(Some(s)) = row.try_get::<Option<String>, _>(i) {
+                        out.push_str(&format!("{t}.{}={s}\n", c.name()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Read a problem document and check its status and code.
+pub async fn assert_problem(r: Response, status: StatusCode, code: &str) -> Value {
+    let got = r.status();
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "body: {text}");
+    assert!(ct.starts_with("application/problem+json"), "content-type {ct}: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["status"], status.as_u16(), "{v}");
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    v
+}
+
+/// Read an OAuth error and check its status and `error`.
+pub async fn assert_oauth_error(r: Response, status: StatusCode, error: &str) -> Value {
+    let got = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "body: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"], error, "{v}");
+    v
+}
+
+/// Run a Python snippet with JSON on stdin and parse its JSON stdout.
+pub async fn python_json(script: &str, input: &Value) -> Value {
+    let mut child = tokio::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("python printed: {}", String::from_utf8_lossy(&out.stdout)))
+}

@@ -1,0 +1,113 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_smtp_outage_delays_mail_without_losing_or_doubling_it() {
+    let dir = std::env::temp_dir().join(format!("latchkey-own-sink-{}", uuid::Uuid::new_v4()));
+    let sink = SmtpSink::start_on(0, &dir);
+    let port = sink.port;
+    let mut app = spawn_app_with(Options { smtp_url: Some(sink.url()), ..Default::default() }).await;
+    app.set_own_sink(sink);
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 5).await;
+
+    // The SMTP server goes away; assignments still succeed and their mail waits in the outbox.
+    let mut sink = app.take_own_sink().unwrap();
+    sink.stop();
+    let emails: Vec<String> = (0..3).map(|i| app.email(&format!("u{i}"))).collect();
+    for e in &emails {
+        let r = app.post(&format!("/api/v1/licenses/{license}/assignments"), Some(&admin), json!({ "email": e })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let stats = app.drain_mail().await;
+    assert_eq!(stats.sent, 0);
+    let pending: i64 = latchkey::store::outbox::pending_count(&app.state.db.pool).await.unwrap();
+    assert_eq!(pending, 3);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("latchkey_mail_outbox_pending 3"), "{metrics}");
+
+    // Back on the same port; nothing is retried before its backoff is over...
+    let sink = SmtpSink::start_on(port, &dir);
+    app.set_own_sink(sink);
+    assert_eq!(app.drain_mail().await.sent, 0);
+    // ...then everything goes out, once.
+    app.advance(Duration::from_secs(31));
+    let stats = app.drain_mail().await;
+    assert_eq!(stats.sent, 3);
+    for _ in 0..5 {
+        app.advance(Duration::from_secs(3600));
+        assert_eq!(app.drain_mail().await.sent, 0);
+    }
+    for e in &emails {
+        let mails = app.mails_to(e, 1).await;
+        assert_eq!(mails.len(), 1, "{e} got {} mails", mails.len());
+        assert!(mails[0].token().is_some());
+    }
+    // The retried message kept one Message-ID.
+    let ids: Vec<String> =
+        emails.iter().map(|e| app.sink().messages_to(e)[0].0["message_id"].as_str().unwrap().to_string()).collect();
+    assert!(ids.iter().all(|i| i.starts_with('<') && i.ends_with('>')));
+    // The links still work after the delay.
+    app.set_password_from_mail(&emails[0], PASSWORD).await;
+}
+
+#[tokio::test]
+async fn without_smtp_mail_is_written_as_eml_files() {
+    let app =
+        spawn_app_with(Options { tweak: Box::new(|c| c.smtp_url = None), smtp_url: None, ..Default::default() }).await;
+    // spawn_app_with defaults smtp_url to the shared sink before the tweak runs; the tweak unset it.
+    app.create_product("readyapi").await;
+    app.create_entity("acme").await;
+    app.drain_mail().await;
+    let dir = app.dir.join("outbox");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(eml.contains("multipart/alternative"), "{eml}");
+    assert!(eml.contains(&format!("To: {}", app.email("admin-acme"))), "{eml}");
+}
+
+#[tokio::test]
+async fn the_database_holds_no_token_link_key_or_password_in_the_clear() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 5).await;
+    let email = app.email("bob");
+    app.post(&format!("/api/v1/licenses/{license}/assignments"), Some(&admin), json!({ "email": email })).await;
+    // A mail still queued (the body holds a link) must be sealed too: stop delivery first.
+    let queued = app.email("queued");
+    let link = app.mails_to(&email, 1).await[0].token().unwrap();
+    let share: Value = app
+        .post(&format!("/api/v1/licenses/{license}/share-links"), Some(&admin), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let share_token = share["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    app.set_password_from_mail(&email, PASSWORD).await;
+    let t = app.tokens(&email, PASSWORD, "readyapi").await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    let reset_sent = app.post("/api/v1/account/forgot", None, json!({ "email": email })).await;
+    assert_eq!(reset_sent.status(), StatusCode::ACCEPTED);
+    let reset = app.mails_to(&email, 2).await.iter().filter_map(|m| m.link("/account/reset")).next().unwrap();
+    app.post(&format!("/api/v1/licenses/{license}/assignments"), Some(&admin), json!({ "email": queued })).await;
+
+    let text = app.database_text().await;
+    for secret in [app.operator_key.as_str(), &link, rt, &share_token, PASSWORD, reset.rsplit('=').next().unwrap()] {
+        assert!(!text.contains(secret), "found a secret in the database: {secret}");
+    }
+    assert!(!text.contains("/account/setup?token="), "a link in the clear");
+    assert!(text.contains("$argon2id$"), "passwords are argon2id hashes");
+    // Private keys are sealed: no PEM, no raw PKCS#8 header.
+    assert!(!text.contains("PRIVATE KEY") && !text.contains("MC4CAQAwBQYDK2Vw"), "an unsealed private key");
+}
