@@ -19,9 +19,12 @@ use crate::{
 pub const OPERATOR_KEY_PREFIX: &str = "lk_op_";
 pub const PORTAL_CLIENT: &str = "portal";
 
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts
-        .headers
+pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    bearer_from(&parts.headers)
+}
+
+pub fn bearer_from(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`"))?;
     let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
@@ -65,6 +68,12 @@ pub struct UserToken(pub AccessClaims);
 /// Verify an access token and check it was not revoked (itself, or its session).
 pub async fn user_from(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
     let claims = tokens::verify_access(state, token, state.now()).await.map_err(ApiError::unauthorized)?;
+    ensure_not_revoked(state, &claims).await?;
+    Ok(claims)
+}
+
+/// Refuse a verified access token whose session or itself was revoked.
+pub async fn ensure_not_revoked(state: &AppState, claims: &AccessClaims) -> Result<(), ApiError> {
     let (family_revoked, jti_revoked): (Option<i64>, i64) = sqlx::query_as(
         "SELECT (SELECT COALESCE(revoked_at, 0) FROM refresh_families WHERE id = $1), \
                 (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $2)",
@@ -76,7 +85,7 @@ pub async fn user_from(state: &AppState, token: &str) -> Result<AccessClaims, Ap
     if family_revoked.is_none_or(|r| r != 0) || jti_revoked > 0 {
         return Err(ApiError::unauthorized("the access token has been revoked"));
     }
-    Ok(claims)
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for UserToken {
@@ -101,7 +110,12 @@ pub enum Admin {
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
+        Admin::from_token(state, bearer(parts)?).await
+    }
+}
+
+impl Admin {
+    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         if token.starts_with(OPERATOR_KEY_PREFIX) {
             return operator_from(state, token).await.map(Admin::Operator);
         }
@@ -114,9 +128,7 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Admin::User(claims))
     }
-}
 
-impl Admin {
     /// Allow the call on a resource of `entity_id` (`None`: the resource does not exist).
     /// A user who administers no entity at all gets 403; an administrator of another entity gets
     /// 404, the same answer as for a resource that does not exist, so nothing leaks across entities.

@@ -187,7 +187,7 @@ pub async fn assign(state: &AppState, license_id: &str, email: &str, now: Millis
 }
 
 /// Revoke an assignment. A fixed license allows as many revokes as it has seats.
-pub async fn revoke(state: &AppState, license_id: &str, email: &str, _now: Millis) -> Result<()> {
+pub async fn revoke(state: &AppState, license_id: &str, email: &str, now: Millis) -> Result<()> {
     let mut tx = state.db.begin_write().await?;
     store::licenses::lock_license(&mut *tx, license_id).await?;
     let license = store::licenses::license_by_id(&mut *tx, license_id)
@@ -209,6 +209,7 @@ pub async fn revoke(state: &AppState, license_id: &str, email: &str, _now: Milli
     if license.is_fixed() {
         store::licenses::spend_change(&mut *tx, license_id).await?;
     }
+    super::seats::end_leases_of_assignment(&mut tx, license_id, &user.id, now).await?;
     tx.commit().await?;
     tracing::info!(license = %license_id, user = %user.id, "assignment revoked");
     Ok(())

@@ -3,6 +3,8 @@
 
 mod admin;
 mod operator;
+pub mod reports;
+pub mod seats;
 
 use axum::{
     Router,
@@ -37,6 +39,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/entities/{slug}/admins/{email}", delete(admin::remove_admin))
         .route("/api/v1/entities/{slug}/groups", post(admin::create_group).get(admin::list_groups))
         .route("/api/v1/me", get(admin::me))
+        .route("/api/v1/seats", post(seats::checkout_json))
+        .route("/api/v1/seats/{lease_id}/heartbeat", post(seats::heartbeat_json))
+        .route("/api/v1/seats/{lease_id}", delete(seats::release_json))
+        .route("/api/v1/licenses/{id}/seats", get(seats::list_seats))
+        .route("/api/v1/entities/{slug}/reports/usage", get(reports::usage))
 }
 
 pub fn license_view(l: &License) -> Value {

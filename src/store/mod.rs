@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod entities;
 pub mod keys;
+pub mod leases;
 pub mod licenses;
 pub mod outbox;
 pub mod throttle;
@@ -51,7 +52,7 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[EmbeddedMigration] = &[migration!(1, "0001_core")];
+const MIGRATIONS: &[EmbeddedMigration] = &[migration!(1, "0001_core"), migration!(2, "0002_seats")];
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

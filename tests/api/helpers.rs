@@ -433,6 +433,32 @@ impl TestApp {
         email
     }
 
+    /// An access token for an existing account, minted directly (for tests about other things
+    /// than signing in, so they do not pay for password hashing).
+    pub async fn token_for(&self, email: &str, client: &str) -> String {
+        let user =
+            store::accounts::user_by_email(&self.state.db.pool, &email.to_lowercase()).await.unwrap().expect("account");
+        let entity = store::entities::entity_by_id(&self.state.db.pool, &user.entity_id).await.unwrap().unwrap();
+        let t = latchkey::tokens::issue(
+            &self.state,
+            &user,
+            &entity.slug,
+            client,
+            latchkey::tokens::Amr::Pwd,
+            self.clock_now(),
+        )
+        .await
+        .unwrap();
+        t.access_token
+    }
+
+    /// Assign `email` to `license` (as the operator) without setting a password.
+    pub async fn assign(&self, license: &str, email: &str) {
+        let r =
+            self.post(&format!("/api/v1/licenses/{license}/assignments"), self.op(), json!({ "email": email })).await;
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
     /// Every text value stored in the database, for "nothing secret in the clear" checks.
     pub async fn database_text(&self) -> String {
         let tables = [
@@ -452,6 +478,8 @@ impl TestApp {
             "revoked_access_tokens",
             "login_throttle",
             "outbox",
+            "leases",
+            "seat_denials",
         ];
         let mut out = String::new();
         for t in tables {

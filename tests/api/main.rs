@@ -7,4 +7,5 @@ mod helpers;
 mod licenses;
 mod mail;
 mod operations;
+mod seats;
 mod tokens;

@@ -1,0 +1,399 @@
+//! Seats: a running product checks out a lease, heartbeats while running and releases it on exit.
+//! The seat limit is enforced in the database under the license row's lock, so it holds across
+//! every replica; a lease is live only while unexpired, so a crashed product's seat frees itself
+//! without any sweeper. Each checkout and heartbeat returns a signed `lease_token` that lets the
+//! product keep running offline until it expires (`LATCHKEY_OFFLINE_GRACE`).
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, request::Parts},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    app::AppState,
+    auth::{Admin, UserToken},
+    clock::{self, Millis},
+    error::{ApiError, ApiJson, ApiPath, Result},
+    store::{
+        self, Tx,
+        leases::{self as leases_store, Candidate, Lease},
+    },
+    tokens::{self, AccessClaims},
+};
+
+pub const LEASE_TYP: &str = "lease+jwt";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub lease_id: String,
+    pub license_id: String,
+    pub product: String,
+    pub machine: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkout {
+    product: String,
+    machine: String,
+}
+
+fn check_machine(m: &str) -> Result<&str> {
+    let m = m.trim();
+    if m.is_empty() || m.len() > 255 || m.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "`machine` is the computer's name: 1 to 255 printable bytes",
+        ));
+    }
+    Ok(m)
+}
+
+fn lease_response(state: &AppState, lease: &Lease, product: &str, machine: &str, token: String) -> Value {
+    json!({
+        "lease_id": lease.id,
+        "license_id": lease.license_id,
+        "product": product,
+        "lease_token": token,
+        "expires_at": clock::rfc3339(lease.expires_at),
+        "heartbeat_interval_s": state.config.heartbeat_interval.secs(),
+        "lease_ttl_s": state.config.lease_ttl.secs(),
+        "offline_grace_s": state.config.offline_grace.secs(),
+        "machine": machine,
+    })
+}
+
+fn sign_lease(
+    state: &AppState,
+    user_id: &str,
+    lease_id: &str,
+    license_id: &str,
+    product: &str,
+    machine: &str,
+    now: Millis,
+) -> Result<String> {
+    let iat = now / 1000;
+    let claims = LeaseClaims {
+        iss: state.issuer().to_string(),
+        sub: user_id.to_string(),
+        aud: product.to_string(),
+        lease_id: lease_id.to_string(),
+        license_id: license_id.to_string(),
+        product: product.to_string(),
+        machine: machine.to_string(),
+        iat,
+        exp: iat + state.config.offline_grace.secs(),
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    Ok(state.keys.sign(LEASE_TYP, &claims)?)
+}
+
+fn machine_hash(state: &AppState, user_id: &str, machine: &str) -> String {
+    state.master.keyed_hash(&[b"lease-machine", user_id.as_bytes(), machine.as_bytes()])
+}
+
+enum Attempt {
+    Granted(Lease),
+    InUse,
+    Full { seats: i64, in_use: i64 },
+}
+
+/// One license, under its row lock: the caller's live lease on this machine, or a new one if the
+/// license allows it.
+async fn try_license(
+    state: &AppState,
+    tx: &mut Tx,
+    c: &Candidate,
+    user_id: &str,
+    mhash: &str,
+    machine: &str,
+    now: Millis,
+) -> Result<Attempt> {
+    store::licenses::lock_license(&mut **tx, &c.id).await?;
+    let expires_at = now + state.config.lease_ttl.ms();
+    let mine = leases_store::live_of_user(&mut **tx, user_id, &c.id, now).await?;
+    if let Some(l) = mine.iter().find(|l| l.machine_hash == mhash) {
+        // The same computer asking again (a crashed product re-run): its lease, refreshed.
+        leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
+        return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l.clone() }));
+    }
+    if c.kind == "fixed" {
+        if !mine.is_empty() {
+            return Ok(Attempt::InUse);
+        }
+    } else {
+        let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
+        if in_use >= c.seats {
+            return Ok(Attempt::Full { seats: c.seats, in_use });
+        }
+    }
+    let lease = Lease {
+        id: uuid::Uuid::new_v4().to_string(),
+        license_id: c.id.clone(),
+        user_id: user_id.to_string(),
+        // Data minimisation: a fixed seat keeps only the keyed hash of its computer.
+        machine: (c.kind == "floating").then(|| machine.to_string()),
+        machine_hash: mhash.to_string(),
+        created_at: now,
+        last_heartbeat_at: now,
+        expires_at,
+        idle_seconds: 0,
+        ended_at: None,
+        end_reason: None,
+    };
+    leases_store::insert(&mut **tx, &lease).await?;
+    Ok(Attempt::Granted(lease))
+}
+
+/// Check out a seat of `product` for the user on `machine`: the fixed seat assigned to them first,
+/// then the floating pools, earliest expiry first.
+pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &str) -> Result<(Lease, String)> {
+    let now = state.now();
+    let mut candidates = leases_store::candidates(&state.db.pool, user_id, product).await?;
+    if candidates.is_empty() {
+        return Err(ApiError::forbidden(
+            "not_licensed",
+            format!("you hold no license of `{product}`; ask your administrator"),
+        ));
+    }
+    candidates.sort_by_key(|c| (c.kind != "fixed", c.expires_at.unwrap_or(i64::MAX), c.id.clone()));
+    let live: Vec<&Candidate> = candidates.iter().filter(|c| c.expires_at.is_none_or(|e| e > now)).collect();
+    if live.is_empty() {
+        return Err(ApiError::gone("license_expired", format!("your license of `{product}` has expired")));
+    }
+    let mhash = machine_hash(state, user_id, machine);
+    let mut refusal = None;
+    for c in live {
+        let mut tx = state.db.begin_write().await?;
+        match try_license(state, &mut tx, c, user_id, &mhash, machine, now).await? {
+            Attempt::Granted(lease) => {
+                tx.commit().await?;
+                state.metrics.event("seat_checkout", "granted");
+                let token = sign_lease(state, user_id, &lease.id, &lease.license_id, product, machine, now)?;
+                return Ok((lease, token));
+            }
+            other => {
+                tx.rollback().await?;
+                leases_store::record_denial(&state.db.pool, &c.id, &clock::utc_day(now).to_string()).await?;
+                refusal.get_or_insert(other);
+            }
+        }
+    }
+    state.metrics.event("seat_checkout", "denied");
+    Err(match refusal {
+        Some(Attempt::InUse) => ApiError::conflict(
+            "seat_in_use",
+            "your seat is in use on another computer; close the product there, or wait until its lease lapses",
+        ),
+        Some(Attempt::Full { seats, in_use }) => ApiError::conflict(
+            "no_seat_available",
+            format!("all {seats} seats are in use ({in_use} in use); try again later"),
+        )
+        .with("seats", seats)
+        .with("in_use", in_use),
+        _ => ApiError::internal("no refusal recorded"),
+    })
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn checkout_json(
+    State(state): State<AppState>,
+    UserToken(claims): UserToken,
+    ApiJson(body): ApiJson<Checkout>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let machine = check_machine(&body.machine)?;
+    let (lease, token) = checkout(&state, &claims.sub, &body.product, machine).await?;
+    Ok((StatusCode::CREATED, Json(lease_response(&state, &lease, &body.product, machine, token))))
+}
+
+/// A user's access token, signature and expiry checked, revocation left to the caller's own query
+/// (the heartbeat folds it into its single UPDATE).
+pub struct SignedUser(pub AccessClaims);
+
+impl axum::extract::FromRequestParts<AppState> for SignedUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = crate::auth::bearer(parts)?;
+        if token.starts_with(crate::auth::OPERATOR_KEY_PREFIX) {
+            return Err(ApiError::forbidden("user_token_required", "this endpoint needs a user's access token"));
+        }
+        tokens::verify_access(state, token, state.now()).await.map(SignedUser).map_err(ApiError::unauthorized)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[serde(default)]
+    idle_seconds: Option<i64>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn heartbeat_json(
+    State(state): State<AppState>,
+    SignedUser(claims): SignedUser,
+    ApiPath(lease_id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>> {
+    let beat: Heartbeat = if body.iter().all(u8::is_ascii_whitespace) {
+        Heartbeat::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::unprocessable("invalid_request", format!("heartbeat body: {e}")))?
+    };
+    let idle = beat.idle_seconds.unwrap_or(0);
+    if !(0..=10 * 365 * 86_400).contains(&idle) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "`idle_seconds` must be a non-negative number of seconds",
+        ));
+    }
+    let now = state.now();
+    let expires_at = now + state.config.lease_ttl.ms();
+    let row = leases_store::heartbeat(
+        &state.db.pool,
+        &leases_store::BeatArgs {
+            lease_id: &lease_id,
+            user_id: &claims.sub,
+            sid: &claims.sid,
+            jti: &claims.jti,
+            now,
+            expires_at,
+            idle_seconds: idle,
+        },
+    )
+    .await?;
+    let Some(row) = row else {
+        return Err(why_not_live(&state, &claims, &lease_id, now).await);
+    };
+    if row.license_expires_at.is_some_and(|e| e <= now) {
+        leases_store::end(&state.db.pool, &lease_id, "license_expired", now).await?;
+        return Err(ApiError::gone("license_expired", "the license has expired; the seat is released"));
+    }
+    if let Some(limit) = row.idle_timeout_s
+        && idle >= limit
+    {
+        leases_store::end(&state.db.pool, &lease_id, "idle", now).await?;
+        state.metrics.event("seat_disconnect", "idle");
+        return Err(ApiError::gone(
+            "lease_revoked",
+            format!("disconnected after {} idle minutes by your organisation's policy", limit / 60),
+        ));
+    }
+    // A fixed seat does not store its computer's name; the product told it to us in the lease token.
+    let machine = row.machine.unwrap_or_default();
+    let token = sign_lease(&state, &claims.sub, &lease_id, &row.license_id, &row.product, &machine, now)?;
+    Ok(Json(json!({
+        "lease_id": lease_id,
+        "license_id": row.license_id,
+        "lease_token": token,
+        "expires_at": clock::rfc3339(expires_at),
+        "heartbeat_interval_s": state.config.heartbeat_interval.secs(),
+        "lease_ttl_s": state.config.lease_ttl.secs(),
+        "offline_grace_s": state.config.offline_grace.secs(),
+    })))
+}
+
+/// Why a heartbeat found no live lease of the caller's.
+async fn why_not_live(state: &AppState, claims: &AccessClaims, lease_id: &str, now: Millis) -> ApiError {
+    let lease = match leases_store::by_id(&state.db.pool, lease_id).await {
+        Ok(l) => l,
+        Err(e) => return e.into(),
+    };
+    let Some(lease) = lease.filter(|l| l.user_id == claims.sub) else {
+        return ApiError::not_found("no such lease");
+    };
+    if let Err(e) = crate::auth::ensure_not_revoked(state, claims).await {
+        return e;
+    }
+    match lease.end_reason.as_deref() {
+        Some("released") => ApiError::gone("lease_revoked", "this lease was released; check out a new seat"),
+        Some("idle") => ApiError::gone("lease_revoked", "this seat was disconnected for being idle"),
+        Some("license_expired") => ApiError::gone("license_expired", "the license has expired"),
+        Some(_) => ApiError::gone("lease_revoked", "an administrator disconnected this seat"),
+        None if lease.expires_at <= now => {
+            ApiError::gone("lease_expired", "this lease lapsed without heartbeats; check out a seat again")
+        }
+        None => ApiError::internal("live lease refused a heartbeat"),
+    }
+}
+
+/// Release (the owner, when the product exits) or disconnect (an administrator of its entity).
+#[tracing::instrument(skip_all)]
+pub async fn release_json(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ApiPath(lease_id): ApiPath<String>,
+) -> Result<StatusCode> {
+    let now = state.now();
+    let lease = leases_store::by_id(&state.db.pool, &lease_id).await?;
+    let token = crate::auth::bearer_from(&headers)?;
+    // The owner's token (any client) releases; an administrator's disconnects.
+    if !token.starts_with(crate::auth::OPERATOR_KEY_PREFIX) {
+        let claims = crate::auth::user_from(&state, token).await?;
+        if let Some(l) = lease.as_ref().filter(|l| l.user_id == claims.sub) {
+            leases_store::end(&state.db.pool, &l.id, "released", now).await?;
+            state.metrics.event("seat_release", "owner");
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
+    let admin = Admin::from_token(&state, token).await?;
+    let license = match &lease {
+        Some(l) => store::licenses::license_by_id(&state.db.pool, &l.license_id).await?,
+        None => None,
+    };
+    admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
+    let lease = lease.ok_or_else(|| ApiError::not_found("no such lease"))?;
+    if leases_store::end(&state.db.pool, &lease.id, "revoked", now).await? {
+        state.metrics.event("seat_release", "disconnected");
+        tracing::info!(lease = %lease.id, license = %lease.license_id, "seat disconnected by an administrator");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An administrator's view of the live seats of a license.
+pub async fn list_seats(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let license = store::licenses::license_by_id(&state.db.pool, &id).await?;
+    admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
+    let license = license.ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let now = state.now();
+    let rows = leases_store::live_seats(&state.db.pool, &license.id, now).await?;
+    let seats: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "lease_id": r.id,
+                "email": r.email,
+                "since": clock::rfc3339(r.created_at),
+                "last_heartbeat": clock::rfc3339(r.last_heartbeat_at),
+                "idle_seconds": r.idle_seconds,
+                "expires_at": clock::rfc3339(r.expires_at),
+            });
+            if !license.is_fixed() {
+                v["machine"] = json!(r.machine);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({ "license_id": license.id, "type": license.kind, "seats": license.seats, "in_use": seats.len(), "leases": seats }),
+    ))
+}
+
+/// An assignment was revoked: its holder's seats on that license end now.
+pub async fn end_leases_of_assignment(tx: &mut Tx, license_id: &str, user_id: &str, now: Millis) -> Result<u64> {
+    Ok(leases_store::end_all_of_user_on_license(&mut **tx, license_id, user_id, "unassigned", now).await?)
+}

@@ -1,0 +1,276 @@
+//! Seat leases and denials. A lease is live while `ended_at IS NULL AND expires_at > now`.
+
+use sqlx::{AnyExecutor, FromRow};
+
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Lease {
+    pub id: String,
+    pub license_id: String,
+    pub user_id: String,
+    pub machine: Option<String>,
+    pub machine_hash: String,
+    pub created_at: Millis,
+    pub last_heartbeat_at: Millis,
+    pub expires_at: Millis,
+    pub idle_seconds: i64,
+    pub ended_at: Option<Millis>,
+    pub end_reason: Option<String>,
+}
+
+const LEASE_COLS: &str = "id, license_id, user_id, machine, machine_hash, created_at, last_heartbeat_at, expires_at, \
+                          idle_seconds, ended_at, end_reason";
+
+pub async fn insert<'e>(db: impl AnyExecutor<'e>, l: &Lease) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO leases (id, license_id, user_id, machine, machine_hash, created_at, last_heartbeat_at, expires_at, idle_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&l.id)
+    .bind(&l.license_id)
+    .bind(&l.user_id)
+    .bind(&l.machine)
+    .bind(&l.machine_hash)
+    .bind(l.created_at)
+    .bind(l.last_heartbeat_at)
+    .bind(l.expires_at)
+    .bind(l.idle_seconds)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+pub async fn by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<Option<Lease>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {LEASE_COLS} FROM leases WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The user's live leases on a license.
+pub async fn live_of_user<'e>(
+    db: impl AnyExecutor<'e>,
+    user_id: &str,
+    license_id: &str,
+    now: Millis,
+) -> sqlx::Result<Vec<Lease>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LEASE_COLS} FROM leases WHERE user_id = $1 AND license_id = $2 AND ended_at IS NULL AND expires_at > $3"
+    )))
+    .bind(user_id)
+    .bind(license_id)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_live<'e>(db: impl AnyExecutor<'e>, license_id: &str, now: Millis) -> sqlx::Result<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM leases WHERE license_id = $1 AND ended_at IS NULL AND expires_at > $2")
+            .bind(license_id)
+            .bind(now)
+            .fetch_one(db)
+            .await?;
+    Ok(n)
+}
+
+/// Extend a live lease (a heartbeat, or a re-run on the same machine). Returns false when the lease
+/// is not live any more.
+pub async fn extend<'e>(
+    db: impl AnyExecutor<'e>,
+    id: &str,
+    now: Millis,
+    expires_at: Millis,
+    idle_seconds: i64,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE leases SET last_heartbeat_at = $1, expires_at = $2, idle_seconds = $3 \
+         WHERE id = $4 AND ended_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(expires_at)
+    .bind(idle_seconds)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What a heartbeat learns about its lease and license.
+#[derive(Debug, Clone, FromRow)]
+pub struct Beat {
+    pub license_id: String,
+    pub machine: Option<String>,
+    pub idle_timeout_s: Option<i64>,
+    pub license_expires_at: Option<Millis>,
+    pub product: String,
+}
+
+pub struct BeatArgs<'a> {
+    pub lease_id: &'a str,
+    pub user_id: &'a str,
+    /// The caller's session and token: a revoked one cannot keep a seat.
+    pub sid: &'a str,
+    pub jti: &'a str,
+    pub now: Millis,
+    pub expires_at: Millis,
+    pub idle_seconds: i64,
+}
+
+/// The heartbeat in one statement: extend the caller's live lease unless its session or its access
+/// token was revoked, and read back the license's policy. `None`: the caller finds out why.
+pub async fn heartbeat<'e>(db: impl AnyExecutor<'e>, a: &BeatArgs<'_>) -> sqlx::Result<Option<Beat>> {
+    sqlx::query_as(
+        "UPDATE leases SET last_heartbeat_at = $1, expires_at = $2, idle_seconds = $3 \
+         WHERE id = $4 AND user_id = $5 AND ended_at IS NULL AND expires_at > $1 \
+           AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $6 AND f.revoked_at IS NOT NULL) \
+           AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $7) \
+         RETURNING license_id, machine, \
+           (SELECT c.idle_timeout_s FROM licenses c WHERE c.id = leases.license_id) AS idle_timeout_s, \
+           (SELECT c.expires_at FROM licenses c WHERE c.id = leases.license_id) AS license_expires_at, \
+           (SELECT p.sku FROM licenses c JOIN products p ON p.id = c.product_id WHERE c.id = leases.license_id) AS product",
+    )
+    .bind(a.now)
+    .bind(a.expires_at)
+    .bind(a.idle_seconds)
+    .bind(a.lease_id)
+    .bind(a.user_id)
+    .bind(a.sid)
+    .bind(a.jti)
+    .fetch_optional(db)
+    .await
+}
+
+/// A license the user may draw a seat of `product` from.
+#[derive(Debug, Clone, FromRow)]
+pub struct Candidate {
+    pub id: String,
+    pub kind: String,
+    pub seats: i64,
+    pub expires_at: Option<Millis>,
+}
+
+pub async fn candidates<'e>(db: impl AnyExecutor<'e>, user_id: &str, product: &str) -> sqlx::Result<Vec<Candidate>> {
+    sqlx::query_as(
+        "SELECT l.id, l.kind, l.seats, l.expires_at FROM assignments a \
+         JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id \
+         WHERE a.user_id = $1 AND p.sku = $2",
+    )
+    .bind(user_id)
+    .bind(product)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn end<'e>(db: impl AnyExecutor<'e>, id: &str, reason: &str, now: Millis) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE leases SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn end_all_of_user_on_license<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    user_id: &str,
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query(
+        "UPDATE leases SET ended_at = $1, end_reason = $2 \
+         WHERE license_id = $3 AND user_id = $4 AND ended_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(license_id)
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SeatRow {
+    pub id: String,
+    pub email: String,
+    pub machine: Option<String>,
+    pub created_at: Millis,
+    pub last_heartbeat_at: Millis,
+    pub idle_seconds: i64,
+    pub expires_at: Millis,
+}
+
+pub async fn live_seats<'e>(db: impl AnyExecutor<'e>, license_id: &str, now: Millis) -> sqlx::Result<Vec<SeatRow>> {
+    sqlx::query_as(
+        "SELECT l.id, u.email, l.machine, l.created_at, l.last_heartbeat_at, l.idle_seconds, l.expires_at \
+         FROM leases l JOIN users u ON u.id = l.user_id \
+         WHERE l.license_id = $1 AND l.ended_at IS NULL AND l.expires_at > $2 ORDER BY l.created_at",
+    )
+    .bind(license_id)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn record_denial<'e>(db: impl AnyExecutor<'e>, license_id: &str, day: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO seat_denials (license_id, day, denials) VALUES ($1, $2, 1) \
+         ON CONFLICT (license_id, day) DO UPDATE SET denials = seat_denials.denials + 1",
+    )
+    .bind(license_id)
+    .bind(day)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// A lease as a usage interval: [start, end) in unix ms.
+#[derive(Debug, Clone, FromRow)]
+pub struct Interval {
+    pub license_id: String,
+    pub user_id: String,
+    pub start: Millis,
+    pub end: Millis,
+}
+
+/// Every lease of the entity's licenses that overlaps [from, to).
+pub async fn intervals<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    from: Millis,
+    to: Millis,
+) -> sqlx::Result<Vec<Interval>> {
+    sqlx::query_as(
+        "SELECT l.license_id, l.user_id, l.created_at AS start, COALESCE(l.ended_at, l.expires_at) AS \"end\" \
+         FROM leases l JOIN licenses c ON c.id = l.license_id \
+         WHERE c.entity_id = $1 AND l.created_at < $3 AND COALESCE(l.ended_at, l.expires_at) > $2",
+    )
+    .bind(entity_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn denials<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    from_day: &str,
+    to_day: &str,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        "SELECT d.license_id, d.day, d.denials FROM seat_denials d JOIN licenses c ON c.id = d.license_id \
+         WHERE c.entity_id = $1 AND d.day >= $2 AND d.day <= $3",
+    )
+    .bind(entity_id)
+    .bind(from_day)
+    .bind(to_day)
+    .fetch_all(db)
+    .await
+}
