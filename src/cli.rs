@@ -34,6 +34,8 @@ pub enum Command {
     /// Token-signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Run a simulated product: sign in, hold a seat, heartbeat, release on Ctrl-C.
+    Product(crate::product::ProductArgs),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Operator key `{name}` created. It is shown only now: store it in your secrets manager.");
             Ok(())
         }
+        Command::Product(args) => crate::product::run(args).await,
         Command::Keys(KeysCmd::Rotate { alg }) => {
             let (db, master) = open_db(&cli.config).await?;
             let kid = keys::rotate(&db, &master, alg, clock.now()).await?;

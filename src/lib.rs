@@ -13,6 +13,7 @@ pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
+pub mod product;
 pub mod saml;
 pub mod store;
 pub mod tls;

@@ -266,6 +266,16 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Stop serving (graceful shutdown), as when the server goes away.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

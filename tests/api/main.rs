@@ -7,5 +7,6 @@ mod helpers;
 mod licenses;
 mod mail;
 mod operations;
+mod product;
 mod seats;
 mod tokens;
