@@ -186,6 +186,12 @@ async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
         if let Err(e) = crate::store::throttle::purge(&state.db.pool, now - 86_400_000).await {
             tracing::warn!(error = %e, "purging throttle counters");
         }
+        if let Err(e) = crate::store::sessions::purge(&state.db.pool, now).await {
+            tracing::warn!(error = %e, "purging sessions and codes");
+        }
+        if let Err(e) = crate::store::sso::purge(&state.db.pool, now).await {
+            tracing::warn!(error = %e, "purging SAML requests and replay cache");
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::{app::AppState, auth::PORTAL_CLIENT, error::Result, store};
 
-pub use token::password_login;
+pub use token::{check_client, password_login};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,6 +24,9 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/token", post(token::token))
         .route("/oauth/revoke", post(revoke::revoke))
         .route("/oauth/introspect", post(revoke::introspect))
+        .route("/oauth/authorize", get(crate::web::authorize::authorize))
+        .route("/oauth/authorize/resume", get(crate::web::authorize::resume))
+        .route("/oauth/device_authorization", post(crate::web::device::device_authorization))
 }
 
 async fn metadata(State(state): State<AppState>) -> impl IntoResponse {

@@ -24,7 +24,13 @@ pub struct TokenForm {
     username: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    code: Option<String>,
+    code_verifier: Option<String>,
+    redirect_uri: Option<String>,
+    device_code: Option<String>,
 }
+
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str> {
     v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_request(format!("`{name}` is required")))
@@ -37,6 +43,19 @@ pub async fn token(State(state): State<AppState>, ip: ClientIp, OAuthForm(form):
     let result = match grant.as_str() {
         "password" => password_grant(&state, ip, &form).await,
         "refresh_token" => refresh_grant(&state, &form).await,
+        "authorization_code" => {
+            crate::web::authorize::code_grant(
+                &state,
+                form.client_id.as_deref(),
+                form.code.as_deref(),
+                form.code_verifier.as_deref(),
+                form.redirect_uri.as_deref(),
+            )
+            .await
+        }
+        DEVICE_GRANT => {
+            crate::web::device::device_grant(&state, form.client_id.as_deref(), form.device_code.as_deref()).await
+        }
         "" => Err(ApiError::invalid_request("`grant_type` is required")),
         _ => Err(ApiError::oauth(
             axum::http::StatusCode::BAD_REQUEST,

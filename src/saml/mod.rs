@@ -1,14 +1,5 @@
 //! SAML 2.0 single sign-on per entity.
 
-use sqlx::AnyExecutor;
+pub mod policy;
 
-use crate::{app::AppState, error::Result, store::accounts::User};
-
-/// Where `user` must sign in when their entity requires SSO; `None` when passwords are allowed.
-pub async fn sso_login_url_for<'e>(
-    _db: impl AnyExecutor<'e>,
-    _state: &AppState,
-    _user: &User,
-) -> Result<Option<String>> {
-    Ok(None)
-}
+pub use policy::{sso_entity_for_email, sso_login_url_for};

@@ -72,7 +72,8 @@ pub async fn supersede_signing_keys<'e>(db: impl AnyExecutor<'e>, except_kid: &s
 pub async fn live_signing_keys<'e>(db: impl AnyExecutor<'e>, cutoff: Millis) -> sqlx::Result<Vec<SigningKeyRow>> {
     sqlx::query_as(
         "SELECT kid, alg, sealed_private, public_jwk, created_at, superseded_at FROM signing_keys \
-         WHERE superseded_at IS NULL OR superseded_at > $1 ORDER BY created_at DESC, kid DESC",
+         WHERE superseded_at IS NULL OR superseded_at > $1 \
+         ORDER BY CASE WHEN superseded_at IS NULL THEN 0 ELSE 1 END, created_at DESC, kid DESC",
     )
     .bind(cutoff)
     .fetch_all(db)

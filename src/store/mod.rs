@@ -8,6 +8,8 @@ pub mod keys;
 pub mod leases;
 pub mod licenses;
 pub mod outbox;
+pub mod sessions;
+pub mod sso;
 pub mod throttle;
 pub mod tokens;
 
@@ -52,7 +54,8 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[EmbeddedMigration] = &[migration!(1, "0001_core"), migration!(2, "0002_seats")];
+const MIGRATIONS: &[EmbeddedMigration] =
+    &[migration!(1, "0001_core"), migration!(2, "0002_seats"), migration!(3, "0003_sso")];
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

@@ -39,6 +39,9 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: i64,
     pub refresh_token: String,
+    /// The session (refresh family) the tokens belong to; not part of the response.
+    #[serde(skip)]
+    pub family_id: String,
 }
 
 /// How the user proved who they are.
@@ -118,7 +121,7 @@ pub async fn issue_in(
     .await?;
     let subject = Subject { user_id: &user.id, email: &user.email, entity_slug };
     let (access_token, expires_in) = sign_access(state, &subject, client_id, amr.as_str(), &family, now)?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: refresh })
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: refresh, family_id: family })
 }
 
 pub async fn issue(
@@ -190,7 +193,13 @@ pub async fn refresh(
     let (access_token, expires_in) = sign_access(state, &subject, &spent.client_id, &spent.amr, &spent.family_id, now)?;
     tx.commit().await?;
     state.metrics.token_issued("refresh");
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: fresh })
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: fresh,
+        family_id: spent.family_id,
+    })
 }
 
 async fn subject_of(tx: &mut Tx, user_id: &str) -> sqlx::Result<Option<(String, String)>> {

@@ -1,13 +1,18 @@
 //! HTML pages (askama templates in `templates/pages/`). They work without JavaScript, send no
 //! referrer (their URLs can hold single-use tokens) and are never cached.
 
+pub mod authorize;
+pub mod device;
+pub mod login;
+pub mod session;
+
 use askama::Template;
 use axum::{
     Form, Router,
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde::Deserialize;
 
@@ -24,6 +29,11 @@ pub fn router() -> Router<AppState> {
         .route("/account/reset", get(reset_page).post(password_submit))
         .route("/account/forgot", get(forgot_page).post(forgot_submit))
         .route("/share/{token}", get(share_page).post(share_submit))
+        .route("/login", get(login::login_page).post(login::login_email))
+        .route("/login/password", post(login::login_password))
+        .route("/logout", post(login::logout))
+        .route("/account", get(login::account_page))
+        .route("/device", get(device::device_page).post(device::device_decide))
 }
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \

@@ -1,0 +1,363 @@
+//! Browser sign-in, the authorization-code flow with PKCE on a loopback redirect, and the device
+//! flow, for password users (SSO users go through the same flows; see sso.rs).
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-extra-entropy";
+
+pub fn challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(openssl::sha::sha256(verifier.as_bytes()))
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    assert!(r.status().is_redirection(), "expected a redirect, got {}", r.status());
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// An absolute URL for a Location that may be relative.
+pub fn absolute(app: &TestApp, loc: &str) -> String {
+    if loc.starts_with('/') { app.url(loc) } else { loc.to_string() }
+}
+
+pub fn authorize_path(client: &str, redirect: &str, state: &str, verifier: &str) -> String {
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("code_challenge", &challenge(verifier))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", state)
+        .finish();
+    format!("/oauth/authorize?{q}")
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.to_string())
+}
+
+/// Sign in through the login pages with a password; returns where the browser ends up.
+async fn password_sign_in(app: &TestApp, login_url: &str, email: &str, password: &str) -> reqwest::Response {
+    let page = app.client.get(absolute(app, login_url)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let return_to = html
+        .split("name=\"return_to\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#x3d;", "=")
+        .replace("&#61;", "=");
+    let r = app.form("/login", &[("email", email), ("return_to", &return_to)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("type=\"password\""));
+    app.form("/login/password", &[("email", email), ("password", password), ("return_to", &return_to)]).await
+}
+
+async fn exchange(app: &TestApp, code: &str, redirect: &str, verifier: &str, client: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+            ("client_id", client),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn licensed_user(app: &TestApp) -> String {
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 5).await;
+    app.licensed_user(&license, "bob", &admin).await
+}
+
+#[tokio::test]
+async fn a_product_signs_a_password_user_in_through_the_browser_with_pkce() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+    let redirect = "http://127.0.0.1:53117/callback";
+
+    let r = app.get(&authorize_path("readyapi", redirect, "xyz-state", VERIFIER), None).await;
+    let login = location(&r);
+    assert!(login.starts_with("/login?return_to="), "{login}");
+    let r = password_sign_in(&app, &login, &email, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    let resume = location(&r);
+    let r = app.get(&resume, None).await;
+    let back = location(&r);
+    assert!(back.starts_with(redirect), "{back}");
+    assert_eq!(query_param(&back, "state").as_deref(), Some("xyz-state"));
+    let code = query_param(&back, "code").unwrap();
+
+    let r = exchange(&app, &code, redirect, VERIFIER, "readyapi").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    let me: Value = app.get("/api/v1/me", t["access_token"].as_str()).await.json().await.unwrap();
+    assert_eq!(me["email"], email);
+    assert_eq!(me["amr"], json!(["pwd"]));
+
+    // The code works once; its second use also ends the session it started.
+    assert_oauth_error(
+        exchange(&app, &code, redirect, VERIFIER, "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        app.refresh_grant(t["refresh_token"].as_str().unwrap(), "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+
+    // The browser is signed in now: the next product sign-in needs no page, on any port.
+    let other = "http://[::1]:40001/cb";
+    let r = app.get(&authorize_path("readyapi", other, "s2", VERIFIER), None).await;
+    let back = location(&r);
+    assert!(back.starts_with(other), "{back}");
+    assert_eq!(query_param(&back, "state").as_deref(), Some("s2"));
+}
+
+#[tokio::test]
+async fn the_code_exchange_checks_pkce_client_redirect_and_time() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+    let redirect = "http://127.0.0.1:5000/cb";
+    let r = password_sign_in(&app, "/login", &email, PASSWORD).await;
+    assert_eq!(location(&r), "/account");
+    let code = || async {
+        let r = app.get(&authorize_path("readyapi", redirect, "s", VERIFIER), None).await;
+        query_param(&location(&r), "code").unwrap()
+    };
+    let c = code().await;
+    assert_oauth_error(
+        exchange(&app, &c, redirect, "wrong-verifier-wrong-verifier-wrong-verifier-x", "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let c = code().await;
+    assert_oauth_error(
+        exchange(&app, &c, "http://127.0.0.1:5000/other", VERIFIER, "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let c = code().await;
+    assert_oauth_error(
+        exchange(&app, &c, redirect, VERIFIER, "portal").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let c = code().await;
+    app.advance(Duration::from_secs(61));
+    assert_oauth_error(
+        exchange(&app, &c, redirect, VERIFIER, "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let r = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("client_id", "readyapi")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_oauth_error(
+        exchange(&app, "lk_ac_unknown", redirect, VERIFIER, "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn authorize_refuses_bad_requests_without_redirecting_to_unchecked_addresses() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    // Not a loopback address, or an unknown client: an error page here, never a redirect there.
+    for (client, redirect) in [
+        ("readyapi", "https://evil.example/cb"),
+        ("readyapi", "http://localhost:5000/cb"),
+        ("readyapi", "http://127.0.0.1.evil.example/cb"),
+        ("nope", "http://127.0.0.1:5000/cb"),
+    ] {
+        let r = app.get(&authorize_path(client, redirect, "s", VERIFIER), None).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{client} {redirect}");
+    }
+    // PKCE is required, S256 only: the error goes back to the (valid) loopback address.
+    let redirect = "http://127.0.0.1:5000/cb";
+    let plain = format!(
+        "/oauth/authorize?response_type=code&client_id=readyapi&redirect_uri={}&code_challenge={}&code_challenge_method=plain&state=s",
+        urlencode(redirect),
+        challenge(VERIFIER)
+    );
+    let none =
+        format!("/oauth/authorize?response_type=code&client_id=readyapi&redirect_uri={}&state=s", urlencode(redirect));
+    let token = format!(
+        "/oauth/authorize?response_type=token&client_id=readyapi&redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        urlencode(redirect),
+        challenge(VERIFIER)
+    );
+    for (path, error) in [(plain, "invalid_request"), (none, "invalid_request"), (token, "unsupported_response_type")] {
+        let r = app.get(&path, None).await;
+        let back = location(&r);
+        assert!(back.starts_with(redirect), "{back}");
+        assert_eq!(query_param(&back, "error").as_deref(), Some(error), "{back}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn sign_in_never_redirects_off_site_and_sign_out_needs_the_form() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+    for evil in ["https://evil.example/", "//evil.example/x", "/\\evil.example"] {
+        let r = app.form("/login/password", &[("email", &email), ("password", PASSWORD), ("return_to", evil)]).await;
+        assert_eq!(location(&r), "/account", "{evil}");
+    }
+    let account = app.get("/account", None).await.text().await.unwrap();
+    assert!(account.contains(&email));
+    // Signing out needs the page's token (no cross-site sign-out).
+    let r = app.form("/logout", &[]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let csrf = account.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = app.form("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.get("/account", None).await;
+    assert!(location(&r).starts_with("/login"));
+    // A wrong password is refused on the page too, with the same words for an unknown account.
+    let r = app
+        .form(
+            "/login/password",
+            &[("email", &email), ("password", "not my password at all"), ("return_to", "/account")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let a = r.text().await.unwrap();
+    let r = app
+        .form(
+            "/login/password",
+            &[("email", &app.email("nobody")), ("password", "not my password at all"), ("return_to", "/account")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(a.contains("Wrong email or password") && r.text().await.unwrap().contains("Wrong email or password"));
+}
+
+async fn device_start(app: &TestApp, client: &str) -> Value {
+    let r =
+        app.client.post(app.url("/oauth/device_authorization")).form(&[("client_id", client)]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn device_poll(app: &TestApp, device_code: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+            ("client_id", "readyapi"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Approve (or deny) a device code in the signed-in browser.
+pub async fn device_decide(app: &TestApp, user_code: &str, decision: &str) -> reqwest::Response {
+    let page = app.get(&format!("/device?user_code={}", user_code.to_lowercase()), None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("READYAPI") && html.contains(user_code), "{html}");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    app.form("/device", &[("csrf", &csrf), ("user_code", user_code), ("decision", decision)]).await
+}
+
+#[tokio::test]
+async fn a_headless_product_signs_in_with_the_device_flow() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+    let d = device_start(&app, "readyapi").await;
+    assert_eq!(d["verification_uri"], app.url("/device"));
+    assert_eq!(d["interval"], 5);
+    let (device_code, user_code) = (d["device_code"].as_str().unwrap(), d["user_code"].as_str().unwrap());
+    assert_oauth_error(device_poll(&app, device_code).await, StatusCode::BAD_REQUEST, "authorization_pending").await;
+    let v = assert_oauth_error(device_poll(&app, device_code).await, StatusCode::BAD_REQUEST, "slow_down").await;
+    assert_eq!(v["interval"], 10);
+
+    // The user opens the page: signing in first, then approving.
+    let r = app.get(&format!("/device?user_code={user_code}"), None).await;
+    let login = location(&r);
+    password_sign_in(&app, &login, &email, PASSWORD).await;
+    let r = device_decide(&app, user_code, "approve").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.advance(Duration::from_secs(11));
+    let r = device_poll(&app, device_code).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    let me: Value = app.get("/api/v1/me", t["access_token"].as_str()).await.json().await.unwrap();
+    assert_eq!(me["email"], email);
+    // Once only.
+    assert_oauth_error(device_poll(&app, device_code).await, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    // Denied, and expired.
+    let d = device_start(&app, "readyapi").await;
+    device_decide(&app, d["user_code"].as_str().unwrap(), "deny").await;
+    assert_oauth_error(
+        device_poll(&app, d["device_code"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "access_denied",
+    )
+    .await;
+    let d = device_start(&app, "readyapi").await;
+    app.advance(Duration::from_secs(601));
+    assert_oauth_error(
+        device_poll(&app, d["device_code"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "expired_token",
+    )
+    .await;
+    let r = app.get(&format!("/device?user_code={}", d["user_code"].as_str().unwrap()), None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Without the page's token nothing is approved.
+    let d = device_start(&app, "readyapi").await;
+    let r = app
+        .form(
+            "/device",
+            &[("csrf", "forged"), ("user_code", d["user_code"].as_str().unwrap()), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_oauth_error(
+        device_poll(&app, d["device_code"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    )
+    .await;
+    let r =
+        app.client.post(app.url("/oauth/device_authorization")).form(&[("client_id", "nope")]).send().await.unwrap();
+    assert_oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
