@@ -93,6 +93,11 @@ impl Db {
         }
         let pool =
             opts.connect(url).await.with_context(|| format!("connecting to {}", crate::config::redact_url(url)))?;
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_path(url)
+        {
+            restrict_permissions(&path);
+        }
         Ok(Db { pool, backend })
     }
 
@@ -129,6 +134,23 @@ impl Db {
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+}
+
+/// The database holds hashes and emails: readable by its owner only (and its WAL files with it).
+fn restrict_permissions(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            if let Ok(m) = std::fs::metadata(&p)
+                && m.permissions().mode() & 0o077 != 0
+            {
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
+        }
     }
 }
 

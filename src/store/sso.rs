@@ -148,6 +148,7 @@ pub async fn insert_request<'e>(db: impl AnyExecutor<'e>, r: &PendingRequest<'_>
 #[derive(Debug, Clone, FromRow)]
 pub struct Pending {
     pub id: String,
+    pub relay_hash: String,
     pub entity_id: String,
     pub browser_hash: String,
     pub return_to: Option<String>,
@@ -156,11 +157,12 @@ pub struct Pending {
 
 /// Take (read and delete) a pending request: each AuthnRequest ID answers once.
 pub async fn take_request(tx: &mut crate::store::Tx, id: &str) -> sqlx::Result<Option<Pending>> {
-    let p: Option<Pending> =
-        sqlx::query_as("SELECT id, entity_id, browser_hash, return_to, expires_at FROM saml_requests WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let p: Option<Pending> = sqlx::query_as(
+        "SELECT id, relay_hash, entity_id, browser_hash, return_to, expires_at FROM saml_requests WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
     if p.is_some() {
         sqlx::query("DELETE FROM saml_requests WHERE id = $1").bind(id).execute(&mut **tx).await?;
     }

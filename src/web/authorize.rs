@@ -87,7 +87,11 @@ pub async fn authorize(
     match crate::oauth::is_known_client(&state, &client_id).await {
         Ok(true) => {}
         Ok(false) => {
-            return message(StatusCode::BAD_REQUEST, "Unknown product", "This product is not registered with latchkey.");
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Unknown product",
+                "This product is not registered with latchkey.",
+            );
         }
         Err(e) => return e.into_response(),
     }
