@@ -67,13 +67,23 @@ async fn without_smtp_mail_is_written_as_eml_files() {
     // spawn_app_with defaults smtp_url to the shared sink before the tweak runs; the tweak unset it.
     app.create_product("readyapi").await;
     app.create_entity("acme").await;
-    app.drain_mail().await;
     let dir = app.dir.join("outbox");
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .collect();
+    let eml = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .collect::<Vec<_>>()
+    };
+    // The background worker may be the one writing it: wait for the file.
+    for _ in 0..200 {
+        app.drain_mail().await;
+        if !eml().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let files = eml();
     assert_eq!(files.len(), 1);
     let eml = std::fs::read_to_string(files[0].path()).unwrap();
     assert!(eml.contains("multipart/alternative"), "{eml}");
