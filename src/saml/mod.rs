@@ -1,4 +1,21 @@
-//! SAML 2.0 single sign-on per entity.
+//! SAML 2.0 single sign-on per entity: the service-provider core as pure functions (no HTTP, no
+//! database). `metadata` imports an IdP's metadata, `sp` makes the entity's own key pair and SP
+//! metadata, `authn` builds the AuthnRequest, `acs` validates the Response that comes back, and
+//! `vendors` finds the user's email where each IdP puts it.
+//!
+//! Signature checks go through samael's xmlsec binding. They are blocking (about 1 ms each):
+//! call `acs::validate_response` and `authn::build_authn_request` (POST binding, signed) from
+//! `spawn_blocking`.
+
+pub mod acs;
+pub mod metadata;
+pub mod sp;
+
+mod scan;
+mod xml;
+
+#[cfg(test)]
+mod test_support;
 
 use sqlx::AnyExecutor;
 
