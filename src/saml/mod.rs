@@ -8,6 +8,7 @@
 //! `spawn_blocking`.
 
 pub mod acs;
+pub mod authn;
 pub mod metadata;
 pub mod sp;
 

@@ -55,3 +55,9 @@ pub fn expected<'a>(idp_entity_id: &'a str, certs: &'a [Vec<u8>]) -> Expected<'a
         now_ms: NOW_MS,
     }
 }
+
+/// One SP key pair per test process (RSA 3072 generation takes a while).
+pub fn sp_keys() -> &'static super::sp::SpKeys {
+    static KEYS: std::sync::OnceLock<super::sp::SpKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| super::sp::generate_sp_keys("sso.latchkey.test acme", ISSUED_MS).expect("SP keys"))
+}

@@ -304,6 +304,7 @@ fn results_cross_thread_boundaries() {
     send_sync::<AcsError>();
     send_sync::<crate::saml::metadata::IdpMetadata>();
     send_sync::<crate::saml::metadata::MetadataError>();
+    send_sync::<crate::saml::authn::BuiltRequest>();
 }
 
 #[test]
