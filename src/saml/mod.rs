@@ -11,6 +11,7 @@ pub mod acs;
 pub mod authn;
 pub mod metadata;
 pub mod sp;
+pub mod vendors;
 
 mod scan;
 mod xml;
