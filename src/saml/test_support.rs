@@ -61,3 +61,43 @@ pub fn sp_keys() -> &'static super::sp::SpKeys {
     static KEYS: std::sync::OnceLock<super::sp::SpKeys> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| super::sp::generate_sp_keys("sso.latchkey.test acme", ISSUED_MS).expect("SP keys"))
 }
+
+/// The `python3` to run the test IdP with (`PYTHON` overrides), when it and its packages are
+/// installed. Tests that need it skip (with a note) otherwise, unless
+/// `LATCHKEY_REQUIRE_PYTHON_TESTS=1` makes the absence a failure.
+pub fn python() -> Option<String> {
+    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import saml2, lxml, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        std::env::var("LATCHKEY_REQUIRE_PYTHON_TESTS").is_err(),
+        "python3 with pysaml2 is required (LATCHKEY_REQUIRE_PYTHON_TESTS is set)"
+    );
+    eprintln!("skipped: python3 with pysaml2 is not available");
+    None
+}
+
+/// Runs `tests/support/saml_idp.py <command> --json -` with `params` on stdin.
+pub fn saml_idp(py: &str, command: &str, params: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write;
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/saml_idp.py");
+    let mut child = std::process::Command::new(py)
+        .arg(tool)
+        .args([command, "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn saml_idp.py");
+    child.stdin.take().expect("stdin").write_all(params.to_string().as_bytes()).expect("write params");
+    let out = child.wait_with_output().expect("saml_idp.py");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("saml_idp.py {command}: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "saml_idp.py {command} failed: {v}\n{}", String::from_utf8_lossy(&out.stderr));
+    v
+}
