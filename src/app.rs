@@ -206,6 +206,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oauth::router())
         .merge(crate::accounts::router())
         .merge(crate::licenses::router())
+        .merge(crate::saml::router())
         .merge(crate::web::router());
     for (name, value) in static_headers {
         r = r.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));

@@ -330,6 +330,14 @@ impl TestApp {
         r.send().await.unwrap()
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut r = self.client.put(self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
         let mut r = self.client.delete(self.url(path));
         if let Some(t) = token {

@@ -11,4 +11,5 @@ mod mail;
 mod operations;
 mod product;
 mod seats;
+mod sso;
 mod tokens;

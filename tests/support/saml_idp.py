@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from lxml import etree
@@ -1382,7 +1382,11 @@ def cmd_idp_login(p: dict) -> dict:
         one = lambda k: query[k][0] if k in query else None  # noqa: E731
         binding = BINDING_HTTP_REDIRECT
         saml_request, relay_state, sig_alg, signature = one("SAMLRequest"), one("RelayState"), one("SigAlg"), one("Signature")
-        sso_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        # The IdP's own query parameters (Google's ?idpid=...) are part of its endpoint, and of
+        # the request's Destination; only the binding's parameters are not.
+        own = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+               if k not in ("SAMLRequest", "RelayState", "SigAlg", "Signature")]
+        sso_url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(own), ""))
         if saml_request is None:
             raise UsageError("url has no SAMLRequest parameter")
     elif q.get("saml_request"):
