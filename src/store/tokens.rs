@@ -50,29 +50,85 @@ pub async fn insert_refresh<'e>(db: impl AnyExecutor<'e>, r: &NewRefresh<'_>) ->
     .map(|_| ())
 }
 
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    /// When given, only a token issued to this client is spent.
+    pub client_id: Option<&'a str>,
+    pub now: Millis,
+    pub expires_at: Millis,
+}
+
+/// A spent refresh token's session and subject.
 #[derive(Debug, Clone, FromRow)]
-pub struct SpentRefresh {
+pub struct Rotated {
     pub family_id: String,
     pub user_id: String,
     pub client_id: String,
     pub amr: String,
+    pub email: String,
+    pub entity_slug: String,
 }
 
-/// Spend a live refresh token. `None` when it is unknown, expired, already spent or its family was
-/// revoked (revocation deletes unspent tokens), which the caller tells apart with `refresh_state`.
-pub async fn spend_refresh<'e>(
-    db: impl AnyExecutor<'e>,
-    token_hash: &str,
-    now: Millis,
-) -> sqlx::Result<Option<SpentRefresh>> {
+/// Spend a live refresh token, insert its successor and read the subject, in one statement
+/// (PostgreSQL's data-modifying CTEs). `None` when the token is unknown, spent, expired, of a
+/// revoked family (revocation deletes unspent tokens) or of another client.
+pub async fn rotate_refresh_pg<'e>(db: impl AnyExecutor<'e>, r: &Rotation<'_>) -> sqlx::Result<Option<Rotated>> {
     sqlx::query_as(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-         RETURNING family_id, user_id, client_id, amr",
+        "WITH spent AS ( \
+           UPDATE refresh_tokens SET used_at = $1 \
+           WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 AND ($3::text IS NULL OR client_id = $3) \
+           RETURNING family_id, user_id, client_id, amr \
+         ), fresh AS ( \
+           INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, amr, created_at, expires_at) \
+           SELECT $4, family_id, user_id, client_id, amr, $1, $5 FROM spent RETURNING family_id \
+         ) \
+         SELECT s.family_id, s.user_id, s.client_id, s.amr, u.email, e.slug AS entity_slug \
+         FROM spent s JOIN fresh f ON f.family_id = s.family_id \
+         JOIN users u ON u.id = s.user_id JOIN entities e ON e.id = u.entity_id",
     )
-    .bind(now)
-    .bind(token_hash)
+    .bind(r.now)
+    .bind(r.old_hash)
+    .bind(r.client_id)
+    .bind(r.new_hash)
+    .bind(r.expires_at)
     .fetch_optional(db)
     .await
+}
+
+/// The same rotation as a short transaction, for SQLite (no data-modifying CTEs there).
+pub async fn rotate_refresh_in(tx: &mut crate::store::Tx, r: &Rotation<'_>) -> sqlx::Result<Option<Rotated>> {
+    let spent: Option<(String, String, String, String)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET used_at = $1 \
+         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 AND ($3 IS NULL OR client_id = $3) \
+         RETURNING family_id, user_id, client_id, amr",
+    )
+    .bind(r.now)
+    .bind(r.old_hash)
+    .bind(r.client_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((family_id, user_id, client_id, amr)) = spent else { return Ok(None) };
+    let subject: Option<(String, String)> =
+        sqlx::query_as("SELECT u.email, e.slug FROM users u JOIN entities e ON e.id = u.entity_id WHERE u.id = $1")
+            .bind(&user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((email, entity_slug)) = subject else { return Ok(None) };
+    insert_refresh(
+        &mut **tx,
+        &NewRefresh {
+            token_hash: r.new_hash,
+            family_id: &family_id,
+            user_id: &user_id,
+            client_id: &client_id,
+            amr: &amr,
+            now: r.now,
+            expires_at: r.expires_at,
+        },
+    )
+    .await?;
+    Ok(Some(Rotated { family_id, user_id, client_id, amr, email, entity_slug }))
 }
 
 #[derive(Debug, Clone, FromRow)]

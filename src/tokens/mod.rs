@@ -140,6 +140,9 @@ pub async fn issue(
 }
 
 /// The `refresh_token` grant: spend the presented token and hand out a new pair in its family.
+/// The hot path is one statement on PostgreSQL (spend, insert the successor and read the subject
+/// in a single CTE: one round trip, one commit) and one short transaction on SQLite. Only a
+/// refusal takes a second look, to say why and to revoke the family when a spent token returns.
 pub async fn refresh(
     state: &AppState,
     presented: &str,
@@ -147,66 +150,57 @@ pub async fn refresh(
     now: Millis,
 ) -> Result<TokenResponse, ApiError> {
     let hash = secret_hash(presented);
-    let mut tx = state.db.begin_write().await?;
-    let Some(spent) = store::tokens::spend_refresh(&mut *tx, &hash, now).await? else {
-        let refusal = match store::tokens::refresh_state(&mut *tx, &hash).await? {
-            Some(st) if st.used_at.is_some() && st.family_revoked_at.is_none() => {
-                // A spent token came back: someone holds a copy. End the whole family.
-                store::tokens::revoke_family(&mut tx, &st.family_id, "refresh token reused", now).await?;
-                tx.commit().await?;
-                state.metrics.refresh_reuse();
-                tracing::warn!(family = %st.family_id, "spent refresh token presented again; family revoked");
-                "the refresh token was already used; its session has been revoked"
-            }
-            Some(st) if st.family_revoked_at.is_some() => "the refresh token's session has been revoked",
-            Some(_) => "the refresh token has expired",
-            None => "unknown or revoked refresh token",
-        };
-        return Err(ApiError::invalid_grant(refusal));
-    };
-    if let Some(cid) = client_id
-        && cid != spent.client_id
-    {
-        // Leave the token unspent: the wrong client presenting it does not get to burn it.
-        tx.rollback().await?;
-        return Err(ApiError::invalid_grant("the refresh token was issued to another client"));
-    }
-    let Some((email, entity_slug)) = subject_of(&mut tx, &spent.user_id).await? else {
-        tx.rollback().await?;
-        return Err(ApiError::invalid_grant("the account no longer exists"));
-    };
     let fresh = random_secret(REFRESH_PREFIX);
-    store::tokens::insert_refresh(
-        &mut *tx,
-        &store::tokens::NewRefresh {
-            token_hash: &secret_hash(&fresh),
-            family_id: &spent.family_id,
-            user_id: &spent.user_id,
-            client_id: &spent.client_id,
-            amr: &spent.amr,
-            now,
-            expires_at: now + state.config.refresh_token_ttl.ms(),
-        },
-    )
-    .await?;
-    let subject = Subject { user_id: &spent.user_id, email: &email, entity_slug: &entity_slug };
-    let (access_token, expires_in) = sign_access(state, &subject, &spent.client_id, &spent.amr, &spent.family_id, now)?;
-    tx.commit().await?;
+    let rotation = store::tokens::Rotation {
+        old_hash: &hash,
+        new_hash: &secret_hash(&fresh),
+        client_id,
+        now,
+        expires_at: now + state.config.refresh_token_ttl.ms(),
+    };
+    let rotated = match state.db.backend {
+        store::Backend::Postgres => store::tokens::rotate_refresh_pg(&state.db.pool, &rotation).await?,
+        store::Backend::Sqlite => {
+            let mut tx = state.db.begin_write().await?;
+            let r = store::tokens::rotate_refresh_in(&mut tx, &rotation).await?;
+            tx.commit().await?;
+            r
+        }
+    };
+    let Some(r) = rotated else {
+        return Err(refusal(state, &hash, client_id, now).await?);
+    };
+    let subject = Subject { user_id: &r.user_id, email: &r.email, entity_slug: &r.entity_slug };
+    let (access_token, expires_in) = sign_access(state, &subject, &r.client_id, &r.amr, &r.family_id, now)?;
     state.metrics.token_issued("refresh");
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: fresh,
-        family_id: spent.family_id,
-    })
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, refresh_token: fresh, family_id: r.family_id })
 }
 
-async fn subject_of(tx: &mut Tx, user_id: &str) -> sqlx::Result<Option<(String, String)>> {
-    sqlx::query_as("SELECT u.email, e.slug FROM users u JOIN entities e ON e.id = u.entity_id WHERE u.id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut **tx)
-        .await
+/// Why a refresh token was refused; a spent one coming back revokes its whole family.
+async fn refusal(state: &AppState, hash: &str, client_id: Option<&str>, now: Millis) -> Result<ApiError, ApiError> {
+    let Some(st) = store::tokens::refresh_state(&state.db.pool, hash).await? else {
+        return Ok(ApiError::invalid_grant("unknown or revoked refresh token"));
+    };
+    if st.family_revoked_at.is_some() {
+        return Ok(ApiError::invalid_grant("the refresh token's session has been revoked"));
+    }
+    if st.used_at.is_some() {
+        // Someone holds a copy of a spent token: end the whole session.
+        let mut tx = state.db.begin_write().await?;
+        store::tokens::revoke_family(&mut tx, &st.family_id, "refresh token reused", now).await?;
+        tx.commit().await?;
+        state.metrics.refresh_reuse();
+        tracing::warn!(family = %st.family_id, "spent refresh token presented again; family revoked");
+        return Ok(ApiError::invalid_grant("the refresh token was already used; its session has been revoked"));
+    }
+    if st.expires_at <= now {
+        return Ok(ApiError::invalid_grant("the refresh token has expired"));
+    }
+    if client_id.is_some_and(|c| c != st.client_id) {
+        // Left unspent: the wrong client presenting it does not get to burn it.
+        return Ok(ApiError::invalid_grant("the refresh token was issued to another client"));
+    }
+    Ok(ApiError::invalid_grant("the account no longer exists"))
 }
 
 /// A verified, unexpired access token of this issuer.
