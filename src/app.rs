@@ -9,7 +9,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderName, HeaderValue, header},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -217,9 +217,18 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("max-age=31536000"),
         ));
     }
-    r.layer(DefaultBodyLimit::max(1024 * 1024))
+    r.method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+async fn method_not_allowed() -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method (see the Allow header)",
+    )
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -235,12 +244,18 @@ async fn observe(axum::extract::State(state): axum::extract::State<AppState>, re
         })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // No NUL anywhere in the path or query: no store can hold it, and nothing legitimate sends it.
+    let nul = req.uri().to_string().to_ascii_lowercase().contains("%00");
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = std::time::Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
+    let mut resp = if nul {
+        crate::error::ApiError::bad_request("invalid_request", "the address holds a NUL character").into_response()
+    } else {
+        REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await
+    };
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     span.in_scope(|| tracing::debug!(status, ms = elapsed.as_secs_f64() * 1e3, "served"));

@@ -52,6 +52,12 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // Text the database cannot hold (a NUL, bad UTF-8) is the client's mistake, not ours.
+        if let sqlx::Error::Database(d) = &e
+            && d.code().as_deref() == Some("22021")
+        {
+            return ApiError::unprocessable("invalid_request", "text must not contain NUL characters");
+        }
         ApiError::Internal(anyhow::Error::new(e).context("database"))
     }
 }
@@ -247,30 +253,75 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections are problem documents (`invalid_json`, `unsupported_media_type`).
+/// Decode a JSON request body: an object (not an array that serde would read field by field), no
+/// NUL characters (PostgreSQL cannot store them, so no backend does), syntax errors as 400
+/// `invalid_json`, shape errors as 422 `invalid_request`.
+pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::bad_request("invalid_json", "the body is empty; send a JSON object")),
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::unprocessable("invalid_request", "the body must be a JSON object")),
+    }
+    if body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Err(ApiError::unprocessable("invalid_request", "text must not contain NUL characters"));
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        }
+        serde_json::error::Category::Data => {
+            ApiError::unprocessable("invalid_request", format!("the JSON does not fit: {e}"))
+        }
+    })
+}
+
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    let ct = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let is_json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    let bytes = axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large"))?;
+    if !is_json && !bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A JSON object body, with problem-document rejections (see `decode_json`).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+        let ct_missing = !req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+        let bytes = json_body(req, state).await?;
+        if ct_missing && bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as application/json",
-            )),
-            Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", e.body_text())))
-            }
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::unprocessable("invalid_request", format!("the JSON does not fit: {}", e.body_text())))
-            }
-            Err(JsonRejection::BytesRejection(_)) => {
-                Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large"))
-            }
-            Err(e) => Err(ApiError::bad_request("invalid_json", e.body_text())),
+            ));
         }
+        decode_json(&bytes).map(ApiJson)
+    }
+}
+
+/// An optional JSON object body: none at all means `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        decode_json(&bytes).map(OptionalJson)
     }
 }
 

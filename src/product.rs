@@ -62,7 +62,7 @@ struct Lease {
 #[derive(Deserialize)]
 struct LeaseClaims {
     exp: i64,
-    machine: String,
+    machine: Option<String>,
 }
 
 struct Session {
@@ -207,10 +207,10 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
 
     let mut lease = checkout(&mut s, &machine, args.wait).await?;
     let claims = s.verify_lease(&lease.lease_token)?;
+    anyhow::ensure!(claims.machine.as_deref() == Some(machine.as_str()), "the lease token names another computer");
     say(format!(
-        "seat {} checked out on {}; offline grace until {}",
+        "seat {} checked out on {machine}; offline grace until {}",
         lease.lease_id,
-        claims.machine,
         crate::clock::rfc3339(claims.exp * 1000)
     ));
     let ctrl_c = crate::cli::shutdown_signal();
@@ -221,7 +221,7 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(Duration::from_secs(lease.heartbeat_interval_s.max(1))) => {}
         }
         let idle = args.idle_seconds.unwrap_or_else(|| now_s() - last_input.load(Ordering::Relaxed));
-        match heartbeat(&mut s, &lease, idle).await {
+        match heartbeat(&mut s, &lease, &machine, idle).await {
             Ok(Beat::Renewed(l)) => {
                 lease = l;
                 say(format!("heartbeat ok (idle {idle} s)"));
@@ -288,13 +288,13 @@ enum Beat {
     Lost(String),
 }
 
-async fn heartbeat(s: &mut Session, lease: &Lease, idle: i64) -> anyhow::Result<Beat> {
+async fn heartbeat(s: &mut Session, lease: &Lease, machine: &str, idle: i64) -> anyhow::Result<Beat> {
     s.refresh_if_due().await?;
     let r = s
         .http
         .post(format!("{}/api/v1/seats/{}/heartbeat", s.base, lease.lease_id))
         .bearer_auth(&s.tokens.access_token)
-        .json(&serde_json::json!({ "idle_seconds": idle.max(0) }))
+        .json(&serde_json::json!({ "idle_seconds": idle.max(0), "machine": machine }))
         .send()
         .await?;
     let status = r.status();

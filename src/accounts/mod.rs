@@ -235,7 +235,8 @@ struct Forgot {
 
 #[tracing::instrument(skip_all)]
 async fn forgot_json(State(state): State<AppState>, ApiJson(body): ApiJson<Forgot>) -> Result<StatusCode> {
-    let email = normalize_email(&body.email)?;
+    // Always 202, even for something that is not an address: the answer says nothing.
+    let Ok(email) = normalize_email(&body.email) else { return Ok(StatusCode::ACCEPTED) };
     // Answer at once and do the work behind: the response time must not tell whether the account exists.
     tokio::spawn(async move {
         if let Err(e) = forgot(&state, &email).await {

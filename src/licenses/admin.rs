@@ -14,7 +14,7 @@ use crate::{
     auth::{Admin, UserToken},
     clock::{self, Millis},
     crypto::{random_secret, secret_hash},
-    error::{ApiError, ApiJson, ApiPath, Result},
+    error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
     mail::{self, Mail},
     store::{self, Tx, entities::Entity, licenses::License},
 };
@@ -58,7 +58,7 @@ pub async fn list_licenses(
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
     let list = store::licenses::licenses_of_entity(&state.db.pool, &e.id).await?;
-    Ok(Json(json!({ "licenses": list.iter().map(license_view).collect::<Vec<_>>() })))
+    Ok(Json(Value::Array(list.iter().map(license_view).collect())))
 }
 
 pub async fn get_license(
@@ -269,7 +269,7 @@ pub async fn assign_json(
                 };
                 results.push(r);
             }
-            Ok((StatusCode::OK, Json(json!({ "license_id": license.id, "results": results }))))
+            Ok((StatusCode::OK, Json(Value::Array(results))))
         }
         _ => Err(ApiError::unprocessable("invalid_request", "send either `email` or `emails`")),
     }
@@ -302,7 +302,7 @@ pub async fn list_assignments(
         .iter()
         .map(|a| json!({ "email": a.email, "user_id": a.user_id, "assigned_at": clock::rfc3339(a.created_at) }))
         .collect();
-    Ok(Json(json!({ "license_id": license.id, "assignments": items })))
+    Ok(Json(Value::Array(items)))
 }
 
 #[tracing::instrument(skip_all)]
@@ -331,16 +331,9 @@ pub async fn create_share_link(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<NewShareLink>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let license = license_for(&state, &admin, &id).await?;
-    // The body is optional: none means the defaults.
-    let body: NewShareLink = if body.iter().all(u8::is_ascii_whitespace) {
-        NewShareLink::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?
-    };
     let Some(creator) = admin.user_id() else {
         return Err(ApiError::forbidden("admin_only", "share links are made by the entity's administrators"));
     };
@@ -392,7 +385,7 @@ pub async fn list_share_links(
             })
         })
         .collect();
-    Ok(Json(json!({ "share_links": items })))
+    Ok(Json(Value::Array(items)))
 }
 
 pub async fn delete_share_link(
@@ -477,7 +470,7 @@ pub async fn list_users(
             })
         })
         .collect();
-    Ok(Json(json!({ "users": items })))
+    Ok(Json(Value::Array(items)))
 }
 
 #[derive(Deserialize)]
@@ -533,7 +526,7 @@ pub async fn list_admins(
     .await?;
     let items: Vec<Value> =
         rows.iter().map(|(email, at)| json!({ "email": email, "since": clock::rfc3339(*at) })).collect();
-    Ok(Json(json!({ "admins": items })))
+    Ok(Json(Value::Array(items)))
 }
 
 #[tracing::instrument(skip_all)]
@@ -545,6 +538,8 @@ pub async fn remove_admin(
     let e = entity_for(&state, &admin, &slug).await?;
     let email = accounts::normalize_email(&raw)?;
     let mut tx = state.db.begin_write().await?;
+    // Serialise removals per entity (the row lock) so two at once cannot leave it with none.
+    store::entities::lock_entity(&mut *tx, &e.id).await?;
     let not_admin = || ApiError::not_found(format!("{email} is not an administrator of {slug}"));
     let user = store::accounts::user_by_email(&mut *tx, &email).await?.ok_or_else(not_admin)?;
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM entity_admins WHERE entity_id = $1")
@@ -604,7 +599,7 @@ pub async fn list_groups(
         .iter()
         .map(|g| json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))
         .collect();
-    Ok(Json(json!({ "groups": items })))
+    Ok(Json(Value::Array(items)))
 }
 
 /// The caller: who they are, what they administer, which licenses they hold.

@@ -68,10 +68,12 @@ pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<
 }
 
 pub fn parse_time(field: &str, s: &str) -> Result<Millis> {
-    clock::parse_rfc3339(s).ok_or_else(|| {
+    // 1970 to 9999 in UTC: what every client can read back.
+    const LAST: Millis = 253_402_300_799_000; // 9999-12-31T23:59:59Z
+    clock::parse_rfc3339(s).filter(|t| (0..=LAST).contains(t)).ok_or_else(|| {
         ApiError::unprocessable(
             "invalid_request",
-            format!("`{field}` must be an RFC 3339 time such as 2027-01-31T00:00:00Z"),
+            format!("`{field}` must be an RFC 3339 time between 1970 and 9999, such as 2027-01-31T00:00:00Z"),
         )
     })
 }

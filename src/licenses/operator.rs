@@ -87,7 +87,7 @@ pub async fn create_entity(
 
 pub async fn list_entities(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
     let list = store::entities::list_entities(&state.db.pool).await?;
-    Ok(Json(json!({ "entities": list.iter().map(entity_view).collect::<Vec<_>>() })))
+    Ok(Json(Value::Array(list.iter().map(entity_view).collect())))
 }
 
 #[derive(Deserialize)]
@@ -136,7 +136,7 @@ pub async fn create_product(
 
 pub async fn list_products(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
     let list = store::entities::list_products(&state.db.pool).await?;
-    Ok(Json(json!({ "products": list.iter().map(product_view).collect::<Vec<_>>() })))
+    Ok(Json(Value::Array(list.iter().map(product_view).collect())))
 }
 
 #[derive(Deserialize)]

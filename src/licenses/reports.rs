@@ -2,7 +2,7 @@
 //! refused for want of a seat, and distinct users; computed from the leases themselves (every lease
 //! is a usage record: [checkout, release or lapse)), as JSON or CSV, optionally for one group.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use axum::{
     Json,
@@ -50,7 +50,14 @@ type Segment<'a> = (Millis, Millis, &'a str);
 
 fn parse_day(field: &str, s: &str) -> Result<Date> {
     Date::parse(s, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ApiError::unprocessable("invalid_request", format!("`{field}` must be a date like 2026-11-27")))
+        .ok()
+        .filter(|d| (1970..=9999).contains(&d.year()))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_request",
+                format!("`{field}` must be a date like 2026-11-27 (years 1970 to 9999)"),
+            )
+        })
 }
 
 /// The report rows for `licenses` over the days `from..=to`, at `now`.
@@ -170,7 +177,7 @@ pub async fn usage(
     };
     let from = match &q.from {
         Some(s) => parse_day("from", s)?,
-        None => to - TDuration::days(29),
+        None => to.checked_sub(TDuration::days(29)).unwrap_or(to),
     };
     if from > to {
         return Err(ApiError::unprocessable("invalid_request", "`from` is after `to`"));
@@ -223,19 +230,7 @@ pub async fn usage(
             })
         })
         .collect();
-    let mut by_group: BTreeMap<String, f64> = BTreeMap::new();
-    for r in &rows {
-        *by_group.entry(r.group.clone().unwrap_or_default()).or_default() += seat_hours(r.seat_ms);
-    }
-    Ok(Json(json!({
-        "entity": slug,
-        "from": from.to_string(),
-        "to": to.to_string(),
-        "group": q.group,
-        "rows": items,
-        "seat_hours_by_group": by_group,
-    }))
-    .into_response())
+    Ok(Json(Value::Array(items)).into_response())
 }
 
 #[cfg(test)]

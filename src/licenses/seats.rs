@@ -16,7 +16,7 @@ use crate::{
     app::AppState,
     auth::{Admin, UserToken},
     clock::{self, Millis},
-    error::{ApiError, ApiJson, ApiPath, Result},
+    error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
     store::{
         self, Tx,
         leases::{self as leases_store, Candidate, Lease},
@@ -34,7 +34,10 @@ pub struct LeaseClaims {
     pub lease_id: String,
     pub license_id: String,
     pub product: String,
-    pub machine: String,
+    /// Absent only when a fixed seat's heartbeat did not name its computer (the server keeps
+    /// only a hash of it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub machine: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
@@ -89,7 +92,7 @@ fn sign_lease(
         lease_id: lease_id.to_string(),
         license_id: license_id.to_string(),
         product: product.to_string(),
-        machine: machine.to_string(),
+        machine: (!machine.is_empty()).then(|| machine.to_string()),
         iat,
         exp: iat + state.config.offline_grace.secs(),
         jti: uuid::Uuid::new_v4().to_string(),
@@ -235,6 +238,10 @@ impl axum::extract::FromRequestParts<AppState> for SignedUser {
 pub struct Heartbeat {
     #[serde(default)]
     idle_seconds: Option<i64>,
+    /// The computer's name. A fixed seat keeps only its keyed hash, so a product on a fixed
+    /// license sends it to have it in the renewed lease token (it must be the same computer).
+    #[serde(default)]
+    machine: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -242,14 +249,9 @@ pub async fn heartbeat_json(
     State(state): State<AppState>,
     SignedUser(claims): SignedUser,
     ApiPath(lease_id): ApiPath<String>,
-    body: axum::body::Bytes,
+    OptionalJson(beat): OptionalJson<Heartbeat>,
 ) -> Result<Json<Value>> {
-    let beat: Heartbeat = if body.iter().all(u8::is_ascii_whitespace) {
-        Heartbeat::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::unprocessable("invalid_request", format!("heartbeat body: {e}")))?
-    };
+    let told_machine: Option<String> = beat.machine.as_deref().map(check_machine).transpose()?.map(str::to_string);
     let idle = beat.idle_seconds.unwrap_or(0);
     if !(0..=10 * 365 * 86_400).contains(&idle) {
         return Err(ApiError::unprocessable(
@@ -289,8 +291,21 @@ pub async fn heartbeat_json(
             format!("disconnected after {} idle minutes by your organisation's policy", limit / 60),
         ));
     }
-    // A fixed seat does not store its computer's name; the product told it to us in the lease token.
-    let machine = row.machine.unwrap_or_default();
+    // A fixed seat does not store its computer's name: the product tells it (and it must be the
+    // computer that checked the seat out).
+    let machine = match (row.machine, told_machine) {
+        (Some(stored), _) => stored,
+        (None, Some(told)) => {
+            let lease = leases_store::by_id(&state.db.pool, &lease_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such lease"))?;
+            if lease.machine_hash != machine_hash(&state, &claims.sub, &told) {
+                return Err(ApiError::conflict("machine_mismatch", "this seat was checked out on another computer"));
+            }
+            told
+        }
+        (None, None) => String::new(),
+    };
     let token = sign_lease(&state, &claims.sub, &lease_id, &row.license_id, &row.product, &machine, now)?;
     Ok(Json(json!({
         "lease_id": lease_id,
@@ -388,9 +403,7 @@ pub async fn list_seats(
             v
         })
         .collect();
-    Ok(Json(
-        json!({ "license_id": license.id, "type": license.kind, "seats": license.seats, "in_use": seats.len(), "leases": seats }),
-    ))
+    Ok(Json(Value::Array(seats)))
 }
 
 /// An assignment was revoked: its holder's seats on that license end now.

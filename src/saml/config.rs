@@ -34,6 +34,7 @@ pub struct SsoBody {
 }
 
 const READ_ONLY: &[&str] = &[
+    "verified_email_domains",
     "sp_entity_id",
     "acs_url",
     "sp_metadata_url",
@@ -91,6 +92,7 @@ fn check_domain(raw: &str) -> Result<String> {
 
 pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> {
     let domains = store::sso::domains(&state.db.pool, &e.id).await?;
+    let verified = store::sso::verified_domains(&state.db.pool, &e.id).await?;
     let certs: Vec<Value> = serde_json::from_str::<Vec<String>>(&c.idp_certs)
         .unwrap_or_default()
         .iter()
@@ -113,6 +115,8 @@ pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> 
         "idp_certificates": certs,
         "want_authn_requests_signed": c.want_authn_requests_signed == 1,
         "email_domains": domains,
+        "verified_email_domains": verified,
+        "idp_metadata_xml": c.idp_metadata_xml,
         "email_attribute": c.email_attribute,
         "allow_idp_initiated": c.allow_idp_initiated == 1,
         "jit_accounts": c.jit_accounts == 1,
@@ -229,14 +233,18 @@ pub async fn put_sso(
         updated_at: now,
     };
     let mut tx = state.db.begin_write().await?;
+    // The vendor's word verifies a domain; an administrator's claim keeps what was verified and
+    // adds the rest unverified.
+    let verified_before = store::sso::verified_domains(&mut *tx, &e.id).await?;
     store::sso::clear_domains(&mut *tx, &e.id).await?;
     for d in &domains {
-        if let Some(owner) = store::sso::domain_owner(&mut *tx, d).await?
+        if let Some((owner, _)) = store::sso::domain_owner(&mut *tx, d).await?
             && owner != e.id
         {
             return Err(ApiError::conflict("domain_taken", format!("`{d}` is claimed by another organisation")));
         }
-        match store::sso::add_domain(&mut *tx, d, &e.id).await {
+        let verified = admin.is_operator() || verified_before.contains(d);
+        match store::sso::add_domain(&mut *tx, d, &e.id, verified).await {
             Ok(()) => {}
             Err(err) if store::is_unique_violation(&err) => {
                 return Err(ApiError::conflict("domain_taken", format!("`{d}` is claimed by another organisation")));

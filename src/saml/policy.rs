@@ -17,8 +17,9 @@ pub async fn sso_entity_for_email(state: &AppState, email: &str) -> Result<Optio
         return Ok(store::sso::enabled_for_entity(&state.db.pool, &u.entity_id).await?);
     }
     let Some((_, domain)) = email.rsplit_once('@') else { return Ok(None) };
+    // Only a verified claim routes an address without an account to an entity's IdP.
     match store::sso::domain_owner(&state.db.pool, domain).await? {
-        Some(entity_id) => Ok(store::sso::enabled_for_entity(&state.db.pool, &entity_id).await?),
-        None => Ok(None),
+        Some((entity_id, true)) => Ok(store::sso::enabled_for_entity(&state.db.pool, &entity_id).await?),
+        _ => Ok(None),
     }
 }

@@ -345,7 +345,8 @@ async fn consume(
         None => {
             let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
             let owner = store::sso::domain_owner(&mut *tx, domain).await.map_err(|e| internal(e.into()))?;
-            if config.jit_accounts != 1 || owner.as_deref() != Some(entity.id.as_str()) {
+            // Just-in-time accounts only in domains the vendor verified for this entity.
+            if config.jit_accounts != 1 || owner != Some((entity.id.clone(), true)) {
                 return Err(no_access());
             }
             let (u, _) = crate::accounts::find_or_create(&mut tx, &email, &entity.id, now).await.map_err(internal)?;

@@ -50,6 +50,11 @@ pub async fn entity_by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Resul
     sqlx::query_as("SELECT id, slug, name, created_at FROM entities WHERE id = $1").bind(id).fetch_optional(db).await
 }
 
+/// Take the entity row's write lock until the transaction ends.
+pub async fn lock_entity<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE entities SET created_at = created_at WHERE id = $1").bind(id).execute(db).await.map(|_| ())
+}
+
 pub async fn list_entities<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<Vec<Entity>> {
     sqlx::query_as("SELECT id, slug, name, created_at FROM entities ORDER BY slug").fetch_all(db).await
 }

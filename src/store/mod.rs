@@ -54,8 +54,12 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[EmbeddedMigration] =
-    &[migration!(1, "0001_core"), migration!(2, "0002_seats"), migration!(3, "0003_sso")];
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    migration!(1, "0001_core"),
+    migration!(2, "0002_seats"),
+    migration!(3, "0003_sso"),
+    migration!(4, "0004_domain_verification"),
+];
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

@@ -99,20 +99,39 @@ pub async fn domains<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Res
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-pub async fn domain_owner<'e>(db: impl AnyExecutor<'e>, domain: &str) -> sqlx::Result<Option<String>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT entity_id FROM sso_domains WHERE domain = $1").bind(domain).fetch_optional(db).await?;
-    Ok(row.map(|r| r.0))
+/// The entity claiming `domain`, and whether the vendor verified the claim.
+pub async fn domain_owner<'e>(db: impl AnyExecutor<'e>, domain: &str) -> sqlx::Result<Option<(String, bool)>> {
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT entity_id, verified FROM sso_domains WHERE domain = $1")
+        .bind(domain)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|(e, v)| (e, v == 1)))
+}
+
+/// The verified domains of an entity.
+pub async fn verified_domains<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT domain FROM sso_domains WHERE entity_id = $1 AND verified = 1 ORDER BY domain")
+            .bind(entity_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 pub async fn clear_domains<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM sso_domains WHERE entity_id = $1").bind(entity_id).execute(db).await.map(|_| ())
 }
 
-pub async fn add_domain<'e>(db: impl AnyExecutor<'e>, domain: &str, entity_id: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO sso_domains (domain, entity_id) VALUES ($1, $2)")
+pub async fn add_domain<'e>(
+    db: impl AnyExecutor<'e>,
+    domain: &str,
+    entity_id: &str,
+    verified: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO sso_domains (domain, entity_id, verified) VALUES ($1, $2, $3)")
         .bind(domain)
         .bind(entity_id)
+        .bind(i64::from(verified))
         .execute(db)
         .await
         .map(|_| ())

@@ -141,8 +141,29 @@ async fn malformed_json_and_forms_get_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Forgot-password answers 202 whatever it is given: the answer says nothing.
     let r = app.post("/api/v1/account/forgot", None, json!({ "email": "not-an-email" })).await;
-    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_email").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // A JSON array is not an object, even where serde could read it field by field.
+    let r = app.post("/api/v1/account/password", None, json!(["lk_ln_x", PASSWORD])).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    // No NUL characters, in bodies or addresses (no store can keep them).
+    let r = app.post("/api/v1/account/password", None, json!({ "token": "lk_ln_\u{0}x", "password": PASSWORD })).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let r = app.get("/api/v1/entities/a%00b/licenses", None).await;
+    assert_problem(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let r = app
+        .client
+        .post(app.url("/oauth/token"))
+        .body("grant_type=password&username=a@b.example&password=x&client_id=a%00b")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    // A wrong method is a problem document too.
+    let r = app.client.put(app.url("/api/v1/account/password")).send().await.unwrap();
+    assert_problem(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
 #[tokio::test]

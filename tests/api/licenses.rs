@@ -88,7 +88,7 @@ async fn the_operator_api_validates_its_input_and_changes_nothing_on_error() {
         .await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     let list: Value = app.get(lic, app.op()).await.json().await.unwrap();
-    assert_eq!(list["licenses"], json!([]));
+    assert_eq!(list, json!([]));
 }
 
 #[tokio::test]
@@ -116,6 +116,10 @@ async fn licenses_are_created_and_patched_by_the_operator() {
     assert_eq!(l["seats"], 10);
     assert_eq!(l["expires_at"], Value::Null);
     assert_eq!(l["group"], "QA");
+    for bad in ["9999-12-31T23:59:59-05:00", "0000-01-01T00:00:00+01:00"] {
+        let r = app.patch(&format!("/api/v1/licenses/{id}"), app.op(), json!({ "expires_at": bad })).await;
+        assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    }
     let r = app.patch(&format!("/api/v1/licenses/{id}"), app.op(), json!({ "seats": -1 })).await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
     let r = app.patch("/api/v1/licenses/nope", app.op(), json!({ "seats": 2 })).await;
@@ -157,7 +161,7 @@ async fn a_fixed_license_refuses_assignments_past_its_seats_without_creating_the
     .await;
     assert!(v["detail"].as_str().unwrap().contains('1'));
     let users: Value = app.get("/api/v1/entities/acme/users", Some(&admin)).await.json().await.unwrap();
-    let emails: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap()).collect();
+    let emails: Vec<&str> = users.as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap()).collect();
     assert!(!emails.contains(&app.email("two").as_str()), "{emails:?}");
     app.drain_mail().await;
     assert!(app.sink().messages_to(&app.email("two")).is_empty());
@@ -185,12 +189,8 @@ async fn bulk_assignment_answers_per_email() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
-    let statuses: Vec<(&str, &str)> = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| (x["email"].as_str().unwrap(), x["status"].as_str().unwrap()))
-        .collect();
+    let statuses: Vec<(&str, &str)> =
+        v.as_array().unwrap().iter().map(|x| (x["email"].as_str().unwrap(), x["status"].as_str().unwrap())).collect();
     assert_eq!(
         statuses,
         vec![
@@ -201,8 +201,8 @@ async fn bulk_assignment_answers_per_email() {
             (c.as_str(), "error")
         ]
     );
-    assert_eq!(v["results"][3]["code"], "invalid_email");
-    assert_eq!(v["results"][4]["code"], "seats_exhausted");
+    assert_eq!(v[3]["code"], "invalid_email");
+    assert_eq!(v[4]["code"], "seats_exhausted");
     let r = app.post(&format!("/api/v1/licenses/{license}/assignments"), Some(&admin), json!({ "emails": [] })).await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
 }
@@ -278,7 +278,7 @@ async fn administrators_see_and_change_only_their_own_entity() {
     assert_problem(r, StatusCode::FORBIDDEN, "user_token_required").await;
     // Their own entity works.
     let list: Value = app.get("/api/v1/entities/acme/licenses", Some(&acme)).await.json().await.unwrap();
-    assert_eq!(list["licenses"].as_array().unwrap().len(), 1);
+    assert_eq!(list.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -297,7 +297,7 @@ async fn administrators_manage_groups_and_other_administrators() {
     let r = app.patch(&format!("/api/v1/licenses/{license}"), Some(&admin), json!({ "group": null })).await;
     assert_eq!(r.json::<Value>().await.unwrap()["group"], Value::Null);
     let groups: Value = app.get("/api/v1/entities/acme/groups", Some(&admin)).await.json().await.unwrap();
-    assert_eq!(groups["groups"][0]["name"], "Engineering");
+    assert_eq!(groups[0]["name"], "Engineering");
 
     let second = app.email("second-admin");
     let r = app.post("/api/v1/entities/acme/admins", Some(&admin), json!({ "email": second })).await;
@@ -307,9 +307,9 @@ async fn administrators_manage_groups_and_other_administrators() {
     let r = app.get("/api/v1/entities/acme/licenses", t["access_token"].as_str()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let admins: Value = app.get("/api/v1/entities/acme/admins", Some(&admin)).await.json().await.unwrap();
-    assert_eq!(admins["admins"].as_array().unwrap().len(), 2);
+    assert_eq!(admins.as_array().unwrap().len(), 2);
     let users: Value = app.get("/api/v1/entities/acme/users", Some(&admin)).await.json().await.unwrap();
-    let s = users["users"].as_array().unwrap().iter().find(|u| u["email"] == second).unwrap().clone();
+    let s = users.as_array().unwrap().iter().find(|u| u["email"] == second).unwrap().clone();
     assert_eq!(s["admin"], true);
     assert_eq!(s["status"], "active");
 

@@ -189,7 +189,7 @@ async fn administrators_see_live_seats_and_disconnect_them() {
     app.advance(Duration::from_secs(30));
     heartbeat(&app, &a, id, 25).await;
     let seats: Value = app.get(&format!("/api/v1/licenses/{license}/seats"), Some(&admin)).await.json().await.unwrap();
-    let s = &seats["leases"][0];
+    let s = &seats[0];
     assert_eq!(s["lease_id"], id);
     assert_eq!(s["email"], app.email("a"));
     assert_eq!(s["machine"], "build-agent-7");
@@ -215,7 +215,7 @@ async fn administrators_see_live_seats_and_disconnect_them() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_problem(heartbeat(&app, &a, id, 0).await, StatusCode::GONE, "lease_revoked").await;
     let seats: Value = app.get(&format!("/api/v1/licenses/{license}/seats"), Some(&admin)).await.json().await.unwrap();
-    assert_eq!(seats["leases"], json!([]));
+    assert_eq!(seats, json!([]));
 }
 
 #[tokio::test]
@@ -224,8 +224,35 @@ async fn a_fixed_seat_stores_no_machine_name() {
     let a = user_token(&app, &license, "a").await;
     granted(checkout(&app, &a, "alices-secret-laptop").await).await;
     let seats: Value = app.get(&format!("/api/v1/licenses/{license}/seats"), Some(&admin)).await.json().await.unwrap();
-    assert!(seats["leases"][0].get("machine").is_none(), "{seats}");
+    assert!(seats[0].get("machine").is_none(), "{seats}");
     assert!(!app.database_text().await.contains("alices-secret-laptop"));
+    // The product names its computer in heartbeats: the renewed lease token carries it, and a
+    // heartbeat naming another computer is refused.
+    let lease: Value = granted(checkout(&app, &a, "alices-secret-laptop").await).await;
+    let id = lease["lease_id"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/seats/{id}/heartbeat"),
+            Some(&a),
+            json!({ "idle_seconds": 0, "machine": "alices-secret-laptop" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<Value>().await.unwrap()["lease_token"].as_str().unwrap().to_string();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["machine"], "alices-secret-laptop");
+    let r = app
+        .post(
+            &format!("/api/v1/seats/{id}/heartbeat"),
+            Some(&a),
+            json!({ "idle_seconds": 0, "machine": "mallorys-box" }),
+        )
+        .await;
+    assert_problem(r, StatusCode::CONFLICT, "machine_mismatch").await;
 }
 
 #[tokio::test]
@@ -346,16 +373,18 @@ async fn the_usage_report_shows_the_days_peak_denials_and_hours() {
     assert_eq!(row[8], "2", "distinct users");
 
     let v: Value = app.get("/api/v1/entities/acme/reports/usage", Some(&admin)).await.json().await.unwrap();
-    let rows = v["rows"].as_array().unwrap();
+    let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 1, "30 days by default, but the license exists since today");
     assert_eq!(rows[0]["peak_concurrent"], 2);
     let r = app.get("/api/v1/entities/acme/reports/usage?group=QA", Some(&admin)).await;
-    assert_eq!(r.json::<Value>().await.unwrap()["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(r.json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
     let r = app.get("/api/v1/entities/acme/reports/usage?group=Sales", Some(&admin)).await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_group").await;
     let r = app.get("/api/v1/entities/acme/reports/usage?from=2026-13-01", Some(&admin)).await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
     let r = app.get("/api/v1/entities/acme/reports/usage?format=xml", Some(&admin)).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let r = app.get("/api/v1/entities/acme/reports/usage?to=-9999-01-05", Some(&admin)).await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
 }
 

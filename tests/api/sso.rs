@@ -567,15 +567,25 @@ async fn only_the_entitys_users_sign_in_unless_it_creates_accounts_just_in_time(
     let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await;
     expect_refused(&s, r, Some("no_access"), "no account, no JIT").await;
 
+    // An administrator's claim on a domain is not enough to create accounts in it...
     let s = sso_entity("generic", |b| b["jit_accounts"] = json!(true)).await;
     let newcomer = s.app.email("newcomer");
+    let doc = idp("response", &response_params(&s, &newcomer)).await;
+    let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await;
+    expect_refused(&s, r, Some("no_access"), "JIT in a domain the vendor has not verified").await;
+    let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
+    assert_eq!(view["email_domains"], json!([s.app.domain]));
+    assert_eq!(view["verified_email_domains"], json!([]));
+    // ...until the vendor verifies it (the operator puts the configuration back).
+    let r = s.app.put("/api/v1/entities/acme/sso", s.app.op(), view).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["verified_email_domains"], json!([s.app.domain]));
     let doc = idp("response", &response_params(&s, &newcomer)).await;
     let elsewhere = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r =
         elsewhere.post(s.acs()).form(&[("SAMLResponse", doc["saml_response"].as_str().unwrap())]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let users: Value = s.app.get("/api/v1/entities/acme/users", s.app.op()).await.json().await.unwrap();
-    assert!(users["users"].as_array().unwrap().iter().any(|u| u["email"] == newcomer));
+    assert!(users.as_array().unwrap().iter().any(|u| u["email"] == newcomer));
     // JIT stays within the entity's domains.
     let outsider = "someone@outside-domain.example";
     let doc = idp("response", &response_params(&s, outsider)).await;

@@ -89,7 +89,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let admin = app.tokens(&app.email("admin-acme"), PASSWORD, "portal").await;
     let lic: Value =
         app.get("/api/v1/entities/acme/licenses", admin["access_token"].as_str()).await.json().await.unwrap();
-    let id = lic["licenses"][0]["id"].as_str().unwrap();
+    let id = lic[0]["id"].as_str().unwrap();
     app.post(
         &format!("/api/v1/licenses/{id}/assignments"),
         admin["access_token"].as_str(),
