@@ -19,6 +19,36 @@ mod xml;
 #[cfg(test)]
 mod test_support;
 
+/// Initialises libxml2 and xmlsec (they start lazily, under a global lock, on first use) and
+/// proves xmlsec can load a certificate. Call once at start-up, off the async executor, and
+/// fail readiness if it errs. Silent on success.
+pub fn warm_up() -> anyhow::Result<()> {
+    use openssl::{
+        asn1::Asn1Time,
+        ec::{EcGroup, EcKey},
+        hash::MessageDigest,
+        nid::Nid,
+        pkey::PKey,
+        x509::{X509Builder, X509NameBuilder},
+    };
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", "latchkey xmlsec warm-up")?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let (from, until) = (Asn1Time::from_unix(0)?, Asn1Time::from_unix(86_400)?);
+    b.set_not_before(&from)?;
+    b.set_not_after(&until)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    anyhow::ensure!(metadata::xmlsec_can_load(&b.build().to_der()?), "xmlsec cannot load a certificate");
+    Ok(())
+}
+
 use sqlx::AnyExecutor;
 
 use crate::{app::AppState, error::Result, store::accounts::User};
