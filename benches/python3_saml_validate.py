@@ -52,11 +52,11 @@ def main():
     first = validate()  # fails loudly if python3-saml does not accept the document
     assert first.get_nameid() is not None
     n = int(p["n"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(n):
         validate()
-    seconds = time.perf_counter() - start
-    print(json.dumps({"n": n, "seconds": seconds, "rate": n / seconds, "name_id": first.get_nameid()}))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(json.dumps({"n": n, "seconds": seconds, "cpu_seconds": cpu, "rate": n / seconds, "name_id": first.get_nameid()}))
 
 
 if __name__ == "__main__":
