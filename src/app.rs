@@ -100,6 +100,12 @@ impl App {
         };
         let mail_transport = Transport::from_config(config.smtp_url.as_deref(), &config.mail_dir)?;
         let hasher = Hasher::new(config.hash_permits())?;
+        // libxml2/xmlsec start lazily under a global lock: pay for it now, not in the first sign-in.
+        match tokio::task::spawn_blocking(crate::saml::warm_up).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "SAML signature checking is unavailable"),
+            Err(e) => tracing::error!(error = %e, "SAML warm-up task"),
+        }
         let base_url = config.public_base(addr);
         let state = AppState(Arc::new(Inner {
             config,

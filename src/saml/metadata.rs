@@ -251,7 +251,7 @@ fn signing_certs(idp: &IdpSsoDescriptor, now_ms: i64) -> Result<(Vec<Vec<u8>>, V
 /// samael gives no direct way to load a key, so verify a signature-less document with the
 /// certificate alone: a certificate xmlsec cannot load fails at the key stage, any other comes
 /// back with "no signature found".
-fn xmlsec_can_load(der: &[u8]) -> bool {
+pub(crate) fn xmlsec_can_load(der: &[u8]) -> bool {
     match XmlSec::verify_signed_xml("<a/>", &CertificateDer::from(der.to_vec()), None) {
         Ok(()) => true,
         Err(e) => !chain(&e).contains("Failed to load key"),

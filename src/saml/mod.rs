@@ -3,9 +3,17 @@
 //! metadata, `authn` builds the AuthnRequest, `acs` validates the Response that comes back, and
 //! `vendors` finds the user's email where each IdP puts it.
 //!
-//! Signature checks go through samael's xmlsec binding. They are blocking (about 1 ms each):
-//! call `acs::validate_response` and `authn::build_authn_request` (POST binding, signed) from
-//! `spawn_blocking`.
+//! What the caller owns (state and I/O):
+//! - Blocking work: `acs::validate_response` (xmlsec, ~1 ms), `metadata::parse_idp_metadata`,
+//!   `sp::generate_sp_keys` (RSA 3072) and a signed POST-binding `authn::build_authn_request`
+//!   run in `spawn_blocking`; they return only owned `Send` types. Call [`warm_up`] at start-up.
+//! - SP-initiated logins: store `BuiltRequest::id` as a pending request bound to the browser
+//!   (and RelayState, kept to `[A-Za-z0-9._-]`); on the ACS, `in_response_to` must be `Some` of
+//!   that id (delete it on use). `None` means IdP-initiated: accept only where the entity allows it.
+//! - Replay: insert `assertion_id` into a shared cache until `not_on_or_after_ms`; refuse a second use.
+//! - Error pages: `AcsError::code()` is stable; its `Display` may quote document values (clipped
+//!   to one line): HTML-escape it. xmlsec writes `func=xmlSec...` lines to stderr on every failed
+//!   signature check (samael offers no switch and the crate forbids `unsafe`): expect them in logs.
 
 pub mod acs;
 pub mod authn;
@@ -26,6 +34,36 @@ use axum::{
     Router,
     routing::{get, post},
 };
+
+/// Initialises libxml2 and xmlsec (they start lazily, under a global lock, on first use) and
+/// proves xmlsec can load a certificate. Call once at start-up, off the async executor, and
+/// fail readiness if it errs. Silent on success.
+pub fn warm_up() -> anyhow::Result<()> {
+    use openssl::{
+        asn1::Asn1Time,
+        ec::{EcGroup, EcKey},
+        hash::MessageDigest,
+        nid::Nid,
+        pkey::PKey,
+        x509::{X509Builder, X509NameBuilder},
+    };
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", "latchkey xmlsec warm-up")?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let (from, until) = (Asn1Time::from_unix(0)?, Asn1Time::from_unix(86_400)?);
+    b.set_not_before(&from)?;
+    b.set_not_after(&until)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    anyhow::ensure!(metadata::xmlsec_can_load(&b.build().to_der()?), "xmlsec cannot load a certificate");
+    Ok(())
+}
 
 use crate::app::AppState;
 

@@ -664,3 +664,8 @@ fn pysaml2_answers_our_authn_requests_and_we_accept_its_responses() {
         std::process::Command::new(&py).arg(tool).args(["idp-login", "--json", &params.to_string()]).output().unwrap();
     assert!(!out.status.success(), "pysaml2 accepted a request signed by an unknown key");
 }
+
+#[test]
+fn warm_up_initialises_xmlsec() {
+    crate::saml::warm_up().unwrap();
+}
