@@ -218,44 +218,91 @@ struct SharePage<'a> {
     product: &'a str,
     entity: &'a str,
     action: &'a str,
+    /// The signed-in user (and the form token) when the browser has a session.
+    signed_in: Option<(&'a str, &'a str)>,
+    login: &'a str,
     error: Option<&'a str>,
 }
 
-async fn share_page(State(state): State<AppState>, ApiPath(token): ApiPath<String>) -> Response {
-    let license = match licenses::share_link_license(&state, &token, state.now()).await {
-        Ok(l) => l,
+/// The license behind a live share link and the name of the entity sharing it.
+async fn share_context(state: &AppState, token: &str) -> Result<(crate::store::licenses::License, String), ApiError> {
+    let license = licenses::share_link_license(state, token, state.now()).await?;
+    let entity = crate::store::entities::entity_by_id(&state.db.pool, &license.entity_id).await?;
+    Ok((license, entity.map(|e| e.name).unwrap_or_else(|| "Your organisation".into())))
+}
+
+async fn share_page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ApiPath(token): ApiPath<String>,
+) -> Response {
+    let (license, entity) = match share_context(&state, &token).await {
+        Ok(x) => x,
         Err(e) => return error_page("This share link does not work", e),
     };
     let action = format!("/share/{token}");
-    let entity = crate::store::entities::entity_by_id(&state.db.pool, &license.entity_id).await.ok().flatten();
-    let entity_name = entity.as_ref().map(|e| e.name.as_str()).unwrap_or("Your organisation");
+    let me = session::current(&state, &headers).await.ok().flatten();
+    let csrf = me.as_ref().map(|bu| session::csrf_token(&state, &bu.session_hash)).unwrap_or_default();
+    let login = login::login_path(&action, None);
     page(
         StatusCode::OK,
-        &SharePage { product: &license.product_name, entity: entity_name, action: &action, error: None },
+        &SharePage {
+            product: &license.product_name,
+            entity: &entity,
+            action: &action,
+            signed_in: me.as_ref().map(|bu| (bu.user.email.as_str(), csrf.as_str())),
+            login: &login,
+            error: None,
+        },
     )
 }
 
+#[derive(Deserialize)]
+struct ShareForm {
+    email: Option<String>,
+    csrf: Option<String>,
+}
+
+/// Accept a share link: the signed-in user (with the page's form token), or a newcomer by email,
+/// who gets the mail to set a password (or, in an SSO entity, to sign in with the company account).
 #[tracing::instrument(skip_all)]
 async fn share_submit(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiPath(token): ApiPath<String>,
-    form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
+    form: Result<Form<ShareForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let license = match licenses::share_link_license(&state, &token, state.now()).await {
-        Ok(l) => l,
+    let (license, entity) = match share_context(&state, &token).await {
+        Ok(x) => x,
         Err(e) => return error_page("This share link does not work", e),
     };
     let action = format!("/share/{token}");
-    let entity = crate::store::entities::entity_by_id(&state.db.pool, &license.entity_id).await.ok().flatten();
-    let entity_name = entity.as_ref().map(|e| e.name.as_str()).unwrap_or("Your organisation");
+    let login = login::login_path(&action, None);
     let retry = |status, msg: &str| {
         page(
             status,
-            &SharePage { product: &license.product_name, entity: entity_name, action: &action, error: Some(msg) },
+            &SharePage {
+                product: &license.product_name,
+                entity: &entity,
+                action: &action,
+                signed_in: None,
+                login: &login,
+                error: Some(msg),
+            },
         )
     };
-    let Some(email) = form.ok().and_then(|Form(f)| accounts::normalize_email(&f.email).ok()) else {
-        return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address.");
+    let Ok(Form(f)) = form else { return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address.") };
+    let email = match (f.csrf, f.email) {
+        (Some(csrf), _) => match session::current(&state, &headers).await {
+            Ok(Some(bu)) if session::csrf_ok(&state, &bu.session_hash, &csrf) => bu.user.email,
+            Ok(_) => return retry(StatusCode::FORBIDDEN, "Your session ended; sign in again or enter your email."),
+            Err(e) => return e.into_response(),
+        },
+        (None, Some(raw)) => match accounts::normalize_email(&raw) {
+            Ok(e) => e,
+            Err(_) => return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address."),
+        },
+        (None, None) => return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address."),
     };
     match licenses::accept_share_link(&state, &token, &email).await {
         Ok((l, _)) => message(

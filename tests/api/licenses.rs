@@ -363,3 +363,39 @@ async fn a_share_link_assigns_whoever_accepts_it_while_seats_last() {
     assert_problem(r, StatusCode::GONE, "share_link_revoked").await;
     assert_eq!(app.get("/share/lk_sh_madeup", None).await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_signed_in_user_accepts_a_share_link_in_the_browser() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 3).await;
+    let other = app.create_license("acme", "readyapi", "fixed", 1).await;
+    let user = app.licensed_user(&other, "carol", &admin).await;
+    let link: Value = app
+        .post(&format!("/api/v1/licenses/{license}/share-links"), Some(&admin), json!({ "expires_in_days": 2 }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = link["url"].as_str().unwrap().strip_prefix(&app.base).unwrap().to_string();
+    // Not signed in: a sign-in link that comes back here, and the newcomer form.
+    let html = app.get(&path, None).await.text().await.unwrap();
+    assert!(html.contains("/login?return_to=%2Fshare%2F"), "{html}");
+    let r = app.form("/login/password", &[("email", &user), ("password", PASSWORD), ("return_to", &path)]).await;
+    assert_eq!(r.headers()["location"], path.as_str());
+    let html = app.get(&path, None).await.text().await.unwrap();
+    assert!(html.contains(&format!("Accept as {user}")), "{html}");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    assert_eq!(app.form(&path, &[("csrf", "forged")]).await.status(), StatusCode::FORBIDDEN);
+    let r = app.form(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let assigned: Value =
+        app.get(&format!("/api/v1/licenses/{license}/assignments"), Some(&admin)).await.json().await.unwrap();
+    assert!(assigned.as_array().unwrap().iter().any(|a| a["email"] == user), "{assigned}");
+    // An expiry outside 1 to 90 days is refused.
+    let r = app
+        .post(&format!("/api/v1/licenses/{license}/share-links"), Some(&admin), json!({ "expires_in_days": 365 }))
+        .await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+}
