@@ -66,20 +66,24 @@ impl Keys {
     }
 }
 
+/// What `check` saw: which of the keys had counters (only those need clearing on success).
+#[derive(Debug, Default)]
+pub struct Seen {
+    keys: Vec<String>,
+}
+
 /// Refuse with `slow_down` (429 + Retry-After) while any counter is in its waiting time.
-pub async fn check(state: &AppState, keys: &Keys, now: Millis) -> Result<(), ApiError> {
-    let mut until = 0;
-    for (key, _) in keys.all() {
-        if let Some(c) = throttle::counter(&state.db.pool, key).await? {
-            until = until.max(c.blocked_until);
-        }
-    }
+pub async fn check(state: &AppState, keys: &Keys, now: Millis) -> Result<Seen, ApiError> {
+    let all = keys.all();
+    let names: Vec<&str> = all.iter().map(|(k, _)| *k).collect();
+    let found = throttle::counters(&state.db.pool, &names).await?;
+    let until = found.iter().map(|c| c.blocked_until).max().unwrap_or(0);
     if until > now {
         state.metrics.event("password_attempt", "throttled");
         let secs = ((until - now) + 999) / 1000;
         return Err(ApiError::oauth_slow_down(secs as u64));
     }
-    Ok(())
+    Ok(Seen { keys: found.into_iter().map(|c| c.key).collect() })
 }
 
 pub async fn record_failure(state: &AppState, keys: &Keys, now: Millis) -> Result<(), ApiError> {
@@ -99,10 +103,13 @@ pub async fn record_failure(state: &AppState, keys: &Keys, now: Millis) -> Resul
     Ok(())
 }
 
-pub async fn record_success(state: &AppState, keys: &Keys) -> Result<(), ApiError> {
-    throttle::clear(&state.db.pool, &keys.account).await?;
-    if let Some(p) = &keys.pair {
-        throttle::clear(&state.db.pool, p).await?;
+/// A correct password clears the account's counters (the address's own stays: one good password
+/// does not excuse guessing at others). A sign-in with no counter to clear writes nothing.
+pub async fn record_success(state: &AppState, keys: &Keys, seen: &Seen) -> Result<(), ApiError> {
+    for k in [Some(&keys.account), keys.pair.as_ref()].into_iter().flatten() {
+        if seen.keys.contains(k) {
+            throttle::clear(&state.db.pool, k).await?;
+        }
     }
     state.metrics.event("password_attempt", "succeeded");
     Ok(())

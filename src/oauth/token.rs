@@ -105,7 +105,7 @@ pub async fn password_login(
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
     let keys = throttle::keys(state, &email, ip.0);
-    throttle::check(state, &keys, now).await?;
+    let seen = throttle::check(state, &keys, now).await?;
     if pw.len() > password::MAX_BYTES {
         throttle::record_failure(state, &keys, now).await?;
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
@@ -127,7 +127,7 @@ pub async fn password_login(
         throttle::record_failure(state, &keys, state.now()).await?;
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
-    throttle::record_success(state, &keys).await?;
+    throttle::record_success(state, &keys, &seen).await?;
     let entity = store::entities::entity_by_id(&state.db.pool, &user.entity_id)
         .await?
         .ok_or_else(|| ApiError::internal("account without entity"))?;
