@@ -12,6 +12,7 @@
 //! - `password`: password grants, 8 clients in a closed loop, against raw argon2id verifications
 //!   (the same parameters and code, one thread per core, the server's hashing concurrency) in the
 //!   same run, interleaved round by round. Resident memory idle and at the end of the load.
+//!   `BENCH_PW_CLIENTS=N` changes the number of clients (1: one hash at a time, no contention).
 //! - `refresh`: refresh grants, 50 clients in a closed loop (each client spends its own token
 //!   chain), then an open loop at `--refresh-rate` (1000/s) with latency counted from each
 //!   request's scheduled start (no coordinated omission). Baselines: `GET /healthz` with the same
@@ -19,7 +20,10 @@
 //! - `seats`: checkouts (50 clients, closed loop) up to 1,000 live leases; heartbeats in an open
 //!   loop at `--heartbeat-rate` (1700/s) over them; checkouts on to `--leases` (100,000); the
 //!   closed-loop heartbeat maximum and the same open loop over every lease. Resident memory after
-//!   each open loop (1,000 against 100,000 leases).
+//!   each open loop (1,000 against 100,000 leases). The leases are spread over `--licenses` (100)
+//!   floating licenses of one entity, each shared by the same 8 users, one machine per lease (a
+//!   checkout counts its license's live seats under the license's lock, so one license holding
+//!   every lease would measure a pool no customer has).
 //!
 //! The server runs with `LATCHKEY_LEASE_TTL=4h` and `LATCHKEY_ACCESS_TOKEN_TTL=4h` so that no
 //! lease lapses and no token expires while the benchmark runs; everything else is the default
@@ -71,6 +75,7 @@ struct Args {
     seconds: u64,
     rounds: usize,
     leases: usize,
+    licenses: usize,
     refresh_rate: f64,
     heartbeat_rate: f64,
     out: Option<PathBuf>,
@@ -83,6 +88,7 @@ fn parse_args() -> Args {
         seconds: 10,
         rounds: 2,
         leases: 100_000,
+        licenses: 100,
         refresh_rate: 1000.0,
         heartbeat_rate: 1700.0,
         out: None,
@@ -101,6 +107,7 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = val().parse().expect("--seconds N"),
             "--rounds" => a.rounds = val().parse::<usize>().expect("--rounds N").max(1),
             "--leases" => a.leases = val().parse().expect("--leases N"),
+            "--licenses" => a.licenses = val().parse::<usize>().expect("--licenses N").max(1),
             "--refresh-rate" => a.refresh_rate = val().parse().expect("--refresh-rate R"),
             "--heartbeat-rate" => a.heartbeat_rate = val().parse().expect("--heartbeat-rate R"),
             "--out" => a.out = Some(PathBuf::from(val())),
@@ -254,7 +261,7 @@ impl Server {
 
 struct Fixture {
     users: Vec<String>,
-    license_id: String,
+    products: Vec<String>,
 }
 
 async fn call(
@@ -351,18 +358,11 @@ async fn password_grant(
     Ok((v["access_token"].as_str().unwrap_or_default().into(), v["refresh_token"].as_str().unwrap_or_default().into()))
 }
 
-async fn fixture(c: &reqwest::Client, s: &Server, users: usize) -> Fixture {
+/// One entity with `licenses` floating licenses (product `bench`, then `bench-001`...), each
+/// shared by `users` users who have set their passwords.
+async fn fixture(c: &reqwest::Client, s: &Server, users: usize, licenses: usize) -> Fixture {
     let op = s.operator_key.as_str();
     let post = reqwest::Method::POST;
-    let (st, v) = call(
-        c,
-        post.clone(),
-        &format!("{}/api/v1/products", s.base),
-        op,
-        Some(json!({"sku": PRODUCT, "name": "Bench"})),
-    )
-    .await;
-    assert_eq!(st, 201, "product: {v}");
     let (st, v) = call(
         c,
         post.clone(),
@@ -372,37 +372,66 @@ async fn fixture(c: &reqwest::Client, s: &Server, users: usize) -> Fixture {
     )
     .await;
     assert_eq!(st, 201, "entity: {v}");
-    let (st, lic) = call(
-        c,
-        post.clone(),
-        &format!("{}/api/v1/entities/bench/licenses", s.base),
-        op,
-        Some(json!({"product": PRODUCT, "type": "floating", "seats": 1_000_000})),
-    )
-    .await;
-    assert_eq!(st, 201, "license: {lic}");
-    let license_id = lic["id"].as_str().unwrap().to_string();
+    let mut products = Vec::new();
+    let mut license_ids = Vec::new();
+    for k in 0..licenses.max(1) {
+        let sku = if k == 0 { PRODUCT.to_string() } else { format!("{PRODUCT}-{k:03}") };
+        let (st, v) =
+            call(c, post.clone(), &format!("{}/api/v1/products", s.base), op, Some(json!({"sku": sku, "name": sku})))
+                .await;
+        assert_eq!(st, 201, "product: {v}");
+        let (st, lic) = call(
+            c,
+            post.clone(),
+            &format!("{}/api/v1/entities/bench/licenses", s.base),
+            op,
+            Some(json!({"product": sku, "type": "floating", "seats": 1_000_000})),
+        )
+        .await;
+        assert_eq!(st, 201, "license: {lic}");
+        products.push(sku);
+        license_ids.push(lic["id"].as_str().unwrap().to_string());
+    }
     let mut seen = HashMap::new();
     set_password(c, s, "admin@bench.example", &mut seen).await;
     let (admin, _) = password_grant(c, &s.base, "portal", "admin@bench.example").await.expect("admin sign-in");
     let emails: Vec<String> = (0..users).map(|i| format!("user{i}@bench.example")).collect();
-    let (st, v) = call(
-        c,
-        post,
-        &format!("{}/api/v1/licenses/{license_id}/assignments", s.base),
-        &admin,
-        Some(json!({"emails": emails})),
-    )
-    .await;
-    assert!(st == 200 || st == 201, "bulk assignment: {st} {v}");
+    for id in &license_ids {
+        let (st, v) = call(
+            c,
+            post.clone(),
+            &format!("{}/api/v1/licenses/{id}/assignments", s.base),
+            &admin,
+            Some(json!({"emails": emails})),
+        )
+        .await;
+        assert!(st == 200 || st == 201, "bulk assignment: {st} {v}");
+    }
     for e in &emails {
         set_password(c, s, e, &mut seen).await;
     }
-    Fixture { users: emails, license_id }
+    Fixture { users: emails, products }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Load generation
+
+/// Failures by kind (HTTP status or `transport`), drained into each outcome's report.
+static FAILURES: Mutex<std::collections::BTreeMap<String, u64>> = Mutex::new(std::collections::BTreeMap::new());
+
+fn fail(kind: impl std::fmt::Display) -> bool {
+    *FAILURES.lock().unwrap().entry(kind.to_string()).or_default() += 1;
+    false
+}
+
+/// Whether a response is a success; records the failure otherwise.
+fn success(r: &Result<reqwest::Response, reqwest::Error>) -> bool {
+    match r {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => fail(r.status().as_u16()),
+        Err(_) => fail("transport"),
+    }
+}
 
 type Op = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
@@ -430,6 +459,7 @@ impl Outcome {
             "ok": self.ok, "errors": self.errors, "seconds": round2(self.secs), "per_s": round2(self.rate()),
             "p50_ms": round2(self.pct(0.50)), "p90_ms": round2(self.pct(0.90)),
             "p99_ms": round2(self.pct(0.99)), "max_ms": round2(self.pct(1.0)),
+            "failures": std::mem::take(&mut *FAILURES.lock().unwrap()),
         })
     }
 }
@@ -510,7 +540,7 @@ fn healthz_op(c: &reqwest::Client, base: &str) -> Op {
     let (c, url) = (c.clone(), format!("{base}/healthz"));
     Arc::new(move |_| {
         let (c, url) = (c.clone(), url.clone());
-        Box::pin(async move { matches!(c.get(&url).send().await, Ok(r) if r.status().is_success()) })
+        Box::pin(async move { success(&c.get(&url).send().await) })
     })
 }
 
@@ -652,7 +682,7 @@ async fn password(a: &Args, bin: &Path, rep: &Report) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = s.rss_kib();
     let c = client();
-    let f = fixture(&c, &s, 8).await;
+    let f = fixture(&c, &s, 8, 1).await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dur = Duration::from_secs(a.seconds);
     let mut ratios = Vec::new();
@@ -666,7 +696,7 @@ async fn password(a: &Args, bin: &Path, rep: &Report) {
             let (c, base, users) = (c2.clone(), base.clone(), users.clone());
             Box::pin(async move {
                 let email = &users[(n as usize) % users.len()];
-                password_grant(&c, &base, PRODUCT, email).await.is_ok()
+                password_grant(&c, &base, PRODUCT, email).await.map_err(fail).is_ok()
             })
         });
         let pw_clients: usize = std::env::var("BENCH_PW_CLIENTS").ok().and_then(|x| x.parse().ok()).unwrap_or(8);
@@ -675,7 +705,7 @@ async fn password(a: &Args, bin: &Path, rep: &Report) {
         ratios.push(ratio);
         let (rss, hwm) = s.rss_kib();
         v["round"] = round.into();
-        v["clients"] = 8.into();
+        v["clients"] = pw_clients.into();
         v["argon2id_in_place_per_s"] = round2(raw).into();
         v["argon2id_library_verify_per_s"] = round2(alloc).into();
         v["hasher_pool_in_process_per_s"] = round2(pool).into();
@@ -713,7 +743,7 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = s.rss_kib();
     let c = client();
-    let f = fixture(&c, &s, 8).await;
+    let f = fixture(&c, &s, 8, 1).await;
     // 50 token chains (one per closed-loop client), each from its own password grant.
     let mut chains = Vec::new();
     for i in 0..50 {
@@ -769,7 +799,10 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
                     Ok(r) if r.status().is_success() => {
                         r.json::<Value>().await.ok().and_then(|v| v["refresh_token"].as_str().map(String::from))
                     }
-                    _ => None,
+                    r => {
+                        success(&r);
+                        None
+                    }
                 };
                 match new {
                     Some(t) => {
@@ -815,7 +848,8 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = s.rss_kib();
     let c = client();
-    let f = fixture(&c, &s, 8).await;
+    let f = fixture(&c, &s, 8, a.licenses).await;
+    let products = Arc::new(f.products.clone());
     let mut tokens = Vec::new();
     for u in &f.users {
         tokens.push(password_grant(&c, &s.base, PRODUCT, u).await.expect("grant").0);
@@ -825,15 +859,17 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     let checkout_op = || -> Op {
         let (c, base, tokens, leases) = (c.clone(), s.base.clone(), tokens.clone(), leases.clone());
         let offset = leases.lock().unwrap().len() as u64;
+        let products = products.clone();
         Arc::new(move |n| {
             let (c, base, tokens, leases) = (c.clone(), base.clone(), tokens.clone(), leases.clone());
+            let products = products.clone();
             Box::pin(async move {
                 let i = n + offset;
                 let u = (i as usize) % tokens.len();
                 let r = c
                     .post(format!("{base}/api/v1/seats"))
                     .bearer_auth(&tokens[u])
-                    .json(&json!({"product": PRODUCT, "machine": format!("bench-host-{i:06}")}))
+                    .json(&json!({"product": products[(i as usize) % products.len()], "machine": format!("bench-host-{i:06}")}))
                     .send()
                     .await;
                 match r {
@@ -842,9 +878,9 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
                             leases.lock().unwrap().push((v["lease_id"].as_str().unwrap_or_default().to_string(), u));
                             true
                         }
-                        Err(_) => false,
+                        Err(_) => fail("body"),
                     },
-                    _ => false,
+                    r => success(&r) && fail("not 201"),
                 }
             })
         })
@@ -863,7 +899,7 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
                     .json(&json!({"idle_seconds": n % 900}))
                     .send()
                     .await;
-                matches!(r, Ok(r) if r.status().is_success())
+                success(&r)
             })
         })
     };
@@ -872,7 +908,14 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(small), checkout_op())).await;
     v["clients"] = 50.into();
     v["live_leases_after"] = leases.lock().unwrap().len().into();
+    v["licenses"] = products.len().into();
     rep.emit("checkout_closed", v);
+    // A running fleet has heartbeaten every lease before: one pass over all of them first, so
+    // the measurement sees the database's steady state, not the pages the checkouts just wrote.
+    let n = leases.lock().unwrap().len() as u64;
+    let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(n), heartbeat_op())).await;
+    v["live_leases"] = n.into();
+    rep.emit("heartbeat_warmup", v);
     let mut rss_small = 0;
     for round in 0..a.rounds {
         let (_, mut v) = with_cpu(&s, open_loop(a.heartbeat_rate, dur, heartbeat_op())).await;
@@ -890,7 +933,14 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(a.leases as u64 - small), checkout_op())).await;
     v["clients"] = 50.into();
     v["live_leases_after"] = leases.lock().unwrap().len().into();
+    v["licenses"] = products.len().into();
     rep.emit("checkout_closed", v);
+    // A running fleet has heartbeaten every lease before: one pass over all of them first, so
+    // the measurement sees the database's steady state, not the pages the checkouts just wrote.
+    let n = leases.lock().unwrap().len() as u64;
+    let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(n), heartbeat_op())).await;
+    v["live_leases"] = n.into();
+    rep.emit("heartbeat_warmup", v);
     let mut rss_large = 0;
     for round in 0..a.rounds {
         let h = closed_loop(50, dur, None, healthz_op(&c, &s.base)).await;
@@ -918,7 +968,7 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
             "leases_small": small, "leases_large": leases.lock().unwrap().len(),
             "rss_small_mib": mib(rss_small), "rss_large_mib": mib(rss_large),
             "ratio_large_to_small": round2(rss_large as f64 / rss_small as f64),
-            "license": f.license_id,
+            "licenses": f.products.len(),
         }),
     );
     s.stop().await;

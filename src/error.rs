@@ -58,6 +58,20 @@ impl From<sqlx::Error> for ApiError {
         {
             return ApiError::unprocessable("invalid_request", "text must not contain NUL characters");
         }
+        // Every connection busy for the pool's whole wait: the server is overloaded, not broken.
+        // Say so, and when to come back, so clients back off instead of counting a failure.
+        if matches!(e, sqlx::Error::PoolTimedOut) {
+            tracing::warn!("database pool exhausted; answering 503");
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is overloaded; try again in a moment",
+            );
+            if let ApiError::Problem(p) = &mut err {
+                p.retry_after = Some(1);
+            }
+            return err;
+        }
         ApiError::Internal(anyhow::Error::new(e).context("database"))
     }
 }
@@ -371,5 +385,21 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(e) => Err(ApiError::not_found(e.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[test]
+    fn an_exhausted_pool_is_503_with_retry_after_and_other_database_errors_500() {
+        let r = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        let r = ApiError::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

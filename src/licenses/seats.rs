@@ -123,14 +123,13 @@ async fn try_license(
 ) -> Result<Attempt> {
     store::licenses::lock_license(&mut **tx, &c.id).await?;
     let expires_at = now + state.config.lease_ttl.ms();
-    let mine = leases_store::live_of_user(&mut **tx, user_id, &c.id, now).await?;
-    if let Some(l) = mine.iter().find(|l| l.machine_hash == mhash) {
+    if let Some(l) = leases_store::live_of_user(&mut **tx, user_id, &c.id, Some(mhash), now).await? {
         // The same computer asking again (a crashed product re-run): its lease, refreshed.
         leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
-        return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l.clone() }));
+        return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l }));
     }
     if c.kind == "fixed" {
-        if !mine.is_empty() {
+        if leases_store::live_of_user(&mut **tx, user_id, &c.id, None, now).await?.is_some() {
             return Ok(Attempt::InUse);
         }
     } else {

@@ -48,21 +48,30 @@ pub async fn by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<Optio
         .await
 }
 
-/// The user's live leases on a license.
+/// With a machine: that computer's live lease of the user on the license (one index probe,
+/// however many seats the user holds). Without: any live lease of the user on the license.
 pub async fn live_of_user<'e>(
     db: impl AnyExecutor<'e>,
     user_id: &str,
     license_id: &str,
+    machine_hash: Option<&str>,
     now: Millis,
-) -> sqlx::Result<Vec<Lease>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {LEASE_COLS} FROM leases WHERE user_id = $1 AND license_id = $2 AND ended_at IS NULL AND expires_at > $3"
-    )))
-    .bind(user_id)
-    .bind(license_id)
-    .bind(now)
-    .fetch_all(db)
-    .await
+) -> sqlx::Result<Option<Lease>> {
+    let live = "user_id = $1 AND license_id = $2 AND ended_at IS NULL AND expires_at > $3";
+    let q = match machine_hash {
+        Some(m) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {LEASE_COLS} FROM leases WHERE {live} AND machine_hash = $4 LIMIT 1"
+        )))
+        .bind(user_id)
+        .bind(license_id)
+        .bind(now)
+        .bind(m.to_string()),
+        None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {LEASE_COLS} FROM leases WHERE {live} LIMIT 1")))
+            .bind(user_id)
+            .bind(license_id)
+            .bind(now),
+    };
+    q.fetch_optional(db).await
 }
 
 pub async fn count_live<'e>(db: impl AnyExecutor<'e>, license_id: &str, now: Millis) -> sqlx::Result<i64> {
@@ -121,9 +130,13 @@ pub struct BeatArgs<'a> {
 /// The heartbeat in one statement: extend the caller's live lease unless its session or its access
 /// token was revoked, and read back the license's policy. `None`: the caller finds out why.
 pub async fn heartbeat<'e>(db: impl AnyExecutor<'e>, a: &BeatArgs<'_>) -> sqlx::Result<Option<Beat>> {
+    // `user_id || ''`: the owner is checked, but never through leases_live_by_user. Before the
+    // table's statistics catch up with a burst of checkouts, PostgreSQL's planner may find that
+    // index as cheap as the primary key and then filter every live lease of the user on each
+    // heartbeat (measured: ~5 ms a heartbeat for a user holding 5,000 seats). The primary key it is.
     sqlx::query_as(
         "UPDATE leases SET last_heartbeat_at = $1, expires_at = $2, idle_seconds = $3 \
-         WHERE id = $4 AND user_id = $5 AND ended_at IS NULL AND expires_at > $1 \
+         WHERE id = $4 AND user_id || '' = $5 AND ended_at IS NULL AND expires_at > $1 \
            AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $6 AND f.revoked_at IS NOT NULL) \
            AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $7) \
          RETURNING license_id, machine, \

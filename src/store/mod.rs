@@ -59,6 +59,7 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
     migration!(2, "0002_seats"),
     migration!(3, "0003_sso"),
     migration!(4, "0004_domain_verification"),
+    migration!(5, "0005_hot_heartbeats"),
 ];
 
 impl Db {
