@@ -843,6 +843,14 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
     s.stop().await;
 }
 
+/// A running fleet has heartbeaten every lease before: one heartbeat for each of the `n` leases
+/// first, so the measurement sees the database's steady state, not the pages checkouts just wrote.
+async fn warm_up(s: &Server, rep: &Report, n: u64, heartbeat: Op) {
+    let (_, mut v) = with_cpu(s, closed_loop(50, Duration::from_secs(3600), Some(n), heartbeat)).await;
+    v["live_leases"] = n.into();
+    rep.emit("heartbeat_warmup", v);
+}
+
 async fn seats(a: &Args, bin: &Path, rep: &Report) {
     let s = Server::start(bin, a.backend).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -910,12 +918,8 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     v["live_leases_after"] = leases.lock().unwrap().len().into();
     v["licenses"] = products.len().into();
     rep.emit("checkout_closed", v);
-    // A running fleet has heartbeaten every lease before: one pass over all of them first, so
-    // the measurement sees the database's steady state, not the pages the checkouts just wrote.
     let n = leases.lock().unwrap().len() as u64;
-    let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(n), heartbeat_op())).await;
-    v["live_leases"] = n.into();
-    rep.emit("heartbeat_warmup", v);
+    warm_up(&s, rep, n, heartbeat_op()).await;
     let mut rss_small = 0;
     for round in 0..a.rounds {
         let (_, mut v) = with_cpu(&s, open_loop(a.heartbeat_rate, dur, heartbeat_op())).await;
@@ -935,12 +939,8 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     v["live_leases_after"] = leases.lock().unwrap().len().into();
     v["licenses"] = products.len().into();
     rep.emit("checkout_closed", v);
-    // A running fleet has heartbeaten every lease before: one pass over all of them first, so
-    // the measurement sees the database's steady state, not the pages the checkouts just wrote.
     let n = leases.lock().unwrap().len() as u64;
-    let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(n), heartbeat_op())).await;
-    v["live_leases"] = n.into();
-    rep.emit("heartbeat_warmup", v);
+    warm_up(&s, rep, n, heartbeat_op()).await;
     let mut rss_large = 0;
     for round in 0..a.rounds {
         let h = closed_loop(50, dur, None, healthz_op(&c, &s.base)).await;
