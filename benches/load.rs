@@ -125,8 +125,6 @@ struct Server {
     child: Child,
     base: String,
     dir: PathBuf,
-    env: Vec<(String, String)>,
-    bin: PathBuf,
     pg_db: Option<String>,
     operator_key: String,
 }
@@ -212,7 +210,7 @@ impl Server {
             .expect("operator-key create");
         assert!(out.status.success(), "operator-key create: {}", String::from_utf8_lossy(&out.stderr));
         let operator_key = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
-        Server { child, base, dir, env, bin: bin.to_path_buf(), pg_db, operator_key }
+        Server { child, base, dir, pg_db, operator_key }
     }
 
     fn pid(&self) -> u32 {
@@ -252,7 +250,6 @@ impl Server {
             pg_exec(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = (&self.env, &self.bin);
     }
 }
 
@@ -544,6 +541,18 @@ fn healthz_op(c: &reqwest::Client, base: &str) -> Op {
     })
 }
 
+/// `op` in a closed loop of 50 clients, right after `GET /healthz` in the same loop (the HTTP
+/// ceiling of this server and client at that moment), with the ratio between them.
+async fn against_healthz(s: &Server, c: &reqwest::Client, dur: Duration, op: Op) -> (Outcome, Value) {
+    let h = closed_loop(50, dur, None, healthz_op(c, &s.base)).await;
+    let (o, mut v) = with_cpu(s, closed_loop(50, dur, None, op)).await;
+    v["clients"] = 50.into();
+    v["healthz_per_s"] = round2(h.rate()).into();
+    v["healthz_errors"] = h.errors.into();
+    v["ratio_to_healthz"] = round2(o.rate() / h.rate()).into();
+    (o, v)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
@@ -766,30 +775,24 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
         None
     };
     let dur = Duration::from_secs(a.seconds);
-    let refresh_op = |chains: Arc<Vec<Mutex<String>>>| -> Op {
-        let (c, base) = (c.clone(), s.base.clone());
+    let refresh_op = || -> Op {
+        let (c, base, chains) = (c.clone(), s.base.clone(), chains.clone());
         Arc::new(move |n| {
             let (c, base, chains) = (c.clone(), base.clone(), chains.clone());
             Box::pin(async move {
-                // In the closed loop client k only ever takes chain k; in the open loop a chain
-                // is taken out of the pool for the length of one request.
-                let slot = loop {
-                    let k = (n as usize) % chains.len();
-                    let t = std::mem::take(&mut *chains[k].lock().unwrap());
-                    if !t.is_empty() {
-                        break (k, t);
-                    }
-                    // Busy: try the next one after yielding.
-                    let probe = (0..chains.len()).find_map(|j| {
+                // A free chain, looking from chain n on (at most one request spends a chain at
+                // a time; with every chain in flight, wait for one to come back).
+                let (k, rt) = loop {
+                    let len = chains.len();
+                    let free = (0..len).map(|j| (n as usize + j) % len).find_map(|j| {
                         let mut g = chains[j].lock().unwrap();
                         (!g.is_empty()).then(|| (j, std::mem::take(&mut *g)))
                     });
-                    if let Some(p) = probe {
-                        break p;
+                    match free {
+                        Some(f) => break f,
+                        None => tokio::time::sleep(Duration::from_millis(1)).await,
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
                 };
-                let (k, rt) = slot;
                 let r = c
                     .post(format!("{base}/oauth/token"))
                     .form(&[("grant_type", "refresh_token"), ("client_id", PRODUCT), ("refresh_token", rt.as_str())])
@@ -815,15 +818,10 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
         })
     };
     for round in 0..a.rounds {
-        let h = closed_loop(50, dur, None, healthz_op(&c, &s.base)).await;
-        let (o, mut v) = with_cpu(&s, closed_loop(50, dur, None, refresh_op(chains.clone()))).await;
+        let (o, mut v) = against_healthz(&s, &c, dur, refresh_op()).await;
         let pg = pg_bench_db.as_deref().map(|db| pgbench(db, a.seconds));
         let (rss, hwm) = s.rss_kib();
         v["round"] = round.into();
-        v["clients"] = 50.into();
-        v["healthz_per_s"] = round2(h.rate()).into();
-        v["healthz_errors"] = h.errors.into();
-        v["ratio_to_healthz"] = round2(o.rate() / h.rate()).into();
         if let Some(tps) = pg {
             v["pgbench_N_c50_tps"] = round2(tps).into();
             v["ratio_to_pgbench"] = round2(o.rate() / tps).into();
@@ -832,7 +830,7 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
         v["rss_now_mib"] = mib(rss).into();
         v["rss_peak_mib"] = mib(hwm).into();
         rep.emit("refresh_closed", v);
-        let (_, mut v) = with_cpu(&s, open_loop(a.refresh_rate, dur, refresh_op(chains.clone()))).await;
+        let (_, mut v) = with_cpu(&s, open_loop(a.refresh_rate, dur, refresh_op())).await;
         v["round"] = round.into();
         v["offered_per_s"] = a.refresh_rate.into();
         rep.emit("refresh_open", v);
@@ -912,19 +910,20 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         })
     };
     let dur = Duration::from_secs(a.seconds);
-    let small = 1_000.min(a.leases) as u64;
-    let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(small), checkout_op())).await;
-    v["clients"] = 50.into();
-    v["live_leases_after"] = leases.lock().unwrap().len().into();
-    v["licenses"] = products.len().into();
-    rep.emit("checkout_closed", v);
-    let n = leases.lock().unwrap().len() as u64;
-    warm_up(&s, rep, n, heartbeat_op()).await;
-    let mut rss_small = 0;
-    for round in 0..a.rounds {
+    // Checkouts (50 clients) until `count` more leases are live, then one heartbeat for each.
+    let fill = async |count: u64| {
+        let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(count), checkout_op())).await;
+        let n = leases.lock().unwrap().len();
+        v["clients"] = 50.into();
+        v["live_leases_after"] = n.into();
+        v["licenses"] = products.len().into();
+        rep.emit("checkout_closed", v);
+        warm_up(&s, rep, n as u64, heartbeat_op()).await;
+    };
+    // Heartbeats on schedule at the offered rate; the server's resident memory after them.
+    let open_round = async |round: usize| -> u64 {
         let (_, mut v) = with_cpu(&s, open_loop(a.heartbeat_rate, dur, heartbeat_op())).await;
         let (rss, hwm) = s.rss_kib();
-        rss_small = rss_small.max(rss);
         v["round"] = round.into();
         v["offered_per_s"] = a.heartbeat_rate.into();
         v["live_leases"] = leases.lock().unwrap().len().into();
@@ -932,35 +931,22 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         v["rss_now_mib"] = mib(rss).into();
         v["rss_peak_mib"] = mib(hwm).into();
         rep.emit("heartbeat_open", v);
+        rss
+    };
+    let small = 1_000.min(a.leases) as u64;
+    fill(small).await;
+    let mut rss_small = 0;
+    for round in 0..a.rounds {
+        rss_small = rss_small.max(open_round(round).await);
     }
-    let (_, mut v) =
-        with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(a.leases as u64 - small), checkout_op())).await;
-    v["clients"] = 50.into();
-    v["live_leases_after"] = leases.lock().unwrap().len().into();
-    v["licenses"] = products.len().into();
-    rep.emit("checkout_closed", v);
-    let n = leases.lock().unwrap().len() as u64;
-    warm_up(&s, rep, n, heartbeat_op()).await;
+    fill(a.leases as u64 - small).await;
     let mut rss_large = 0;
     for round in 0..a.rounds {
-        let h = closed_loop(50, dur, None, healthz_op(&c, &s.base)).await;
-        let (o, mut v) = with_cpu(&s, closed_loop(50, dur, None, heartbeat_op())).await;
+        let (_, mut v) = against_healthz(&s, &c, dur, heartbeat_op()).await;
         v["round"] = round.into();
-        v["clients"] = 50.into();
         v["live_leases"] = leases.lock().unwrap().len().into();
-        v["healthz_per_s"] = round2(h.rate()).into();
-        v["healthz_errors"] = h.errors.into();
-        v["ratio_to_healthz"] = round2(o.rate() / h.rate()).into();
         rep.emit("heartbeat_closed", v);
-        let (_, mut v) = with_cpu(&s, open_loop(a.heartbeat_rate, dur, heartbeat_op())).await;
-        let (rss, hwm) = s.rss_kib();
-        rss_large = rss_large.max(rss);
-        v["round"] = round.into();
-        v["offered_per_s"] = a.heartbeat_rate.into();
-        v["live_leases"] = leases.lock().unwrap().len().into();
-        v["rss_now_mib"] = mib(rss).into();
-        v["rss_peak_mib"] = mib(hwm).into();
-        rep.emit("heartbeat_open", v);
+        rss_large = rss_large.max(open_round(round).await);
     }
     rep.emit(
         "seats_memory",

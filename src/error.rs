@@ -62,15 +62,12 @@ impl From<sqlx::Error> for ApiError {
         // Say so, and when to come back, so clients back off instead of counting a failure.
         if matches!(e, sqlx::Error::PoolTimedOut) {
             tracing::warn!("database pool exhausted; answering 503");
-            let mut err = ApiError::new(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the service is overloaded; try again in a moment",
-            );
-            if let ApiError::Problem(p) = &mut err {
-                p.retry_after = Some(1);
-            }
-            return err;
+            )
+            .retry_after(1);
         }
         ApiError::Internal(anyhow::Error::new(e).context("database"))
     }
@@ -108,14 +105,20 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
     pub fn too_many(code: &'static str, detail: impl Into<String>, retry_after_s: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail);
-        if let ApiError::Problem(p) = &mut e {
-            p.retry_after = Some(retry_after_s.max(1));
-        }
-        e
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail).retry_after(retry_after_s)
     }
     pub fn internal(msg: &'static str) -> Self {
         ApiError::Internal(anyhow::anyhow!(msg))
+    }
+
+    /// Answer with `Retry-After` (at least one second).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        match &mut self {
+            ApiError::Problem(p) => p.retry_after = Some(secs.max(1)),
+            ApiError::OAuth(o) => o.retry_after = Some(secs.max(1)),
+            ApiError::Internal(_) => {}
+        }
+        self
     }
 
     /// Add a member to the problem (or OAuth error) body.
@@ -151,15 +154,12 @@ impl ApiError {
         Self::oauth(StatusCode::UNAUTHORIZED, "invalid_client", description)
     }
     pub fn oauth_slow_down(retry_after_s: u64) -> Self {
-        let mut e = Self::oauth(
+        Self::oauth(
             StatusCode::TOO_MANY_REQUESTS,
             "slow_down",
             format!("too many failed sign-in attempts; try again in {} s", retry_after_s.max(1)),
-        );
-        if let ApiError::OAuth(o) = &mut e {
-            o.retry_after = Some(retry_after_s.max(1));
-        }
-        e
+        )
+        .retry_after(retry_after_s)
     }
 
     /// Turn a problem into the OAuth form (for errors raised by shared code inside OAuth endpoints).

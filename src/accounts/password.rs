@@ -17,7 +17,7 @@ pub const MAX_BYTES: usize = 1024;
 
 pub fn argon2() -> Argon2<'static> {
     // The parameters are constants known to be valid; `Params::new` only fails on out-of-range values.
-    let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(32)).unwrap_or_default();
+    let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN)).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -114,14 +114,22 @@ const OUTPUT_LEN: usize = 32;
 
 /// argon2id of `password` with a fresh random salt, as a PHC string, computed in `memory`.
 pub fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> anyhow::Result<String> {
-    use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD as B64};
+    use argon2::password_hash::phc::{Output, ParamsString, Salt};
+    let phc = |e: argon2::password_hash::phc::Error| anyhow::anyhow!("argon2: {e}");
     let mut salt = [0u8; SALT_LEN];
     openssl::rand::rand_bytes(&mut salt)?;
     let a = argon2();
     let mut out = [0u8; OUTPUT_LEN];
     a.hash_password_into_with_memory(password, &salt, &mut out, blocks(memory, a.params()))
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-    Ok(format!("$argon2id$v=19$m={M_COST_KIB},t={T_COST},p={P_COST}${}${}", B64.encode(salt), B64.encode(out)))
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(a.params()).map_err(|e| anyhow::anyhow!("argon2: {e}"))?,
+        salt: Some(Salt::new(&salt).map_err(phc)?),
+        hash: Some(Output::new(&out).map_err(phc)?),
+    }
+    .to_string())
 }
 
 /// Whether `password` matches the PHC string `hash` (its own algorithm and parameters, so older

@@ -220,10 +220,7 @@ async fn every_vendor_shape_signs_in_sp_and_idp_initiated() {
         let email = member(&s, "bob").await;
         // SP-initiated, answered in the vendor's real shape.
         let req = start_login(&s, "/account").await;
-        let mut p = response_params(&s, &email);
-        p["in_response_to"] = json!(request_id(&req));
-        let doc = idp("response", &p).await;
-        let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), relay_of(&req).as_deref()).await;
+        let r = answer(&s, &email, &request_id(&req), relay_of(&req).as_deref()).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{vendor} SP-initiated: {}", r.text().await.unwrap());
         // IdP-initiated (no InResponseTo), in a fresh browser.
         let other =
@@ -463,6 +460,15 @@ async fn responses_failing_the_protocol_checks_are_refused() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
 }
 
+/// The IdP's answer for `email` to the request `in_response_to`, posted to the ACS from the test's
+/// browser with `relay` as RelayState.
+async fn answer(s: &Sso, email: &str, in_response_to: &str, relay: Option<&str>) -> reqwest::Response {
+    let mut p = response_params(s, email);
+    p["in_response_to"] = json!(in_response_to);
+    let doc = idp("response", &p).await;
+    post_acs(s, &s.acs(), doc["saml_response"].as_str().unwrap(), relay).await
+}
+
 #[tokio::test]
 async fn replays_foreign_requests_and_other_browsers_are_refused() {
     let s = sso_entity("azure-ad", |_| {}).await;
@@ -476,46 +482,22 @@ async fn replays_foreign_requests_and_other_browsers_are_refused() {
     expect_refused(&s, r, Some("replayed"), "replay").await;
 
     // An InResponseTo we never issued.
-    let mut p = response_params(&s, &email);
-    p["in_response_to"] = json!("_made_up_request_id_0123456789abcdef");
-    let doc = idp("response", &p).await;
-    expect_refused(
-        &s,
-        post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await,
-        Some("unknown_request"),
-        "unknown request",
-    )
-    .await;
+    let r = answer(&s, &email, "_made_up_request_id_0123456789abcdef", None).await;
+    expect_refused(&s, r, Some("unknown_request"), "unknown request").await;
 
     // A request started in another browser.
     let other =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
     let r = other.get(s.app.url("/saml/acme/login")).send().await.unwrap();
     let req = json!({ "url": r.headers()["location"].to_str().unwrap() });
-    let mut p = response_params(&s, &email);
-    p["in_response_to"] = json!(request_id(&req));
-    let doc = idp("response", &p).await;
-    expect_refused(
-        &s,
-        post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), relay_of(&req).as_deref()).await,
-        Some("wrong_browser"),
-        "other browser",
-    )
-    .await;
+    let r = answer(&s, &email, &request_id(&req), relay_of(&req).as_deref()).await;
+    expect_refused(&s, r, Some("wrong_browser"), "other browser").await;
 
     // A pending request expires.
     let req = start_login(&s, "/account").await;
     s.app.advance(Duration::from_secs(11 * 60));
-    let mut p = response_params(&s, &email);
-    p["in_response_to"] = json!(request_id(&req));
-    let doc = idp("response", &p).await;
-    expect_refused(
-        &s,
-        post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), relay_of(&req).as_deref()).await,
-        Some("unknown_request"),
-        "expired request",
-    )
-    .await;
+    let r = answer(&s, &email, &request_id(&req), relay_of(&req).as_deref()).await;
+    expect_refused(&s, r, Some("unknown_request"), "expired request").await;
 
     // And a request answers once.
     let req = start_login(&s, "/account").await;
