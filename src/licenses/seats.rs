@@ -123,16 +123,21 @@ async fn try_license(
 ) -> Result<Attempt> {
     store::licenses::lock_license(&mut **tx, &c.id).await?;
     let expires_at = now + state.config.lease_ttl.ms();
-    if let Some(l) = leases_store::live_of_user(&mut **tx, user_id, &c.id, Some(mhash), now).await? {
-        // The same computer asking again (a crashed product re-run): its lease, refreshed.
-        leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
-        return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l }));
-    }
-    if c.kind == "fixed" {
-        if leases_store::live_of_user(&mut **tx, user_id, &c.id, None, now).await?.is_some() {
-            return Ok(Attempt::InUse);
+    // A fixed seat has at most one live lease (this lock makes sure of it): read it, whatever its
+    // computer. A floating user may hold many: probe for this computer's only.
+    let fixed = c.kind == "fixed";
+    let probe = (!fixed).then_some(mhash);
+    let mine = leases_store::live_of_user(&mut **tx, user_id, &c.id, probe, now).await?;
+    match mine {
+        Some(l) if l.machine_hash == mhash => {
+            // The same computer asking again (a crashed product re-run): its lease, refreshed.
+            leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
+            return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l }));
         }
-    } else {
+        Some(_) => return Ok(Attempt::InUse),
+        None => {}
+    }
+    if !fixed {
         let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
         if in_use >= c.seats {
             return Ok(Attempt::Full { seats: c.seats, in_use });
@@ -143,7 +148,7 @@ async fn try_license(
         license_id: c.id.clone(),
         user_id: user_id.to_string(),
         // Data minimisation: a fixed seat keeps only the keyed hash of its computer.
-        machine: (c.kind == "floating").then(|| machine.to_string()),
+        machine: (!fixed).then(|| machine.to_string()),
         machine_hash: mhash.to_string(),
         created_at: now,
         last_heartbeat_at: now,
