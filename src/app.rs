@@ -1,7 +1,8 @@
-//! Application state, the router (each area's `router()` merged), middleware (request id, tracing,
-//! metrics, body limit, security headers) and the server loop (HTTP or HTTPS, graceful shutdown).
+//! Assembly: builds the state (database, keys, hasher, mail), merges each area's `router()`, adds
+//! the middleware (request id, tracing, metrics, body limit, security headers) and runs the server
+//! loop (HTTP or HTTPS, graceful shutdown) with the background workers.
 
-use std::{net::SocketAddr, ops::Deref, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
@@ -17,60 +18,16 @@ use tracing::Instrument;
 
 use crate::{
     accounts::password::Hasher,
-    clock::{Clock, Millis},
+    clock::Clock,
     config::Config,
     crypto::MasterKey,
     error::REQUEST_ID,
     mail::Transport,
     metrics::Metrics,
+    state::{AppState, Inner},
     store::Db,
     tokens::keys::KeyRing,
 };
-
-pub struct Inner {
-    pub config: Config,
-    pub db: Db,
-    pub clock: Arc<dyn Clock>,
-    pub master: MasterKey,
-    pub keys: KeyRing,
-    pub hasher: Hasher,
-    pub mail_transport: Transport,
-    pub mail_wake: Notify,
-    pub metrics: Metrics,
-    /// Client ids known to be registered (products are never deleted).
-    pub known_clients: std::sync::RwLock<std::collections::HashSet<String>>,
-    /// Public base URL, no trailing slash; also the token issuer.
-    pub base_url: String,
-}
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn now(&self) -> Millis {
-        self.clock.now()
-    }
-    pub fn issuer(&self) -> &str {
-        &self.base_url
-    }
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url, path)
-    }
-    /// A change committed mail: let the worker send it now.
-    pub fn wake_mailer(&self) {
-        self.mail_wake.notify_one();
-    }
-    pub fn is_https(&self) -> bool {
-        self.base_url.starts_with("https://")
-    }
-}
 
 pub struct App {
     pub state: AppState,
@@ -107,7 +64,7 @@ impl App {
             Err(e) => tracing::error!(error = %e, "SAML warm-up task"),
         }
         let base_url = config.public_base(addr);
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Inner {
             config,
             db,
             clock,
@@ -119,7 +76,7 @@ impl App {
             metrics: Metrics::default(),
             known_clients: Default::default(),
             base_url,
-        }));
+        });
         Ok(App { state, listener, addr, tls })
     }
 

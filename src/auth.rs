@@ -9,9 +9,9 @@ use axum::{
 };
 
 use crate::{
-    app::AppState,
     crypto::secret_hash,
     error::ApiError,
+    state::AppState,
     store,
     tokens::{self, AccessClaims},
 };
@@ -74,15 +74,7 @@ pub async fn user_from(state: &AppState, token: &str) -> Result<AccessClaims, Ap
 
 /// Refuse a verified access token whose session or itself was revoked.
 pub async fn ensure_not_revoked(state: &AppState, claims: &AccessClaims) -> Result<(), ApiError> {
-    let (family_revoked, jti_revoked): (Option<i64>, i64) = sqlx::query_as(
-        "SELECT (SELECT COALESCE(revoked_at, 0) FROM refresh_families WHERE id = $1), \
-                (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $2)",
-    )
-    .bind(&claims.sid)
-    .bind(&claims.jti)
-    .fetch_one(&state.db.pool)
-    .await?;
-    if family_revoked.is_none_or(|r| r != 0) || jti_revoked > 0 {
+    if store::tokens::access_revoked(&state.db.pool, &claims.sid, &claims.jti).await? {
         return Err(ApiError::unauthorized("the access token has been revoked"));
     }
     Ok(())

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod app;
 pub mod auth;
+pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod oauth;
 pub mod ops;
 pub mod product;
 pub mod saml;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod tokens;

@@ -9,11 +9,11 @@ use axum::{Router, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
 
 use crate::{
-    app::AppState,
     clock::Millis,
     crypto::{random_secret, secret_hash},
     error::{ApiError, ApiJson, Result},
     mail::{self, Mail},
+    state::AppState,
     store::{self, Tx, accounts::LinkPurpose, accounts::User},
 };
 

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use sqlx::AnyExecutor;
 
 use crate::{
-    app::AppState,
     clock::Millis,
     error::ApiError,
+    state::AppState,
     store::throttle::{self, Counter},
 };
 

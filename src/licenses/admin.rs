@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 use super::{check_group_name, check_idle_minutes, check_seats, license_view, nullable, parse_time};
 use crate::{
     accounts,
-    app::AppState,
     auth::{Admin, UserToken},
     clock::{self, Millis},
     crypto::{random_secret, secret_hash},
     error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
     mail::{self, Mail},
+    state::AppState,
     store::{self, Tx, entities::Entity, licenses::License},
 };
 
@@ -447,12 +447,7 @@ pub async fn list_users(
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
     let users = store::accounts::entity_users(&state.db.pool, &e.id).await?;
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT a.user_id, a.license_id FROM assignments a JOIN licenses l ON l.id = a.license_id WHERE l.entity_id = $1",
-    )
-    .bind(&e.id)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let rows = store::licenses::assignments_of_entity(&state.db.pool, &e.id).await?;
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (u, l) in rows {
         by_user.entry(u).or_default().push(l);
@@ -518,12 +513,7 @@ pub async fn list_admins(
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT u.email, a.created_at FROM entity_admins a JOIN users u ON u.id = a.user_id WHERE a.entity_id = $1 ORDER BY u.email",
-    )
-    .bind(&e.id)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let rows = store::entities::admins_of(&state.db.pool, &e.id).await?;
     let items: Vec<Value> =
         rows.iter().map(|(email, at)| json!({ "email": email, "since": clock::rfc3339(*at) })).collect();
     Ok(Json(Value::Array(items)))
@@ -542,16 +532,8 @@ pub async fn remove_admin(
     store::entities::lock_entity(&mut *tx, &e.id).await?;
     let not_admin = || ApiError::not_found(format!("{email} is not an administrator of {slug}"));
     let user = store::accounts::user_by_email(&mut *tx, &email).await?.ok_or_else(not_admin)?;
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM entity_admins WHERE entity_id = $1")
-        .bind(&e.id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let r = sqlx::query("DELETE FROM entity_admins WHERE entity_id = $1 AND user_id = $2")
-        .bind(&e.id)
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await?;
-    if r.rows_affected() == 0 {
+    let count = store::entities::count_admins(&mut *tx, &e.id).await?;
+    if !store::entities::remove_admin(&mut *tx, &e.id, &user.id).await? {
         return Err(not_admin());
     }
     if count <= 1 {
@@ -605,18 +587,12 @@ pub async fn list_groups(
 /// The caller: who they are, what they administer, which licenses they hold.
 pub async fn me(State(state): State<AppState>, UserToken(claims): UserToken) -> Result<Json<Value>> {
     let admin_of = store::entities::administered_by(&state.db.pool, &claims.sub).await?;
-    let rows: Vec<(String, String, String, String, Option<i64>)> = sqlx::query_as(
-        "SELECT l.id, p.sku, l.kind, e.slug, l.expires_at FROM assignments a \
-         JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id JOIN entities e ON e.id = l.entity_id \
-         WHERE a.user_id = $1 ORDER BY p.sku",
-    )
-    .bind(&claims.sub)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let rows = store::licenses::licenses_held_by(&state.db.pool, &claims.sub).await?;
     let licenses: Vec<Value> = rows
         .iter()
-        .map(|(id, sku, kind, slug, exp)| {
-            json!({ "id": id, "product": sku, "type": kind, "entity": slug, "expires_at": exp.map(clock::rfc3339) })
+        .map(|l| {
+            json!({ "id": l.id, "product": l.sku, "type": l.kind, "entity": l.entity_slug,
+                    "expires_at": l.expires_at.map(clock::rfc3339) })
         })
         .collect();
     Ok(Json(json!({

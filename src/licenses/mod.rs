@@ -14,9 +14,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::{
-    app::AppState,
     clock::{self, Millis},
     error::{ApiError, Result},
+    state::AppState,
     store::licenses::License,
 };
 

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 use super::{check_group_name, check_idle_minutes, check_seats, license_view, parse_time};
 use crate::{
     accounts,
-    app::AppState,
     auth::{Operator, PORTAL_CLIENT},
     clock,
     error::{ApiError, ApiJson, ApiPath, Result},
     mail::{self, Mail},
+    state::AppState,
     store::{self, entities::Entity, entities::Product},
 };
 

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use time::{Date, Duration as TDuration, macros::format_description};
 
 use crate::{
-    app::AppState,
     auth::Admin,
     clock::{self, Millis},
     error::{ApiError, ApiPath, ApiQuery, Result},
+    state::AppState,
     store::{self, leases::Interval, licenses::License},
 };
 

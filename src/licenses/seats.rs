@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    app::AppState,
     auth::{Admin, UserToken},
     clock::{self, Millis},
     error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
+    state::AppState,
     store::{
         self, Tx,
         leases::{self as leases_store, Candidate, Lease},

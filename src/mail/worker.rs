@@ -6,7 +6,7 @@ use anyhow::Context;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::MultiPart};
 
 use super::{Rendered, aad};
-use crate::{app::AppState, clock::Millis, store::outbox};
+use crate::{clock::Millis, state::AppState, store::outbox};
 
 /// Where mail goes.
 #[derive(Clone)]

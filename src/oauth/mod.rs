@@ -1,6 +1,8 @@
 //! OAuth 2.0 endpoints: token (password, refresh_token, authorization_code, device_code grants),
 //! revocation (RFC 7009), introspection (RFC 7662), server metadata (RFC 8414) and JWKS.
 
+pub mod authorize;
+pub mod device;
 mod revoke;
 mod token;
 
@@ -13,7 +15,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{app::AppState, auth::PORTAL_CLIENT, error::Result, store};
+use crate::{auth::PORTAL_CLIENT, error::Result, state::AppState, store};
 
 pub use token::{check_client, password_login};
 
@@ -24,9 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/token", post(token::token))
         .route("/oauth/revoke", post(revoke::revoke))
         .route("/oauth/introspect", post(revoke::introspect))
-        .route("/oauth/authorize", get(crate::web::authorize::authorize))
-        .route("/oauth/authorize/resume", get(crate::web::authorize::resume))
-        .route("/oauth/device_authorization", post(crate::web::device::device_authorization))
+        .route("/oauth/authorize", get(authorize::authorize))
+        .route("/oauth/authorize/resume", get(authorize::resume))
+        .route("/oauth/device_authorization", post(device::device_authorization))
+        .route("/device", get(device::device_page).post(device::device_decide))
 }
 
 async fn metadata(State(state): State<AppState>) -> impl IntoResponse {

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    app::AppState,
     auth::Operator,
     crypto::secret_hash,
     error::{ApiError, OAuthForm},
+    state::AppState,
     store,
     tokens::{self, ACCESS_TYP, AccessClaims, REFRESH_PREFIX},
 };

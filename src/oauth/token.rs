@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use crate::{
     accounts::{self, password, throttle},
-    app::AppState,
     auth::ClientIp,
     error::{ApiError, OAuthForm, Result},
+    state::AppState,
     store,
     tokens::{self, Amr, TokenResponse},
 };
@@ -44,7 +44,7 @@ pub async fn token(State(state): State<AppState>, ip: ClientIp, OAuthForm(form):
         "password" => password_grant(&state, ip, &form).await,
         "refresh_token" => refresh_grant(&state, &form).await,
         "authorization_code" => {
-            crate::web::authorize::code_grant(
+            super::authorize::code_grant(
                 &state,
                 form.client_id.as_deref(),
                 form.code.as_deref(),
@@ -54,7 +54,7 @@ pub async fn token(State(state): State<AppState>, ip: ClientIp, OAuthForm(form):
             .await
         }
         DEVICE_GRANT => {
-            crate::web::device::device_grant(&state, form.client_id.as_deref(), form.device_code.as_deref()).await
+            super::device::device_grant(&state, form.client_id.as_deref(), form.device_code.as_deref()).await
         }
         "" => Err(ApiError::invalid_request("`grant_type` is required")),
         _ => Err(ApiError::oauth(

@@ -9,7 +9,7 @@ use axum::{
     routing::get,
 };
 
-use crate::{app::AppState, error::ApiError, store};
+use crate::{error::ApiError, state::AppState, store};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::{metadata, sp, vendors::Vendor};
 use crate::{
-    app::AppState,
     auth::Admin,
     clock,
     error::{ApiError, ApiJson, ApiPath, Result},
+    state::AppState,
     store::{self, entities::Entity, sso::SsoConfig},
 };
 
@@ -255,10 +255,9 @@ pub async fn put_sso(
     store::sso::put_config(&mut *tx, &config).await?;
     if body.enabled {
         // From now on every user of the entity signs in with the IdP: end password sessions.
-        let users: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM users WHERE entity_id = $1").bind(&e.id).fetch_all(&mut *tx).await?;
+        let users = store::accounts::user_ids_of_entity(&mut *tx, &e.id).await?;
         let mut revoked = 0;
-        for (uid,) in &users {
+        for uid in &users {
             revoked += store::tokens::revoke_families_of_user(&mut tx, uid, Some("pwd"), "SSO enabled", now).await?;
         }
         store::sessions::delete_password_sessions_of_entity(&mut *tx, &e.id).await?;

@@ -65,7 +65,7 @@ pub fn warm_up() -> anyhow::Result<()> {
     Ok(())
 }
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub use policy::{sso_entity_for_email, sso_login_url_for};
 

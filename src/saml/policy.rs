@@ -3,7 +3,7 @@
 
 use sqlx::AnyExecutor;
 
-use crate::{app::AppState, error::Result, store, store::accounts::User};
+use crate::{error::Result, state::AppState, store, store::accounts::User};
 
 /// Where `user` must sign in when their entity requires SSO; `None` when passwords are allowed.
 pub async fn sso_login_url_for<'e>(db: impl AnyExecutor<'e>, state: &AppState, user: &User) -> Result<Option<String>> {

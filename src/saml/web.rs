@@ -22,12 +22,12 @@ use super::{
     vendors::{self, Vendor},
 };
 use crate::{
-    app::AppState,
+    browser::{cookies, message, page, session},
     clock::Millis,
     crypto::{random_secret, secret_hash},
     error::{ApiError, ApiPath, ApiQuery},
+    state::AppState,
     store::{self, entities::Entity, sso::SsoConfig},
-    web::{message, page, session},
 };
 
 const BIND_COOKIE: &str = "lk_sso_bind";
@@ -102,12 +102,11 @@ pub async fn login(
     let return_to = session::safe_return_to(q.return_to.as_deref());
     let now = state.now();
     // Bind the request to this browser: a cookie only it holds, whose hash the pending row keeps.
-    let (binding, new_cookie) = match session::cookie(&headers, BIND_COOKIE).filter(|v| v.len() >= 32 && v.len() < 100)
-    {
-        Some(v) => (v.to_string(), None),
+    let (binding, new_cookie) = match cookies::get(&headers, BIND_COOKIE).filter(|v| v.len() >= 32 && v.len() < 100) {
+        Some(v) => (v, None),
         None => {
             let v = random_secret("");
-            let cookie = session::set_cookie(&state, BIND_COOKIE, &v, REQUEST_TTL_MS / 1000 * 6, true);
+            let cookie = cookies::set(&state, BIND_COOKIE, &v, REQUEST_TTL_MS / 1000 * 6, true);
             (v, Some(cookie))
         }
     };
@@ -281,7 +280,7 @@ async fn consume(
     let return_to = match &validated.in_response_to {
         Some(id) => {
             let pending = store::sso::take_request(&mut tx, id).await.map_err(|e| internal(e.into()))?;
-            let binding = session::cookie(headers, BIND_COOKIE).map(secret_hash).unwrap_or_default();
+            let binding = cookies::get(headers, BIND_COOKIE).map(|c| secret_hash(&c)).unwrap_or_default();
             let Some(p) = pending.filter(|p| p.entity_id == entity.id && p.expires_at > now) else {
                 return Err((
                     StatusCode::FORBIDDEN,

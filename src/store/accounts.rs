@@ -190,3 +190,10 @@ pub async fn live_links<'e>(db: impl AnyExecutor<'e>, user_id: &str, since: Mill
     .await?;
     Ok(n)
 }
+
+/// The ids of every account whose home is the entity.
+pub async fn user_ids_of_entity<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE entity_id = $1").bind(entity_id).fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

@@ -141,3 +141,29 @@ pub async fn list_groups<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx:
         .fetch_all(db)
         .await
 }
+
+/// (email, since) of an entity's administrators, by email.
+pub async fn admins_of<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<(String, Millis)>> {
+    sqlx::query_as(
+        "SELECT u.email, a.created_at FROM entity_admins a JOIN users u ON u.id = a.user_id WHERE a.entity_id = $1 ORDER BY u.email",
+    )
+    .bind(entity_id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_admins<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM entity_admins WHERE entity_id = $1").bind(entity_id).fetch_one(db).await?;
+    Ok(n)
+}
+
+/// False when the user was not an administrator of the entity.
+pub async fn remove_admin<'e>(db: impl AnyExecutor<'e>, entity_id: &str, user_id: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query("DELETE FROM entity_admins WHERE entity_id = $1 AND user_id = $2")
+        .bind(entity_id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -241,3 +241,38 @@ pub async fn revoke_share_link<'e>(
             .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// (user id, license id) of every assignment of an entity's licenses.
+pub async fn assignments_of_entity<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT a.user_id, a.license_id FROM assignments a JOIN licenses l ON l.id = a.license_id WHERE l.entity_id = $1",
+    )
+    .bind(entity_id)
+    .fetch_all(db)
+    .await
+}
+
+/// A user's licenses as they see them: (license id, product SKU, product name, kind, entity slug, expiry).
+#[derive(Debug, Clone, FromRow)]
+pub struct HeldLicense {
+    pub id: String,
+    pub sku: String,
+    pub product_name: String,
+    pub kind: String,
+    pub entity_slug: String,
+    pub expires_at: Option<Millis>,
+}
+
+pub async fn licenses_held_by<'e>(db: impl AnyExecutor<'e>, user_id: &str) -> sqlx::Result<Vec<HeldLicense>> {
+    sqlx::query_as(
+        "SELECT l.id, p.sku, p.name AS product_name, l.kind, e.slug AS entity_slug, l.expires_at FROM assignments a \
+         JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id JOIN entities e ON e.id = l.entity_id \
+         WHERE a.user_id = $1 ORDER BY p.sku",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}

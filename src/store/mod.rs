@@ -13,14 +13,10 @@ pub mod sso;
 pub mod throttle;
 pub mod tokens;
 
-use std::{borrow::Cow, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{
-    Any, AnyPool, SqlSafeStr, Transaction,
-    any::AnyPoolOptions,
-    migrate::{Migration, MigrationType, Migrator},
-};
+use sqlx::{Any, AnyPool, Transaction, any::AnyPoolOptions, migrate::Migrator};
 
 pub type Tx = Transaction<'static, Any>;
 
@@ -36,31 +32,9 @@ pub struct Db {
     pub backend: Backend,
 }
 
-struct EmbeddedMigration {
-    version: i64,
-    name: &'static str,
-    sqlite: &'static str,
-    postgres: &'static str,
-}
-
-macro_rules! migration {
-    ($v:expr, $file:literal) => {
-        EmbeddedMigration {
-            version: $v,
-            name: $file,
-            sqlite: include_str!(concat!("../../migrations/sqlite/", $file, ".sql")),
-            postgres: include_str!(concat!("../../migrations/postgres/", $file, ".sql")),
-        }
-    };
-}
-
-const MIGRATIONS: &[EmbeddedMigration] = &[
-    migration!(1, "0001_core"),
-    migration!(2, "0002_seats"),
-    migration!(3, "0003_sso"),
-    migration!(4, "0004_domain_verification"),
-    migration!(5, "0005_hot_heartbeats"),
-];
+/// Migrations are embedded at build time, one directory per dialect with the same numbers.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
@@ -107,23 +81,10 @@ impl Db {
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|m| {
-                let sql = match self.backend {
-                    Backend::Sqlite => m.sqlite,
-                    Backend::Postgres => m.postgres,
-                };
-                Migration::new(
-                    m.version,
-                    Cow::Borrowed(m.name),
-                    MigrationType::Simple,
-                    sqlx::AssertSqlSafe(sql).into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        let migrator = Migrator::with_migrations(migrations);
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
         migrator.run(&self.pool).await.context("applying migrations")?;
         Ok(())
     }

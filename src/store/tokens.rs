@@ -221,3 +221,17 @@ pub async fn purge_expired<'e>(db: impl AnyExecutor<'e> + Copy, now: Millis) -> 
     let b = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(now).execute(db).await?;
     Ok(a.rows_affected() + b.rows_affected())
 }
+
+/// Whether an access token is revoked, itself (its `jti`) or through its session (refresh family
+/// `sid`; a session that does not exist counts as revoked). One round trip.
+pub async fn access_revoked<'e>(db: impl AnyExecutor<'e>, sid: &str, jti: &str) -> sqlx::Result<bool> {
+    let (family_revoked, jti_revoked): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(revoked_at, 0) FROM refresh_families WHERE id = $1), \
+                (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $2)",
+    )
+    .bind(sid)
+    .bind(jti)
+    .fetch_one(db)
+    .await?;
+    Ok(family_revoked.is_none_or(|r| r != 0) || jti_revoked > 0)
+}

@@ -7,10 +7,10 @@ pub mod keys;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    app::AppState,
     clock::Millis,
     crypto::{random_secret, secret_hash},
     error::ApiError,
+    state::AppState,
     store::{self, Tx, accounts::User},
 };
 

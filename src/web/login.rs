@@ -10,15 +10,16 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{
-    message, page,
-    session::{self, safe_return_to},
-};
 use crate::{
     accounts,
-    app::AppState,
     auth::ClientIp,
+    browser::{
+        login_path, message, page,
+        session::{self, safe_return_to},
+        sso_path,
+    },
     error::{ApiError, ApiQuery},
+    state::AppState,
 };
 
 #[derive(Template)]
@@ -51,22 +52,6 @@ struct AccountPage<'a> {
 pub struct LoginQuery {
     return_to: Option<String>,
     login_hint: Option<String>,
-}
-
-/// `/login?return_to=/...` as a path, for redirects from pages that need a signed-in user.
-pub fn login_path(return_to: &str, login_hint: Option<&str>) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("return_to", return_to);
-    if let Some(h) = login_hint {
-        q.append_pair("login_hint", h);
-    }
-    format!("/login?{}", q.finish())
-}
-
-/// Where an SSO user goes to sign in, carrying where to return afterwards.
-pub fn sso_path(slug: &str, return_to: &str) -> String {
-    let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_to).finish();
-    format!("/saml/{slug}/login?{q}")
 }
 
 pub async fn login_page(
@@ -175,14 +160,7 @@ pub async fn account_page(State(state): State<AppState>, headers: HeaderMap) -> 
         Ok(None) => return Redirect::to(&login_path("/account", None)).into_response(),
         Err(e) => return e.into_response(),
     };
-    let licenses: Vec<(String, String)> = match sqlx::query_as(
-        "SELECT p.name, l.kind FROM assignments a JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id \
-         WHERE a.user_id = $1 ORDER BY p.name",
-    )
-    .bind(&bu.user.id)
-    .fetch_all(&state.db.pool)
-    .await
-    {
+    let licenses = match crate::store::licenses::licenses_held_by(&state.db.pool, &bu.user.id).await {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -193,7 +171,7 @@ pub async fn account_page(State(state): State<AppState>, headers: HeaderMap) -> 
             email: &bu.user.email,
             entity: &bu.entity_slug,
             sso: bu.amr == "saml",
-            licenses: licenses.into_iter().map(|(p, k)| format!("{p} ({k})")).collect(),
+            licenses: licenses.into_iter().map(|l| format!("{} ({})", l.product_name, l.kind)).collect(),
             csrf: &csrf,
         },
     )

@@ -1,16 +1,13 @@
 //! HTML pages (askama templates in `templates/pages/`). They work without JavaScript, send no
 //! referrer (their URLs can hold single-use tokens) and are never cached.
 
-pub mod authorize;
-pub mod device;
 pub mod login;
-pub mod session;
 
 use askama::Template;
 use axum::{
     Form, Router,
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -18,9 +15,10 @@ use serde::Deserialize;
 
 use crate::{
     accounts,
-    app::AppState,
+    browser::{Message, error_page, login_path, message, page, session},
     error::{ApiError, ApiPath, ApiQuery},
     licenses,
+    state::AppState,
 };
 
 pub fn router() -> Router<AppState> {
@@ -33,47 +31,6 @@ pub fn router() -> Router<AppState> {
         .route("/login/password", post(login::login_password))
         .route("/logout", post(login::logout))
         .route("/account", get(login::account_page))
-        .route("/device", get(device::device_page).post(device::device_decide))
-}
-
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
-
-/// Render a page with a status and the page security headers.
-pub fn page(status: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => {
-            let mut resp = (status, html).into_response();
-            let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-            resp
-        }
-        Err(e) => ApiError::Internal(anyhow::Error::new(e).context("rendering page")).into_response(),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "pages/message.html")]
-pub struct Message<'a> {
-    pub heading: &'a str,
-    pub text: &'a str,
-    pub error: bool,
-    pub link: Option<(&'a str, &'a str)>,
-}
-
-pub fn message(status: StatusCode, heading: &str, text: &str) -> Response {
-    page(status, &Message { heading, text, error: status.is_client_error() || status.is_server_error(), link: None })
-}
-
-/// A client error as a page; internal errors keep their generic answer.
-pub fn error_page(heading: &str, e: ApiError) -> Response {
-    match e {
-        ApiError::Problem(p) => message(p.status, heading, &p.detail),
-        ApiError::OAuth(o) => message(o.status, heading, &o.description),
-        e @ ApiError::Internal(_) => e.into_response(),
-    }
 }
 
 #[derive(Template)]
@@ -243,7 +200,7 @@ async fn share_page(
     let action = format!("/share/{token}");
     let me = session::current(&state, &headers).await.ok().flatten();
     let csrf = me.as_ref().map(|bu| session::csrf_token(&state, &bu.session_hash)).unwrap_or_default();
-    let login = login::login_path(&action, None);
+    let login = login_path(&action, None);
     page(
         StatusCode::OK,
         &SharePage {
@@ -277,7 +234,7 @@ async fn share_submit(
         Err(e) => return error_page("This share link does not work", e),
     };
     let action = format!("/share/{token}");
-    let login = login::login_path(&action, None);
+    let login = login_path(&action, None);
     let retry = |status, msg: &str| {
         page(
             status,

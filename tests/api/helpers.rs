@@ -11,11 +11,11 @@ use std::{
 };
 
 use latchkey::{
-    app::{App, AppState},
     clock::ManualClock,
     config::Config,
     crypto::{random_secret, secret_hash},
     store,
+    {app::App, state::AppState},
 };
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};

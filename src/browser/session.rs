@@ -1,46 +1,20 @@
 //! Browser sessions: an opaque cookie (HttpOnly, SameSite=Lax, Secure under HTTPS) whose hash names
 //! a row. A password session of a user whose entity has since turned SSO on no longer counts.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::cookies;
 
 use crate::{
-    app::AppState,
     clock::Millis,
     crypto::{ct_eq, random_secret, secret_hash},
     error::Result,
+    state::AppState,
     store::{self, accounts::User},
 };
 
 pub const SESSION_COOKIE: &str = "lk_session";
 pub const SESSION_TTL_MS: Millis = 8 * 3_600_000;
-
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// A `Set-Cookie` value. `cross_site_post`: the cookie must come back on the IdP's POST to the ACS
-/// (SameSite=None under HTTPS; no attribute over plain HTTP, where browsers allow a fresh cookie
-/// on a top-level cross-site POST).
-pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_s: i64, cross_site_post: bool) -> HeaderValue {
-    let secure = state.is_https();
-    let same_site = match (cross_site_post, secure) {
-        (false, _) => "; SameSite=Lax",
-        (true, true) => "; SameSite=None",
-        (true, false) => "",
-    };
-    let v = format!(
-        "{name}={value}; Path=/; HttpOnly; Max-Age={max_age_s}{same_site}{}",
-        if secure { "; Secure" } else { "" }
-    );
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
-}
 
 pub struct BrowserUser {
     pub user: User,
@@ -51,8 +25,8 @@ pub struct BrowserUser {
 
 /// The signed-in user of this browser, if any.
 pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<BrowserUser>> {
-    let Some(secret) = cookie(headers, SESSION_COOKIE).filter(|s| s.len() < 100) else { return Ok(None) };
-    let hash = secret_hash(secret);
+    let Some(secret) = cookies::get(headers, SESSION_COOKIE).filter(|s| s.len() < 100) else { return Ok(None) };
+    let hash = secret_hash(&secret);
     let now = state.now();
     let Some(s) = store::sessions::session(&state.db.pool, &hash, now).await? else { return Ok(None) };
     let Some(user) = store::accounts::user_by_id(&state.db.pool, &s.user_id).await? else { return Ok(None) };
@@ -69,14 +43,14 @@ pub async fn start(state: &AppState, user_id: &str, amr: &str) -> Result<HeaderV
     let now = state.now();
     store::sessions::insert_session(&state.db.pool, &secret_hash(&secret), user_id, amr, now, now + SESSION_TTL_MS)
         .await?;
-    Ok(set_cookie(state, SESSION_COOKIE, &secret, SESSION_TTL_MS / 1000, false))
+    Ok(cookies::set(state, SESSION_COOKIE, &secret, SESSION_TTL_MS / 1000, false))
 }
 
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue> {
-    if let Some(secret) = cookie(headers, SESSION_COOKIE) {
-        store::sessions::delete_session(&state.db.pool, &secret_hash(secret)).await?;
+    if let Some(secret) = cookies::get(headers, SESSION_COOKIE) {
+        store::sessions::delete_session(&state.db.pool, &secret_hash(&secret)).await?;
     }
-    Ok(set_cookie(state, SESSION_COOKIE, "", 0, false))
+    Ok(cookies::set(state, SESSION_COOKIE, "", 0, false))
 }
 
 /// A token for forms of a signed-in page, bound to the session (defence beside SameSite=Lax).
@@ -115,13 +89,5 @@ mod tests {
         {
             assert_eq!(safe_return_to(Some(bad)), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn cookies_are_read_from_the_header() {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; lk_session=abc ; b=2"));
-        assert_eq!(cookie(&h, "lk_session"), Some("abc"));
-        assert_eq!(cookie(&h, "c"), None);
     }
 }

@@ -10,12 +10,12 @@ use axum::{
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{login::login_path, message, session};
 use crate::{
-    app::AppState,
+    browser::{login_path, message, session},
     clock::Millis,
     crypto::{ct_eq, random_secret, secret_hash},
     error::{ApiError, ApiQuery, Result},
+    state::AppState,
     store::{self, sessions::AuthzRequest},
     tokens::{self, Amr, TokenResponse},
 };

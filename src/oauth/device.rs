@@ -12,12 +12,12 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{login::login_path, message, page, session};
 use crate::{
-    app::AppState,
+    browser::{login_path, message, page, session},
     clock::Millis,
     crypto::{random_bytes, random_secret, secret_hash},
     error::{ApiError, ApiQuery, OAuthForm, Result},
+    state::AppState,
     store,
     tokens::{self, Amr, TokenResponse},
 };

@@ -1,0 +1,71 @@
+//! What every browser-facing area shares: page rendering with the page security headers, message
+//! pages, cookies, browser sessions and their form tokens, and the paths of the sign-in pages.
+//! It sits below `web/`, `oauth/`, `saml/` and `portal/`, so none of them reaches into another
+//! for these.
+
+pub mod cookies;
+pub mod session;
+
+use askama::Template;
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::error::ApiError;
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// Render a page with a status and the page security headers.
+pub fn page(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut resp = (status, html).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+            resp
+        }
+        Err(e) => ApiError::Internal(anyhow::Error::new(e).context("rendering page")).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+pub struct Message<'a> {
+    pub heading: &'a str,
+    pub text: &'a str,
+    pub error: bool,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+pub fn message(status: StatusCode, heading: &str, text: &str) -> Response {
+    page(status, &Message { heading, text, error: status.is_client_error() || status.is_server_error(), link: None })
+}
+
+/// A client error as a page; internal errors keep their generic answer.
+pub fn error_page(heading: &str, e: ApiError) -> Response {
+    match e {
+        ApiError::Problem(p) => message(p.status, heading, &p.detail),
+        ApiError::OAuth(o) => message(o.status, heading, &o.description),
+        e @ ApiError::Internal(_) => e.into_response(),
+    }
+}
+
+/// `/login?return_to=/...` as a path, for redirects from pages that need a signed-in user.
+pub fn login_path(return_to: &str, login_hint: Option<&str>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("return_to", return_to);
+    if let Some(h) = login_hint {
+        q.append_pair("login_hint", h);
+    }
+    format!("/login?{}", q.finish())
+}
+
+/// Where an SSO user goes to sign in, carrying where to return afterwards.
+pub fn sso_path(slug: &str, return_to: &str) -> String {
+    let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_to).finish();
+    format!("/saml/{slug}/login?{q}")
+}
