@@ -104,10 +104,11 @@ pub async fn password_login(
     let Ok(email) = accounts::normalize_email(username) else {
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
-    let keys = throttle::keys(state, &email, ip.0);
-    let seen = throttle::check(state, &keys, now).await?;
+    // Counted before anything is evaluated: a burst of guesses gets only the budget evaluated.
+    let limits = throttle::password_limits(state, &email, ip.0);
+    let attempt = throttle::attempt(state, &limits, now).await?;
     if pw.len() > password::MAX_BYTES {
-        throttle::record_failure(state, &keys, now).await?;
+        attempt.failed(state);
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     }
     let user = store::accounts::user_by_email(&state.db.pool, &email).await?;
@@ -116,6 +117,7 @@ pub async fn password_login(
     if let Some(u) = &user
         && let Some(login_url) = crate::saml::sso_login_url_for(&state.db.pool, state, u).await?
     {
+        attempt.failed(state);
         return Err(ApiError::oauth(
             axum::http::StatusCode::BAD_REQUEST,
             "sso_required",
@@ -124,10 +126,10 @@ pub async fn password_login(
         .with("login_url", login_url));
     }
     let Some(user) = user.filter(|_| ok) else {
-        throttle::record_failure(state, &keys, state.now()).await?;
+        attempt.failed(state);
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
-    throttle::record_success(state, &keys, &seen).await?;
+    attempt.succeeded(state).await?;
     let entity = store::entities::entity_by_id(&state.db.pool, &user.entity_id)
         .await?
         .ok_or_else(|| ApiError::internal("account without entity"))?;

@@ -212,6 +212,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     });
     let app = App::build(config, Arc::new(clock.clone())).await.expect("build app");
     let state = app.state.clone();
+    // The address this server listens on (a replica shares its public URL with another server).
+    let scheme = if state.config.tls_cert.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", app.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -223,7 +226,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let client =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
     TestApp {
-        base: state.base_url.clone(),
+        base,
         client,
         clock,
         state,
@@ -274,6 +277,28 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             let _ = s.await;
         }
+    }
+
+    /// A second server on the same database, clock, master key and public URL (a replica).
+    pub async fn replica(&self) -> TestApp {
+        let (key, base) = (self.state.config.master_key_file.clone(), self.base.clone());
+        spawn_app_with(Options {
+            database_url: Some(self.state.config.database_url.clone()),
+            clock: Some(self.clock.clone()),
+            tweak: Box::new(move |c| {
+                c.master_key_file = key;
+                c.public_url = Some(base);
+            }),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// `latchkey_events_total{event, outcome}` as `/metrics` shows it now (0 when absent).
+    pub async fn event_count(&self, event: &str, outcome: &str) -> u64 {
+        let text = self.get("/metrics", None).await.text().await.unwrap();
+        let series = format!("latchkey_events_total{{event=\"{event}\",outcome=\"{outcome}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.trim().parse().unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -363,6 +363,89 @@ async fn password_attempts_are_throttled_then_allowed_again() {
     assert_eq!(app.password_grant(&email, PASSWORD, "readyapi").await.status(), StatusCode::OK);
 }
 
+/// Send `n` password grants for `email` at once, alternately to `a` and `b`; returns how many were
+/// answered `invalid_grant` (evaluated), `slow_down` (refused unevaluated) and 200.
+async fn password_burst(a: &TestApp, b: &TestApp, email: &str, passwords: &[&str]) -> (usize, usize, usize) {
+    let mut tasks = Vec::new();
+    for (i, pw) in passwords.iter().enumerate() {
+        let app = if i % 2 == 0 { a } else { b };
+        let (client, url, email, pw) = (app.client.clone(), app.url("/oauth/token"), email.to_string(), pw.to_string());
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .form(&[("grant_type", "password"), ("username", &email), ("password", &pw), ("client_id", "readyapi")])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            (status, body["error"].as_str().unwrap_or_default().to_string())
+        }));
+    }
+    let (mut wrong, mut refused, mut ok) = (0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (StatusCode::BAD_REQUEST, e) if e == "invalid_grant" => wrong += 1,
+            (StatusCode::TOO_MANY_REQUESTS, e) if e == "slow_down" => refused += 1,
+            (StatusCode::OK, _) => ok += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    (wrong, refused, ok)
+}
+
+/// The attack of a check-then-act throttle: many guesses at once, all evaluated before any is
+/// counted. Here they are counted first, in the database, so two replicas share one budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_guesses_at_two_replicas_is_evaluated_only_up_to_the_budget() {
+    let app = spawn_app().await;
+    let email = user(&app).await;
+    let replica = app.replica().await;
+    let evaluated = || async {
+        app.event_count("password_attempt", "evaluated").await
+            + replica.event_count("password_attempt", "evaluated").await
+    };
+    let before = evaluated().await;
+    let guesses: Vec<String> = (0..100).map(|i| format!("wrong guess number {i}")).collect();
+    let guesses: Vec<&str> = guesses.iter().map(String::as_str).collect();
+    // Five free attempts, and the sixth, which starts the wait: six evaluated, whatever the timing.
+    let (wrong, refused, ok) = password_burst(&app, &replica, &email, &guesses).await;
+    assert_eq!((wrong, refused, ok), (6, 94, 0));
+    assert_eq!(evaluated().await - before, 6, "no hash was computed for a refused guess");
+    // The budget is spent: the right password among a new burst gets nowhere either.
+    let mut burst = vec!["another wrong guess"; 19];
+    burst.insert(7, PASSWORD);
+    assert_eq!(password_burst(&app, &replica, &email, &burst).await, (0, 20, 0));
+    assert_eq!(evaluated().await - before, 6);
+    // Backoff, not a lock: after the wait one attempt is let through, and the right one works.
+    app.advance(Duration::from_secs(1));
+    assert_eq!(password_burst(&app, &replica, &email, &[PASSWORD]).await, (0, 0, 1));
+    // Success cleared the account's counters: its owner has the free attempts again.
+    let (wrong, refused, _) = password_burst(&app, &replica, &email, &guesses[..5]).await;
+    assert_eq!((wrong, refused), (5, 0));
+}
+
+/// Spraying: one guess at each of many accounts from one address is bounded by the address's own
+/// counter, which a correct sign-in of another account does not reset.
+#[tokio::test]
+async fn guessing_across_accounts_from_one_address_is_throttled() {
+    let app = spawn_app().await;
+    let email = user(&app).await;
+    let mut answers = Vec::new();
+    for i in 0..30 {
+        let r = app.password_grant(&app.email(&format!("victim{i}")), "a sprayed password", "readyapi").await;
+        answers.push(r.status());
+        if i == 10 {
+            // The attacker's own account signing in now and then does not wipe the address's count.
+            assert_eq!(app.password_grant(&email, PASSWORD, "readyapi").await.status(), StatusCode::OK);
+        }
+    }
+    let evaluated = answers.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count();
+    // Twenty free failures and the twenty-first, which starts the wait.
+    assert_eq!(evaluated, 21, "{answers:?}");
+    assert!(answers[21..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{answers:?}");
+}
+
 #[tokio::test]
 async fn the_server_metadata_describes_the_endpoints() {
     let app = spawn_app().await;
