@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    accounts::throttle,
+    auth::ClientIp,
     browser::{login_path, message, page, session},
     clock::Millis,
     crypto::{random_bytes, random_secret, secret_hash},
@@ -107,6 +109,7 @@ pub struct DeviceQuery {
 
 pub async fn device_page(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<DeviceQuery>,
 ) -> Response {
@@ -130,8 +133,16 @@ pub async fn device_page(
     let Some(code) = normalize_user_code(&typed) else {
         return ask(StatusCode::UNPROCESSABLE_ENTITY, Some("That code is not valid; check it on your device."));
     };
+    let limits = throttle::device_code_limits(&state, &bu.user.id, ip.0);
+    let attempt = match throttle::attempt(&state, &limits, state.now()).await {
+        Ok(a) => a,
+        Err(e) => return too_many_guesses(e),
+    };
     match live_device(&state, &code).await {
         Ok(Some(d)) => {
+            if let Err(e) = attempt.succeeded(&state).await {
+                return e.into_response();
+            }
             let product = match store::entities::product_by_sku(&state.db.pool, &d.client_id).await {
                 Ok(p) => p.map(|p| p.name).unwrap_or_else(|| d.client_id.clone()),
                 Err(e) => return ApiError::from(e).into_response(),
@@ -148,10 +159,26 @@ pub async fn device_page(
             )
         }
         Ok(None) => {
+            attempt.failed(&state);
             ask(StatusCode::NOT_FOUND, Some("That code is unknown or has expired; start again on your device."))
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Too many wrong codes from this address or this user: a page with the wait (and Retry-After).
+fn too_many_guesses(e: ApiError) -> Response {
+    let ApiError::OAuth(o) = &e else { return e.into_response() };
+    let wait = o.retry_after.unwrap_or(1);
+    let mut r = message(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many wrong codes",
+        &format!("Wait {wait} seconds, then type the code shown on your device again."),
+    );
+    if let Ok(v) = wait.to_string().parse() {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 async fn live_device(state: &AppState, code: &str) -> Result<Option<store::sessions::Device>> {
@@ -170,6 +197,7 @@ pub struct DecisionForm {
 #[tracing::instrument(skip_all)]
 pub async fn device_decide(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
@@ -188,12 +216,27 @@ pub async fn device_decide(
         return message(StatusCode::UNPROCESSABLE_ENTITY, "Not approved", "That code is not valid.");
     };
     let approve = f.decision == "approve";
+    // A decision names a code too: it is a guess like any other.
+    let limits = throttle::device_code_limits(&state, &bu.user.id, ip.0);
+    let attempt = match throttle::attempt(&state, &limits, state.now()).await {
+        Ok(a) => a,
+        Err(e) => return too_many_guesses(e),
+    };
     match store::sessions::decide_device(&state.db.pool, &code, &bu.user.id, &bu.amr, approve, state.now()).await {
-        Ok(true) if approve => {
-            message(StatusCode::OK, "Device signed in", "You can return to your device; it continues on its own.")
+        Ok(true) => {
+            if let Err(e) = attempt.succeeded(&state).await {
+                return e.into_response();
+            }
+            if approve {
+                message(StatusCode::OK, "Device signed in", "You can return to your device; it continues on its own.")
+            } else {
+                message(StatusCode::OK, "Request denied", "The device was not signed in.")
+            }
         }
-        Ok(true) => message(StatusCode::OK, "Request denied", "The device was not signed in."),
-        Ok(false) => message(StatusCode::NOT_FOUND, "Not approved", "That code is unknown, expired or already used."),
+        Ok(false) => {
+            attempt.failed(&state);
+            message(StatusCode::NOT_FOUND, "Not approved", "That code is unknown, expired or already used.")
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }

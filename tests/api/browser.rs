@@ -361,3 +361,73 @@ async fn a_headless_product_signs_in_with_the_device_flow() {
         app.client.post(app.url("/oauth/device_authorization")).form(&[("client_id", "nope")]).send().await.unwrap();
     assert_oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
 }
+
+/// Wrong user codes are guesses at someone else's device: counted per client address and per
+/// signed-in user, in the database, before the code is looked up. A burst gets only the budget
+/// looked up, and while the wait lasts even a right code is refused; then it works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guessing_device_user_codes_is_throttled_per_address_and_per_user() {
+    let app = spawn_app_with(Options { tweak: Box::new(|c| c.trust_forwarded_for = true), ..Default::default() }).await;
+    let email = licensed_user(&app).await;
+    let other = app.email("carol");
+    app.assign(&app.create_license("acme", "readyapi", "floating", 1).await, &other).await;
+    let mallory = app.signed_in_browser(&email).await;
+    let carol = app.signed_in_browser(&other).await;
+    let look = |browser: &reqwest::Client, from: &str, code: &str| {
+        browser.get(app.url(&format!("/device?user_code={code}"))).header("x-forwarded-for", from).send()
+    };
+    let real = device_start(&app, "readyapi").await;
+    let real_code = real["user_code"].as_str().unwrap().to_string();
+    // Codes that differ from the real one in their last letter: all well-formed, all wrong.
+    let wrong: Vec<String> = (0..100)
+        .map(|i| {
+            let c = ["B", "C", "D", "F", "G", "H", "J", "K", "L", "M"][i % 10];
+            let two = ["N", "P", "Q", "R", "S", "T", "V", "W", "X", "Z"][i / 10];
+            format!("{}{two}{c}", &real_code[..7])
+        })
+        .filter(|c| *c != real_code)
+        .collect();
+    // The page of a right code, before guessing starts (it holds the form's token).
+    let page = look(&mallory, "192.0.2.1", &real_code).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for code in &wrong {
+        let (b, url) = (mallory.clone(), app.url(&format!("/device?user_code={code}")));
+        tasks
+            .push(tokio::spawn(async move { b.get(url).header("x-forwarded-for", "192.0.2.1").send().await.unwrap() }));
+    }
+    let (mut looked_up, mut refused) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status() {
+            StatusCode::NOT_FOUND => looked_up += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(r.headers().contains_key("retry-after"));
+                refused += 1
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    // Ten free guesses and the eleventh, which starts the wait.
+    assert_eq!((looked_up, refused), (11, wrong.len() - 11));
+    // The wait binds the address (another user there) and the user (from another address) ...
+    assert_eq!(look(&mallory, "192.0.2.1", &real_code).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(look(&carol, "192.0.2.1", &real_code).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(look(&mallory, "198.51.100.7", &real_code).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    // ... the approving form as well as the page ...
+    let r = mallory
+        .post(app.url("/device"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .form(&[("csrf", csrf.as_str()), ("user_code", real_code.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ... but nobody else: another user at another address finds the code.
+    assert_eq!(look(&carol, "198.51.100.8", &real_code).await.unwrap().status(), StatusCode::OK);
+    // Backoff, not a lock: after the wait, the right code is found again.
+    app.advance(Duration::from_secs(1));
+    assert_eq!(look(&mallory, "192.0.2.1", &real_code).await.unwrap().status(), StatusCode::OK);
+}

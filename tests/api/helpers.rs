@@ -294,6 +294,17 @@ impl TestApp {
         .await
     }
 
+    /// A browser of its own (cookie jar), already signed in as `email` by password: the session is
+    /// made directly, for tests about what a signed-in browser may do rather than about signing in.
+    pub async fn signed_in_browser(&self, email: &str) -> reqwest::Client {
+        let user =
+            store::accounts::user_by_email(&self.state.db.pool, &email.to_lowercase()).await.unwrap().expect("account");
+        let cookie = latchkey::browser::session::start(&self.state, &user.id, "pwd").await.unwrap();
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        jar.add_cookie_str(cookie.to_str().unwrap(), &self.base.parse().unwrap());
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_provider(jar).build().unwrap()
+    }
+
     /// `latchkey_events_total{event, outcome}` as `/metrics` shows it now (0 when absent).
     pub async fn event_count(&self, event: &str, outcome: &str) -> u64 {
         let text = self.get("/metrics", None).await.text().await.unwrap();
