@@ -159,8 +159,19 @@ pub async fn peek_link(state: &AppState, token: &str, now: Millis) -> Result<(st
     Ok((link, user))
 }
 
+/// A password was set or changed: whoever signed in before (with the old password, or a stolen
+/// session) is out. Every browser session, every refresh family (its access tokens are refused
+/// with it), unexchanged authorization codes and approved device codes of the user end, and past
+/// failed attempts on the account stop counting. Call it in the transaction that stores the hash.
+pub async fn end_sign_ins(tx: &mut Tx, state: &AppState, user: &User, now: Millis) -> Result<()> {
+    store::tokens::revoke_families_of_user(tx, &user.id, None, "password changed", now).await?;
+    store::sessions::end_sign_ins_of_user(tx, &user.id, now).await?;
+    throttle::clear_account(&mut **tx, state, &user.email).await?;
+    Ok(())
+}
+
 /// Set a password through a setup or reset link. The link is spent only when the password is
-/// accepted; every other link of the account and every session signed in by password end with it.
+/// accepted; every other link of the account and every sign-in before it end with it.
 pub async fn set_password_with_link(state: &AppState, token: &str, password: &str) -> Result<User> {
     let now = state.now();
     let (_, user) = peek_link(state, token, now).await?;
@@ -179,8 +190,7 @@ pub async fn set_password_with_link(state: &AppState, token: &str, password: &st
     }
     store::accounts::set_password(&mut *tx, &user.id, &hash, now).await?;
     store::accounts::spend_all_links(&mut *tx, &user.id, now).await?;
-    store::tokens::revoke_families_of_user(&mut tx, &user.id, Some("pwd"), "password changed", now).await?;
-    throttle::clear_account(&mut *tx, state, &user.email).await?;
+    end_sign_ins(&mut tx, state, &user, now).await?;
     tx.commit().await?;
     tracing::info!(user = %user.id, "password set");
     Ok(user)

@@ -53,6 +53,32 @@ pub async fn delete_password_sessions_of_entity<'e>(db: impl AnyExecutor<'e>, en
     Ok(r.rows_affected())
 }
 
+/// End every browser session of a user, and what those sessions issued and nobody has collected
+/// yet: unexchanged authorization codes and approved, unpolled device codes (which then answer
+/// `access_denied`). Returns how many rows changed.
+pub async fn end_sign_ins_of_user(tx: &mut crate::store::Tx, user_id: &str, now: Millis) -> sqlx::Result<u64> {
+    let mut n = 0;
+    n += sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    n += sqlx::query("DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    n += sqlx::query(
+        "UPDATE device_codes SET denied_at = $2 WHERE user_id = $1 AND used_at IS NULL AND denied_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n)
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct AuthzRequest {
     pub id: String,

@@ -431,3 +431,73 @@ async fn guessing_device_user_codes_is_throttled_per_address_and_per_user() {
     app.advance(Duration::from_secs(1));
     assert_eq!(look(&mallory, "192.0.2.1", &real_code).await.unwrap().status(), StatusCode::OK);
 }
+
+/// A reset ends whatever signed in before it: a thief's browser session, the sessions of every
+/// other browser, refresh families (and their access tokens), a code not yet exchanged and a
+/// device approved but not yet polled.
+#[tokio::test]
+async fn a_password_reset_ends_every_session_family_and_pending_code_of_the_account() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+    let thief = app.signed_in_browser(&email).await;
+    let other = app.signed_in_browser(&email).await;
+    for b in [&thief, &other] {
+        assert_eq!(b.get(app.url("/account")).send().await.unwrap().status(), StatusCode::OK);
+    }
+    let tokens = app.tokens(&email, PASSWORD, "readyapi").await;
+    let redirect = "http://127.0.0.1:5000/cb";
+    let r = thief.get(app.url(&authorize_path("readyapi", redirect, "s", VERIFIER))).send().await.unwrap();
+    let pending_code = query_param(&location(&r), "code").expect("a code while signed in");
+    let device = device_start(&app, "readyapi").await;
+    let user_code = device["user_code"].as_str().unwrap();
+    let page =
+        other.get(app.url(&format!("/device?user_code={user_code}"))).send().await.unwrap().text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let r = other
+        .post(app.url("/device"))
+        .form(&[("csrf", csrf), ("user_code", user_code), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The owner resets the password from the mail.
+    let r = app.post("/api/v1/account/forgot", None, json!({ "email": email })).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mails = app.mails_to(&email, 2).await;
+    let token = mails.iter().find(|m| m.subject() == "Reset your latchkey password").unwrap().token().unwrap();
+    let r = app
+        .post("/api/v1/account/password", None, json!({ "token": token, "password": "a brand new passphrase" }))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    for b in [&thief, &other] {
+        let r = b.get(app.url("/account")).send().await.unwrap();
+        assert!(location(&r).starts_with("/login"), "the session ended");
+    }
+    let r = thief.get(app.url(&authorize_path("readyapi", redirect, "s", VERIFIER))).send().await.unwrap();
+    let next = location(&r);
+    assert!(next.starts_with("/login") && query_param(&absolute(&app, &next), "code").is_none(), "{next}");
+    assert_oauth_error(
+        exchange(&app, &pending_code, redirect, VERIFIER, "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        app.refresh_grant(tokens["refresh_token"].as_str().unwrap(), "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(app.get("/api/v1/me", tokens["access_token"].as_str()).await.status(), StatusCode::UNAUTHORIZED);
+    app.advance(Duration::from_secs(6));
+    assert_oauth_error(
+        device_poll(&app, device["device_code"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "access_denied",
+    )
+    .await;
+    // The new password signs in as usual.
+    app.tokens(&email, "a brand new passphrase", "readyapi").await;
+}
