@@ -74,7 +74,8 @@ pub async fn find_or_create(tx: &mut Tx, email: &str, entity_id: &str, now: Mill
     existing.map(|u| (u, false)).ok_or_else(|| ApiError::internal("account vanished while being created"))
 }
 
-/// Make a single-use link for `user` and queue its mail, inside the caller's transaction.
+/// Make a single-use link for `user` and queue its mail, inside the caller's transaction. When
+/// the address is over its mail quota nothing is made and `false` returned.
 pub async fn send_link(
     tx: &mut Tx,
     state: &AppState,
@@ -82,10 +83,9 @@ pub async fn send_link(
     purpose: LinkPurpose,
     inviter: &str,
     now: Millis,
-) -> Result<()> {
+) -> Result<bool> {
     let secret = random_secret(LINK_PREFIX);
     let ttl = state.config.setup_link_ttl;
-    store::accounts::insert_link(&mut **tx, &secret_hash(&secret), &user.id, purpose, now, now + ttl.ms()).await?;
     let hours = (ttl.secs() / 3600).max(1);
     let link = match purpose {
         LinkPurpose::Setup => state.url(&format!("/account/setup?token={secret}")),
@@ -95,12 +95,18 @@ pub async fn send_link(
         LinkPurpose::Setup => Mail::Setup { email: &user.email, inviter, link: &link, hours },
         LinkPurpose::Reset => Mail::Reset { email: &user.email, link: &link, hours },
     };
-    mail::enqueue(tx, &state.master, m, now).await?;
-    Ok(())
+    // The link exists only if its mail goes out: a pending link means a mail was sent.
+    if !mail::enqueue(tx, &state.master, m, now).await? {
+        return Ok(false);
+    }
+    store::accounts::insert_link(&mut **tx, &secret_hash(&secret), &user.id, purpose, now, now + ttl.ms()).await?;
+    Ok(true)
 }
 
 /// The mail a newly assigned or invited person gets: a setup link when they have no way to sign in
-/// yet, otherwise a note (with the company sign-in address for SSO entities).
+/// yet (unless one is still pending: its mail is in their inbox), otherwise a note (with the
+/// company sign-in address for SSO entities). Every mail is under the per-address quotas of
+/// `mail::enqueue`, so assigning and revoking in a loop cannot flood anyone.
 pub async fn welcome(
     tx: &mut Tx,
     state: &AppState,
@@ -114,12 +120,20 @@ pub async fn welcome(
     match (sso_login, created || user.password_hash.is_none(), product) {
         (Some(url), true, _) => {
             mail::enqueue(tx, &state.master, Mail::SsoWelcome { email: &user.email, inviter, login_url: &url }, now)
-                .await?
+                .await?;
         }
-        (None, true, _) => send_link(tx, state, user, LinkPurpose::Setup, inviter, now).await?,
+        (None, true, _) => {
+            // Serialise with other invitations of this account, then look for a pending link.
+            store::accounts::lock_user(&mut **tx, &user.id).await?;
+            if store::accounts::has_live_link(&mut **tx, &user.id, LinkPurpose::Setup, now).await? {
+                tracing::info!(user = %user.id, "setup mail not sent again: a link is pending");
+            } else {
+                send_link(tx, state, user, LinkPurpose::Setup, inviter, now).await?;
+            }
+        }
         (url, false, Some(product)) => {
             let m = Mail::Assigned { email: &user.email, inviter, product, login_url: url.as_deref() };
-            mail::enqueue(tx, &state.master, m, now).await?
+            mail::enqueue(tx, &state.master, m, now).await?;
         }
         (_, false, None) => {}
     }
@@ -196,10 +210,8 @@ pub async fn set_password_with_link(state: &AppState, token: &str, password: &st
     Ok(user)
 }
 
-/// At most this many reset mails per account per hour.
-const RESETS_PER_HOUR: i64 = 3;
-
 /// Mail a reset link when the account exists and may use a password. Says nothing either way.
+/// The mail quota bounds how many an address gets (`mail::PER_KIND_PER_HOUR`).
 pub async fn forgot(state: &AppState, email: &str) -> Result<()> {
     let now = state.now();
     let Some(user) = store::accounts::user_by_email(&state.db.pool, email).await? else { return Ok(()) };
@@ -207,13 +219,10 @@ pub async fn forgot(state: &AppState, email: &str) -> Result<()> {
         return Ok(());
     }
     let mut tx = state.db.begin_write().await?;
-    // Serialise with other requests for this account so the hourly limit cannot be raced past.
-    store::accounts::lock_user(&mut *tx, &user.id).await?;
-    if store::accounts::live_links(&mut *tx, &user.id, now - 3_600_000, now).await? >= RESETS_PER_HOUR {
+    if !send_link(&mut tx, state, &user, LinkPurpose::Reset, "latchkey", now).await? {
         tracing::info!(user = %user.id, "reset link not sent: hourly limit");
         return Ok(());
     }
-    send_link(&mut tx, state, &user, LinkPurpose::Reset, "latchkey", now).await?;
     tx.commit().await?;
     state.wake_mailer();
     Ok(())

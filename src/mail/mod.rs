@@ -107,9 +107,61 @@ impl Mail<'_> {
     }
 }
 
+/// At most this many mails of one kind (template) to one address per hour.
+pub const PER_KIND_PER_HOUR: i64 = 3;
+/// At most one "you have a license of X" per address and product per day, however often the
+/// license is assigned, revoked and assigned again.
+pub const ASSIGNED_PER_PRODUCT_PER_DAY: i64 = 1;
+
+const HOUR_MS: Millis = 3_600_000;
+
+impl Mail<'_> {
+    fn recipient(&self) -> &str {
+        match *self {
+            Mail::Setup { email, .. }
+            | Mail::Reset { email, .. }
+            | Mail::Assigned { email, .. }
+            | Mail::Admin { email, .. }
+            | Mail::SsoWelcome { email, .. } => email,
+        }
+    }
+}
+
+/// Take the quotas of one mail (counted in the database, inside the caller's transaction, so
+/// they hold across replicas and are given back if the change rolls back). False: over a quota,
+/// and then none is spent (a savepoint undoes the ones already taken).
+async fn take_quota(tx: &mut Tx, master: &MasterKey, mail: &Mail<'_>, now: Millis) -> anyhow::Result<bool> {
+    let to = mail.recipient().to_lowercase();
+    let mut quotas = vec![(
+        master.keyed_hash(&[b"mail-quota", to.as_bytes(), mail.template().as_bytes()]),
+        PER_KIND_PER_HOUR,
+        HOUR_MS,
+    )];
+    if let Mail::Assigned { product, .. } = mail {
+        let key = master.keyed_hash(&[b"mail-quota-product", to.as_bytes(), product.as_bytes()]);
+        quotas.push((key, ASSIGNED_PER_PRODUCT_PER_DAY, 24 * HOUR_MS));
+    }
+    let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
+    for (key, limit, window) in &quotas {
+        if !store::throttle::take_quota(&mut *savepoint, &format!("m:{key}"), *limit, *window, now).await? {
+            savepoint.rollback().await?;
+            return Ok(false);
+        }
+    }
+    savepoint.commit().await?;
+    Ok(true)
+}
+
 /// Queue a mail inside the caller's transaction: it is sent if and only if the change commits.
 /// Call `Mailer::wake` after the commit so the worker does not wait for its next poll.
-pub async fn enqueue(tx: &mut Tx, master: &MasterKey, mail: Mail<'_>, now: Millis) -> anyhow::Result<()> {
+///
+/// Nobody can make latchkey flood an address: a mail over its quota (see the constants above) is
+/// dropped, and `false` says so; the change itself goes ahead.
+pub async fn enqueue(tx: &mut Tx, master: &MasterKey, mail: Mail<'_>, now: Millis) -> anyhow::Result<bool> {
+    if !take_quota(tx, master, &mail, now).await? {
+        tracing::info!(template = mail.template(), "mail not sent: the address had its quota");
+        return Ok(false);
+    }
     let rendered = mail.render()?;
     let id = store::new_id();
     let sealed = master.encrypt(&serde_json::to_vec(&rendered)?, aad(&id).as_bytes())?;
@@ -124,7 +176,7 @@ pub async fn enqueue(tx: &mut Tx, master: &MasterKey, mail: Mail<'_>, now: Milli
         },
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 fn aad(id: &str) -> String {

@@ -178,17 +178,22 @@ pub async fn spend_all_links<'e>(db: impl AnyExecutor<'e>, user_id: &str, now: M
         .map(|_| ())
 }
 
-/// Outstanding (unspent, unexpired) links of a purpose, to bound how many reset mails an account gets.
-pub async fn live_links<'e>(db: impl AnyExecutor<'e>, user_id: &str, since: Millis, now: Millis) -> sqlx::Result<i64> {
+/// Whether the account has an outstanding (unspent, unexpired) link of this purpose.
+pub async fn has_live_link<'e>(
+    db: impl AnyExecutor<'e>,
+    user_id: &str,
+    purpose: LinkPurpose,
+    now: Millis,
+) -> sqlx::Result<bool> {
     let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM account_links WHERE user_id = $1 AND created_at > $2 AND used_at IS NULL AND expires_at > $3",
+        "SELECT COUNT(*) FROM account_links WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
     )
     .bind(user_id)
-    .bind(since)
+    .bind(purpose.as_str())
     .bind(now)
     .fetch_one(db)
     .await?;
-    Ok(n)
+    Ok(n > 0)
 }
 
 /// The ids of every account whose home is the entity.

@@ -431,6 +431,18 @@ impl TestApp {
         panic!("{email} received {} mails, expected {n}", self.sink().messages_to(email).len());
     }
 
+    /// How many mails of `template` were queued for `email` (sent or not): the outbox row is
+    /// written with the change, so this count does not race the delivery worker.
+    pub async fn mails_queued(&self, email: &str, template: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND template = $2")
+            .bind(email.to_lowercase())
+            .bind(template)
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap();
+        n
+    }
+
     /// Deliver what is due now and return how many mails went out.
     pub async fn drain_mail(&self) -> latchkey::mail::DrainStats {
         latchkey::mail::drain_once(&self.state).await.unwrap()

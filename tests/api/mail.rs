@@ -125,3 +125,76 @@ async fn the_database_holds_no_token_link_key_or_password_in_the_clear() {
     // Private keys are sealed: no PEM, no raw PKCS#8 header.
     assert!(!text.contains("PRIVATE KEY") && !text.contains("MC4CAQAwBQYDK2Vw"), "an unsealed private key");
 }
+
+/// The flood of a malicious (or looping) administrator: twenty assign/revoke cycles on a floating
+/// license, at a stranger's address and at a user of another entity. The stranger gets one setup
+/// mail (its link stays pending), the other entity's user one notice; other kinds and products are
+/// bounded per address and hour; a new link is sent once the pending one has expired.
+#[tokio::test]
+async fn assign_and_revoke_in_a_loop_does_not_flood_anyone() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    app.create_entity("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 5).await;
+    let beta_admin = app.entity_with_admin("beta").await;
+    let beta_license = app.create_license("beta", "readyapi", "fixed", 1).await;
+    let neighbour = app.licensed_user(&beta_license, "neighbour", &beta_admin).await;
+    let stranger = app.email("stranger");
+    let cycle = |email: String| {
+        let (app, license) = (&app, license.clone());
+        async move {
+            let path = format!("/api/v1/licenses/{license}/assignments");
+            let r = app.post(&path, app.op(), json!({ "email": email })).await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let r = app.delete(&format!("{path}/{email}"), app.op()).await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
+    };
+    for _ in 0..20 {
+        cycle(stranger.clone()).await;
+        cycle(neighbour.clone()).await;
+    }
+    assert_eq!(app.mails_queued(&stranger, "setup").await, 1);
+    assert_eq!(app.mails_queued(&neighbour, "setup").await, 1, "only the one of their own entity");
+    assert_eq!(app.mails_queued(&neighbour, "assigned").await, 1);
+    let mails = app.mails_to(&stranger, 1).await;
+    assert!(mails[0].token().is_some(), "the one mail holds a working link");
+
+    // Licenses of other products: a notice each, but at most three of a kind an hour.
+    for sku in ["alpha", "bravo", "charlie", "delta"] {
+        app.create_product(sku).await;
+        let l = app.create_license("acme", sku, "floating", 5).await;
+        let r = app.post(&format!("/api/v1/licenses/{l}/assignments"), app.op(), json!({ "email": neighbour })).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "the assignment itself always happens");
+    }
+    assert_eq!(app.mails_queued(&neighbour, "assigned").await, 3);
+    app.advance(Duration::from_secs(3601));
+    cycle(neighbour.clone()).await;
+    assert_eq!(app.mails_queued(&neighbour, "assigned").await, 3, "one notice per product and day");
+    app.create_product("echo").await;
+    let l = app.create_license("acme", "echo", "floating", 5).await;
+    app.post(&format!("/api/v1/licenses/{l}/assignments"), app.op(), json!({ "email": neighbour })).await;
+    assert_eq!(app.mails_queued(&neighbour, "assigned").await, 4, "a new hour, a new notice");
+
+    // Once the pending link has expired, the stranger may be invited again.
+    app.advance(Duration::from_secs(72 * 3600));
+    cycle(stranger.clone()).await;
+    cycle(stranger.clone()).await;
+    assert_eq!(app.mails_queued(&stranger, "setup").await, 2);
+}
+
+/// Forgot-password mails are bounded the same way, whoever asks and however often.
+#[tokio::test]
+async fn forgot_password_mails_are_bounded_per_address() {
+    let app = spawn_app().await;
+    app.create_entity("acme").await;
+    let email = app.email("admin-acme");
+    app.set_password_from_mail(&email, PASSWORD).await;
+    for _ in 0..10 {
+        latchkey::accounts::forgot(&app.state, &email).await.unwrap();
+    }
+    assert_eq!(app.mails_queued(&email, "reset").await, 3);
+    app.advance(Duration::from_secs(3601));
+    latchkey::accounts::forgot(&app.state, &email).await.unwrap();
+    assert_eq!(app.mails_queued(&email, "reset").await, 4);
+}
