@@ -1,9 +1,11 @@
 //! What every browser-facing area shares: page rendering with the page security headers, message
-//! pages, cookies, browser sessions and their form tokens, and the paths of the sign-in pages.
+//! pages, cookies, browser sessions, the CSRF tokens of every form (`csrf`, before and after
+//! sign-in), and the paths of the sign-in pages.
 //! It sits below `web/`, `oauth/`, `saml/` and `portal/`, so none of them reaches into another
 //! for these.
 
 pub mod cookies;
+pub mod csrf;
 pub mod session;
 
 use askama::Template;
@@ -26,6 +28,9 @@ pub fn page(status: StatusCode, t: &impl Template) -> Response {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+            // Our own form posts then carry our Origin (with no-referrer browsers send `null`,
+            // which `csrf` cannot tell from a forged post); other sites still get no referrer.
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
             resp
         }
         Err(e) => ApiError::Internal(anyhow::Error::new(e).context("rendering page")).into_response(),

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     accounts::throttle,
     auth::ClientIp,
-    browser::{login_path, message, page, session},
+    browser::{csrf, login_path, message, page, session},
     clock::Millis,
     crypto::{random_bytes, random_secret, secret_hash},
     error::{ApiError, ApiQuery, OAuthForm, Result},
@@ -209,7 +209,7 @@ pub async fn device_decide(
         Ok(None) => return Redirect::to(&login_path("/device", None)).into_response(),
         Err(e) => return e.into_response(),
     };
-    if !session::csrf_ok(&state, &bu.session_hash, &f.csrf) {
+    if csrf::check_session(&state, &headers, &bu.session_hash, Some(&f.csrf)).is_err() {
         return message(StatusCode::FORBIDDEN, "Not approved", "The form was not ours. Open the device page again.");
     }
     let Some(code) = normalize_user_code(&f.user_code) else {

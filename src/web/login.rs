@@ -14,7 +14,7 @@ use crate::{
     accounts,
     auth::ClientIp,
     browser::{
-        login_path, message, page,
+        csrf, login_path, message, page,
         session::{self, safe_return_to},
         sso_path,
     },
@@ -27,6 +27,7 @@ use crate::{
 struct LoginPage<'a> {
     email: &'a str,
     return_to: &'a str,
+    csrf: &'a str,
     error: Option<&'a str>,
 }
 
@@ -35,6 +36,7 @@ struct LoginPage<'a> {
 struct PasswordPage<'a> {
     email: &'a str,
     return_to: &'a str,
+    csrf: &'a str,
     error: Option<&'a str>,
 }
 
@@ -70,32 +72,49 @@ pub async fn login_page(
     {
         return Redirect::to(&sso_path(&slug, &return_to)).into_response();
     }
-    page(StatusCode::OK, &LoginPage { email: &email, return_to: &return_to, error: None })
+    let t = csrf::issue(&state, &headers);
+    t.attach(page(StatusCode::OK, &LoginPage { email: &email, return_to: &return_to, csrf: t.token(), error: None }))
 }
 
 #[derive(Deserialize)]
 pub struct EmailStep {
     email: String,
     return_to: Option<String>,
+    csrf: Option<String>,
 }
 
-pub async fn login_email(State(state): State<AppState>, form: Result<Form<EmailStep>, FormRejection>) -> Response {
+pub async fn login_email(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<EmailStep>, FormRejection>,
+) -> Response {
+    let t = csrf::issue(&state, &headers);
     let Ok(Form(f)) = form else {
-        return page(
+        return t.attach(page(
             StatusCode::BAD_REQUEST,
-            &LoginPage { email: "", return_to: "/account", error: Some("Enter your email.") },
-        );
+            &LoginPage { email: "", return_to: "/account", csrf: t.token(), error: Some("Enter your email.") },
+        ));
     };
+    if let Err(refused) = csrf::check(&state, &headers, f.csrf.as_deref()) {
+        return refused.into_response();
+    }
     let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/account".into());
     let Ok(email) = accounts::normalize_email(&f.email) else {
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &LoginPage { email: &f.email, return_to: &return_to, error: Some("That is not an email address.") },
+            &LoginPage {
+                email: &f.email,
+                return_to: &return_to,
+                csrf: t.token(),
+                error: Some("That is not an email address."),
+            },
         );
     };
     match crate::saml::sso_entity_for_email(&state, &email).await {
         Ok(Some(slug)) => Redirect::to(&sso_path(&slug, &return_to)).into_response(),
-        Ok(None) => page(StatusCode::OK, &PasswordPage { email: &email, return_to: &return_to, error: None }),
+        Ok(None) => {
+            page(StatusCode::OK, &PasswordPage { email: &email, return_to: &return_to, csrf: t.token(), error: None })
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -105,23 +124,36 @@ pub struct PasswordStep {
     email: String,
     password: String,
     return_to: Option<String>,
+    csrf: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn login_password(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     form: Result<Form<PasswordStep>, FormRejection>,
 ) -> Response {
+    let t = csrf::issue(&state, &headers);
     let Ok(Form(f)) = form else {
-        return page(
+        return t.attach(page(
             StatusCode::BAD_REQUEST,
-            &PasswordPage { email: "", return_to: "/account", error: Some("Enter your email and password.") },
-        );
+            &PasswordPage {
+                email: "",
+                return_to: "/account",
+                csrf: t.token(),
+                error: Some("Enter your email and password."),
+            },
+        ));
     };
+    // Before anything else (no throttle count, no hash): a forged sign-in does nothing at all.
+    if let Err(refused) = csrf::check(&state, &headers, f.csrf.as_deref()) {
+        return refused.into_response();
+    }
     let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/account".into());
-    let again =
-        |status, msg: &str| page(status, &PasswordPage { email: &f.email, return_to: &return_to, error: Some(msg) });
+    let again = |status, msg: &str| {
+        page(status, &PasswordPage { email: &f.email, return_to: &return_to, csrf: t.token(), error: Some(msg) })
+    };
     match crate::oauth::password_login(&state, ip, &f.email, &f.password).await {
         Ok((user, _)) => match session::start(&state, &user.id, "pwd").await {
             Ok(cookie) => (
@@ -188,8 +220,8 @@ pub async fn logout(
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
     if let Ok(Some(bu)) = session::current(&state, &headers).await {
-        let presented = form.ok().and_then(|Form(f)| f.csrf).unwrap_or_default();
-        if !session::csrf_ok(&state, &bu.session_hash, &presented) {
+        let presented = form.ok().and_then(|Form(f)| f.csrf);
+        if csrf::check_session(&state, &headers, &bu.session_hash, presented.as_deref()).is_err() {
             return message(
                 StatusCode::FORBIDDEN,
                 "Not signed out",

@@ -1,5 +1,7 @@
-//! HTML pages (askama templates in `templates/pages/`). They work without JavaScript, send no
-//! referrer (their URLs can hold single-use tokens) and are never cached.
+//! HTML pages (askama templates in `templates/pages/`). They work without JavaScript, send a
+//! referrer only to this site itself (their URLs can hold single-use tokens; our own form posts
+//! must name their origin, see `browser::csrf`) and are never cached. Every form that changes
+//! anything carries a CSRF token (`browser::csrf`).
 
 pub mod login;
 
@@ -7,7 +9,7 @@ use askama::Template;
 use axum::{
     Form, Router,
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -15,7 +17,7 @@ use serde::Deserialize;
 
 use crate::{
     accounts,
-    browser::{Message, error_page, login_path, message, page, session},
+    browser::{Message, csrf, error_page, login_path, message, page, session},
     error::{ApiError, ApiPath, ApiQuery},
     licenses,
     state::AppState,
@@ -40,6 +42,7 @@ struct PasswordForm<'a> {
     action: &'a str,
     email: &'a str,
     token: &'a str,
+    csrf: &'a str,
     error: Option<&'a str>,
 }
 
@@ -48,18 +51,22 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-async fn setup_page(State(state): State<AppState>, ApiQuery(q): ApiQuery<TokenQuery>) -> Response {
-    password_page(&state, q.token.as_deref().unwrap_or_default(), "Choose your password", "/account/setup").await
+async fn setup_page(State(state): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<TokenQuery>) -> Response {
+    let token = q.token.as_deref().unwrap_or_default();
+    password_page(&state, &headers, token, "Choose your password", "/account/setup").await
 }
 
-async fn reset_page(State(state): State<AppState>, ApiQuery(q): ApiQuery<TokenQuery>) -> Response {
-    password_page(&state, q.token.as_deref().unwrap_or_default(), "Choose a new password", "/account/reset").await
+async fn reset_page(State(state): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<TokenQuery>) -> Response {
+    let token = q.token.as_deref().unwrap_or_default();
+    password_page(&state, &headers, token, "Choose a new password", "/account/reset").await
 }
 
-async fn password_page(state: &AppState, token: &str, heading: &str, action: &str) -> Response {
+async fn password_page(state: &AppState, headers: &HeaderMap, token: &str, heading: &str, action: &str) -> Response {
     match accounts::peek_link(state, token, state.now()).await {
         Ok((_, user)) => {
-            page(StatusCode::OK, &PasswordForm { heading, action, email: &user.email, token, error: None })
+            let t = csrf::issue(state, headers);
+            let form = PasswordForm { heading, action, email: &user.email, token, csrf: t.token(), error: None };
+            t.attach(page(StatusCode::OK, &form))
         }
         Err(e) => link_error(e),
     }
@@ -87,12 +94,14 @@ struct PasswordSubmit {
     token: String,
     password: String,
     confirm: Option<String>,
+    csrf: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
 async fn password_submit(
     State(state): State<AppState>,
     uri: axum::http::Uri,
+    headers: HeaderMap,
     form: Result<Form<PasswordSubmit>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -102,6 +111,10 @@ async fn password_submit(
             "The form was incomplete; open the link from your mail again.",
         );
     };
+    if let Err(refused) = csrf::check(&state, &headers, form.csrf.as_deref()) {
+        return refused.into_response();
+    }
+    let t = csrf::issue(&state, &headers);
     let (heading, action) = if uri.path() == "/account/reset" {
         ("Choose a new password", "/account/reset")
     } else {
@@ -112,7 +125,9 @@ async fn password_submit(
         Err(e) => return link_error(e),
     };
     let again = |status: StatusCode, msg: &str| {
-        page(status, &PasswordForm { heading, action, email: &user.email, token: &form.token, error: Some(msg) })
+        let again =
+            PasswordForm { heading, action, email: &user.email, token: &form.token, csrf: t.token(), error: Some(msg) };
+        page(status, &again)
     };
     if form.confirm.as_deref().is_some_and(|c| c != form.password) {
         return again(StatusCode::UNPROCESSABLE_ENTITY, "The two passwords differ.");
@@ -135,26 +150,35 @@ async fn password_submit(
 #[derive(Template)]
 #[template(path = "pages/forgot.html")]
 struct ForgotForm<'a> {
+    csrf: &'a str,
     error: Option<&'a str>,
 }
 
-async fn forgot_page() -> Response {
-    page(StatusCode::OK, &ForgotForm { error: None })
+async fn forgot_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let t = csrf::issue(&state, &headers);
+    t.attach(page(StatusCode::OK, &ForgotForm { csrf: t.token(), error: None }))
 }
 
 #[derive(Deserialize)]
 struct EmailForm {
     email: String,
+    csrf: Option<String>,
 }
 
 async fn forgot_submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     form: Result<Form<EmailForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Some(email) = form.ok().and_then(|Form(f)| accounts::normalize_email(&f.email).ok()) else {
+    let f = form.ok().map(|Form(f)| f);
+    if let Err(refused) = csrf::check(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
+        return refused.into_response();
+    }
+    let Some(email) = f.and_then(|f| accounts::normalize_email(&f.email).ok()) else {
+        let t = csrf::issue(&state, &headers);
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &ForgotForm { error: Some("Enter the email address of your account.") },
+            &ForgotForm { csrf: t.token(), error: Some("Enter the email address of your account.") },
         );
     };
     tokio::spawn(async move {
@@ -177,6 +201,8 @@ struct SharePage<'a> {
     action: &'a str,
     /// The signed-in user (and the form token) when the browser has a session.
     signed_in: Option<(&'a str, &'a str)>,
+    /// The pre-session form token, for the newcomer's form.
+    form_csrf: &'a str,
     login: &'a str,
     error: Option<&'a str>,
 }
@@ -201,17 +227,19 @@ async fn share_page(
     let me = session::current(&state, &headers).await.ok().flatten();
     let csrf = me.as_ref().map(|bu| session::csrf_token(&state, &bu.session_hash)).unwrap_or_default();
     let login = login_path(&action, None);
-    page(
+    let t = csrf::issue(&state, &headers);
+    t.attach(page(
         StatusCode::OK,
         &SharePage {
             product: &license.product_name,
             entity: &entity,
             action: &action,
             signed_in: me.as_ref().map(|bu| (bu.user.email.as_str(), csrf.as_str())),
+            form_csrf: t.token(),
             login: &login,
             error: None,
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -235,6 +263,7 @@ async fn share_submit(
     };
     let action = format!("/share/{token}");
     let login = login_path(&action, None);
+    let t = csrf::issue(&state, &headers);
     let retry = |status, msg: &str| {
         page(
             status,
@@ -243,23 +272,35 @@ async fn share_submit(
                 entity: &entity,
                 action: &action,
                 signed_in: None,
+                form_csrf: t.token(),
                 login: &login,
                 error: Some(msg),
             },
         )
     };
     let Ok(Form(f)) = form else { return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address.") };
-    let email = match (f.csrf, f.email) {
-        (Some(csrf), _) => match session::current(&state, &headers).await {
-            Ok(Some(bu)) if session::csrf_ok(&state, &bu.session_hash, &csrf) => bu.user.email,
-            Ok(_) => return retry(StatusCode::FORBIDDEN, "Your session ended; sign in again or enter your email."),
+    let email = match f.email {
+        // The signed-in user's form (the session's token).
+        None => match session::current(&state, &headers).await {
+            Ok(Some(bu)) => {
+                if let Err(refused) = csrf::check_session(&state, &headers, &bu.session_hash, f.csrf.as_deref()) {
+                    return refused.into_response();
+                }
+                bu.user.email
+            }
+            Ok(None) => return retry(StatusCode::FORBIDDEN, "Your session ended; sign in again or enter your email."),
             Err(e) => return e.into_response(),
         },
-        (None, Some(raw)) => match accounts::normalize_email(&raw) {
-            Ok(e) => e,
-            Err(_) => return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address."),
-        },
-        (None, None) => return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address."),
+        // A newcomer's form (the pre-session token).
+        Some(raw) => {
+            if let Err(refused) = csrf::check(&state, &headers, f.csrf.as_deref()) {
+                return refused.into_response();
+            }
+            match accounts::normalize_email(&raw) {
+                Ok(e) => e,
+                Err(_) => return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address."),
+            }
+        }
     };
     match licenses::accept_share_link(&state, &token, &email).await {
         Ok((l, _)) => message(

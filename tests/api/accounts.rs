@@ -39,7 +39,13 @@ async fn assigning_a_license_to_a_new_email_mails_a_setup_link_that_sets_a_passw
 
     // Submitting the form sets the password, and the password works.
     let token = mail.token().unwrap();
-    let r = app.form("/account/setup", &[("token", &token), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    let r = app
+        .submit(
+            &format!("/account/setup?token={token}"),
+            "/account/setup",
+            &[("token", &token), ("password", PASSWORD), ("confirm", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("Your password is set"));
     let t = app.tokens(&email, PASSWORD, "readyapi").await;
@@ -102,13 +108,14 @@ async fn weak_passwords_are_refused_and_the_link_stays_usable() {
     let r = app.post("/api/v1/account/password", None, json!({ "token": token, "password": "x".repeat(1025) })).await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "weak_password").await;
     // The form shows the reason and keeps the token.
-    let r = app.form("/account/setup", &[("token", &token), ("password", "short"), ("confirm", "short")]).await;
+    let page = format!("/account/setup?token={token}");
+    let r =
+        app.submit(&page, "/account/setup", &[("token", &token), ("password", "short"), ("confirm", "short")]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = r.text().await.unwrap();
     assert!(html.contains("at least 12 characters") && html.contains(&token));
-    let r = app
-        .form("/account/setup", &[("token", &token), ("password", PASSWORD), ("confirm", "something else entirely")])
-        .await;
+    let fields = [("token", token.as_str()), ("password", PASSWORD), ("confirm", "something else entirely")];
+    let r = app.submit(&page, "/account/setup", &fields).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("differ"));
     // Nothing was spent.
@@ -188,7 +195,8 @@ async fn forgot_password_always_answers_202_and_mails_only_existing_accounts() {
     // Resetting replaces the password and ends the sessions signed in with the old one.
     let token = reset.token().unwrap();
     let r = app
-        .form(
+        .submit(
+            &format!("/account/reset?token={token}"),
             "/account/reset",
             &[("token", &token), ("password", "a brand new passphrase"), ("confirm", "a brand new passphrase")],
         )
@@ -228,7 +236,7 @@ async fn the_forgot_password_page_works_without_javascript() {
     let app = spawn_app().await;
     let r = app.get("/account/forgot", None).await;
     assert!(r.text().await.unwrap().contains("<form method=\"post\" action=\"/account/forgot\">"));
-    let r = app.form("/account/forgot", &[("email", &app.email("nobody"))]).await;
+    let r = app.submit("/account/forgot", "/account/forgot", &[("email", &app.email("nobody"))]).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(r.text().await.unwrap().contains("Check your mail"));
 }

@@ -56,10 +56,12 @@ async fn password_sign_in(app: &TestApp, login_url: &str, email: &str, password:
         .replace("&amp;", "&")
         .replace("&#x3d;", "=")
         .replace("&#61;", "=");
-    let r = app.form("/login", &[("email", email), ("return_to", &return_to)]).await;
+    let r = app.form("/login", &[("email", email), ("return_to", &return_to), ("csrf", &csrf_of(&html))]).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.text().await.unwrap().contains("type=\"password\""));
-    app.form("/login/password", &[("email", email), ("password", password), ("return_to", &return_to)]).await
+    let html = r.text().await.unwrap();
+    assert!(html.contains("type=\"password\""));
+    let fields = [("email", email), ("password", password), ("return_to", &return_to), ("csrf", &csrf_of(&html))];
+    app.form("/login/password", &fields).await
 }
 
 async fn exchange(app: &TestApp, code: &str, redirect: &str, verifier: &str, client: &str) -> reqwest::Response {
@@ -234,7 +236,14 @@ async fn sign_in_never_redirects_off_site_and_sign_out_needs_the_form() {
     let app = spawn_app().await;
     let email = licensed_user(&app).await;
     for evil in ["https://evil.example/", "//evil.example/x", "/\\evil.example"] {
-        let r = app.form("/login/password", &[("email", &email), ("password", PASSWORD), ("return_to", evil)]).await;
+        // (The sign-in page itself redirects once signed in; every pre-session form has the same token.)
+        let r = app
+            .submit(
+                "/account/forgot",
+                "/login/password",
+                &[("email", &email), ("password", PASSWORD), ("return_to", evil)],
+            )
+            .await;
         assert_eq!(location(&r), "/account", "{evil}");
     }
     let account = app.get("/account", None).await.text().await.unwrap();
@@ -249,7 +258,8 @@ async fn sign_in_never_redirects_off_site_and_sign_out_needs_the_form() {
     assert!(location(&r).starts_with("/login"));
     // A wrong password is refused on the page too, with the same words for an unknown account.
     let r = app
-        .form(
+        .submit(
+            "/login",
             "/login/password",
             &[("email", &email), ("password", "not my password at all"), ("return_to", "/account")],
         )
@@ -257,7 +267,8 @@ async fn sign_in_never_redirects_off_site_and_sign_out_needs_the_form() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let a = r.text().await.unwrap();
     let r = app
-        .form(
+        .submit(
+            "/login",
             "/login/password",
             &[("email", &app.email("nobody")), ("password", "not my password at all"), ("return_to", "/account")],
         )
@@ -500,4 +511,161 @@ async fn a_password_reset_ends_every_session_family_and_pending_code_of_the_acco
     .await;
     // The new password signs in as usual.
     app.tokens(&email, "a brand new passphrase", "readyapi").await;
+}
+
+/// A browser of its own: a cookie jar, no redirects followed.
+fn new_browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
+async fn token_in(app: &TestApp, browser: &reqwest::Client, path: &str) -> String {
+    let r = browser.get(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    csrf_of(&r.text().await.unwrap())
+}
+
+/// Login CSRF: a page on another site makes the victim's browser POST the attacker's email and
+/// password to the sign-in form. Were it accepted, the victim would work in the attacker's account
+/// (and a product's sign-in in that browser would get a code for it). Refused without the
+/// browser's own token, and refused from a foreign origin even with it; nothing is counted or hashed.
+#[tokio::test]
+async fn a_cross_site_sign_in_post_does_not_sign_the_browser_in() {
+    let app = spawn_app().await;
+    let attacker = licensed_user(&app).await;
+    let victim = new_browser();
+    let victim_token = token_in(&app, &victim, "/login").await;
+    let attacker_token = token_in(&app, &new_browser(), "/login").await;
+    let evaluated = app.event_count("password_attempt", "evaluated").await;
+    let forged = |token: Option<&str>, headers: &[(&str, &str)]| {
+        let mut fields = vec![("email", attacker.as_str()), ("password", PASSWORD), ("return_to", "/account")];
+        if let Some(t) = token {
+            fields.push(("csrf", t));
+        }
+        let mut r = victim.post(app.url("/login/password")).form(&fields);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    let evil = ("origin", "https://evil.example");
+    for (token, headers) in [
+        // The attack as reported: no token, a foreign Origin.
+        (None, vec![evil]),
+        (None, vec![]),
+        // The attacker's own valid token belongs to the attacker's cookie, not the victim's.
+        (Some(attacker_token.as_str()), vec![]),
+        // Even the victim's own token does not pass from another site.
+        (Some(victim_token.as_str()), vec![evil]),
+        (Some(victim_token.as_str()), vec![("origin", "null")]),
+        (Some(victim_token.as_str()), vec![("sec-fetch-site", "cross-site")]),
+        (Some(victim_token.as_str()), vec![("referer", "https://evil.example/page")]),
+        (Some("forged"), vec![]),
+    ] {
+        let r = forged(token, &headers).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{token:?} {headers:?}");
+        assert!(r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("lk_session=")));
+    }
+    assert_eq!(app.event_count("password_attempt", "evaluated").await, evaluated, "nothing was evaluated");
+    // The victim's browser is not signed in, and a product's sign-in there yields no code.
+    let r = victim.get(app.url("/account")).send().await.unwrap();
+    assert!(location(&r).starts_with("/login"));
+    let redirect = "http://127.0.0.1:5000/cb";
+    let r = victim.get(app.url(&authorize_path("readyapi", redirect, "s", VERIFIER))).send().await.unwrap();
+    let next = location(&r);
+    assert!(next.starts_with("/login?") && !next.contains("code="), "{next}");
+    // The same browser, from its own page and origin, signs in (the refusals above were not luck).
+    let r = forged(Some(&victim_token), &[("origin", app.base.as_str())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(victim.get(app.url("/account")).send().await.unwrap().status(), StatusCode::OK);
+}
+
+/// Every other form shown before sign-in refuses a post without its token, and changes nothing.
+#[tokio::test]
+async fn every_pre_session_form_refuses_a_post_without_its_token() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 5).await;
+    let email = app.email("dave");
+    app.assign(&license, &email).await;
+    let link = app.mails_to(&email, 1).await[0].token().unwrap();
+    let share: Value = app
+        .post(&format!("/api/v1/licenses/{license}/share-links"), Some(&admin), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let share_path = share["url"].as_str().unwrap().strip_prefix(&app.base).unwrap().to_string();
+    let newcomer = app.email("newcomer");
+    let browser = new_browser();
+    let other_token = token_in(&app, &new_browser(), "/login").await;
+    let setup_page = format!("/account/setup?token={link}");
+    let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/login".into(), vec![("email", &email), ("return_to", "/account")]),
+        ("/account/setup".into(), vec![("token", &link), ("password", PASSWORD), ("confirm", PASSWORD)]),
+        ("/account/reset".into(), vec![("token", &link), ("password", PASSWORD), ("confirm", PASSWORD)]),
+        ("/account/forgot".into(), vec![("email", &email)]),
+        (share_path.clone(), vec![("email", &newcomer)]),
+    ];
+    for (path, fields) in &forms {
+        // The browser has visited the site (it holds the cookie), but posts without its token, or
+        // with another browser's.
+        token_in(&app, &browser, &setup_page).await;
+        for token in [None, Some(other_token.as_str())] {
+            let mut f = fields.clone();
+            f.extend(token.map(|t| ("csrf", t)));
+            let r = browser.post(app.url(path)).form(&f).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {token:?}");
+        }
+    }
+    // Nothing changed: no password, the link unspent, no assignment, no reset mail.
+    assert_oauth_error(
+        app.password_grant(&email, PASSWORD, "readyapi").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    let assigned: Value =
+        app.get(&format!("/api/v1/licenses/{license}/assignments"), Some(&admin)).await.json().await.unwrap();
+    assert!(!assigned.to_string().contains(&newcomer), "{assigned}");
+    // With the page's own token each form works.
+    let r = app.submit(&setup_page, "/account/setup", &forms[1].1).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.submit(&share_path, &share_path, &forms[4].1).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.submit("/account/forgot", "/account/forgot", &forms[3].1).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    app.mails_to(&email, 2).await;
+    assert_eq!(app.mails_queued(&email, "reset").await, 1, "only the form with its token mailed");
+}
+
+/// Forms of a signed-in browser (sign out, approve a device) keep their session token and also
+/// refuse a foreign origin.
+#[tokio::test]
+async fn signed_in_forms_refuse_a_foreign_origin_even_with_the_token() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+    let browser = app.signed_in_browser(&email).await;
+    let d = device_start(&app, "readyapi").await;
+    let user_code = d["user_code"].as_str().unwrap();
+    let csrf = token_in(&app, &browser, &format!("/device?user_code={user_code}")).await;
+    let post = |path: &str, fields: Vec<(&str, &str)>, origin: &str| {
+        browser.post(app.url(path)).header("origin", origin).form(&fields).send()
+    };
+    let approve = vec![("csrf", csrf.as_str()), ("user_code", user_code), ("decision", "approve")];
+    let r = post("/device", approve.clone(), "https://evil.example").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post("/logout", vec![("csrf", &csrf)], "https://evil.example").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_oauth_error(
+        device_poll(&app, d["device_code"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+    )
+    .await;
+    assert_eq!(browser.get(app.url("/account")).send().await.unwrap().status(), StatusCode::OK, "still signed in");
+    let r = post("/device", approve, &app.base).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post("/logout", vec![("csrf", &csrf)], &app.base).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

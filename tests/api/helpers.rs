@@ -386,6 +386,22 @@ impl TestApp {
         self.client.post(self.url(path)).form(fields).send().await.unwrap()
     }
 
+    /// The CSRF token of the form on page `path`, as this test's browser (`client`) gets it.
+    pub async fn csrf_from(&self, path: &str) -> String {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        csrf_of(&r.text().await.unwrap())
+    }
+
+    /// Open page `path` and submit its form to `action` with `fields` and the page's CSRF token,
+    /// as a browser does.
+    pub async fn submit(&self, path: &str, action: &str, fields: &[(&str, &str)]) -> Response {
+        let csrf = self.csrf_from(path).await;
+        let mut all = fields.to_vec();
+        all.push(("csrf", &csrf));
+        self.form(action, &all).await
+    }
+
     pub fn op(&self) -> Option<&str> {
         Some(&self.operator_key)
     }
@@ -564,6 +580,17 @@ impl TestApp {
         }
         out
     }
+}
+
+/// The value of the first hidden `csrf` field of a page.
+pub fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .expect("a form with a csrf field")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Read a problem document and check its status and code.

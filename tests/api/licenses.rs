@@ -341,7 +341,7 @@ async fn a_share_link_assigns_whoever_accepts_it_while_seats_last() {
     assert!(html.contains("READYAPI") && html.contains("<form method=\"post\""));
     // A newcomer creates an account on the spot and is mailed the setup link.
     let newcomer = app.email("newcomer");
-    let r = app.form(&path, &[("email", &newcomer)]).await;
+    let r = app.submit(&path, &path, &[("email", &newcomer)]).await;
     assert_eq!(r.status(), StatusCode::OK);
     app.set_password_from_mail(&newcomer, PASSWORD).await;
     // A signed-in user accepts through the API.
@@ -352,7 +352,7 @@ async fn a_share_link_assigns_whoever_accepts_it_while_seats_last() {
     let r = app.post(&format!("/api/v1/share-links/{token}/accept"), t["access_token"].as_str(), json!({})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     // No seat left.
-    let r = app.form(&path, &[("email", &app.email("late"))]).await;
+    let r = app.submit(&path, &path, &[("email", &app.email("late"))]).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     // Stopped links stop.
     let link_id = link["id"].as_str().unwrap();
@@ -382,7 +382,9 @@ async fn a_signed_in_user_accepts_a_share_link_in_the_browser() {
     // Not signed in: a sign-in link that comes back here, and the newcomer form.
     let html = app.get(&path, None).await.text().await.unwrap();
     assert!(html.contains("/login?return_to=%2Fshare%2F"), "{html}");
-    let r = app.form("/login/password", &[("email", &user), ("password", PASSWORD), ("return_to", &path)]).await;
+    let r = app
+        .submit("/login", "/login/password", &[("email", &user), ("password", PASSWORD), ("return_to", &path)])
+        .await;
     assert_eq!(r.headers()["location"], path.as_str());
     let html = app.get(&path, None).await.text().await.unwrap();
     assert!(html.contains(&format!("Accept as {user}")), "{html}");

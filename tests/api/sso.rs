@@ -241,7 +241,8 @@ async fn a_product_gets_saml_tokens_through_the_browser_with_pkce() {
     let r = s.app.get(&browser::authorize_path("readyapi", redirect, "st", browser::VERIFIER), None).await;
     let login = browser::location(&r);
     // The email page sends an SSO user on to the IdP.
-    let r = s.app.form("/login", &[("email", &email), ("return_to", &url_param(&login, "return_to"))]).await;
+    let r =
+        s.app.submit("/login", "/login", &[("email", &email), ("return_to", &url_param(&login, "return_to"))]).await;
     let sso = browser::location(&r);
     assert!(sso.starts_with("/saml/acme/login"), "{sso}");
     let r = s.app.get(&sso, None).await;
@@ -301,7 +302,8 @@ async fn a_headless_product_signs_an_sso_user_in_with_the_device_flow() {
     // The device page needs a sign-in: SSO, then back to the page.
     let r = s.app.get(&format!("/device?user_code={user_code}"), None).await;
     let login = browser::location(&r);
-    let r = s.app.form("/login", &[("email", &email), ("return_to", &url_param(&login, "return_to"))]).await;
+    let r =
+        s.app.submit("/login", "/login", &[("email", &email), ("return_to", &url_param(&login, "return_to"))]).await;
     let r = s.app.get(&browser::location(&r), None).await;
     let answer = pysaml2_answer(&s, &json!({ "url": browser::location(&r) }), &email, false).await;
     let r = post_acs(&s, &s.acs(), answer["saml_response"].as_str().unwrap(), answer["relay_state"].as_str()).await;
@@ -665,7 +667,9 @@ async fn enabling_sso_switches_every_user_away_from_passwords() {
     )
     .await;
     // The password form refuses and sends to the IdP.
-    let r = app.form("/login/password", &[("email", &bob), ("password", PASSWORD), ("return_to", "/account")]).await;
+    let r = app
+        .submit("/login", "/login/password", &[("email", &bob), ("password", PASSWORD), ("return_to", "/account")])
+        .await;
     assert!(browser::location(&r).starts_with("/saml/acme/login"));
     // An old setup link no longer sets a password.
     let r = app.post("/api/v1/account/password", None, json!({ "token": carol_link, "password": PASSWORD })).await;
