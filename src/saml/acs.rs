@@ -151,7 +151,7 @@ impl fmt::Display for AcsError {
             Self::UnsupportedAlgorithm(s) => write!(
                 f,
                 "the SAML response uses an algorithm that is not accepted ({s}); configure the IdP \
-                 to sign with RSA-SHA256 and exclusive canonicalization"
+                 to sign with RSA-SHA256 (or ECDSA-SHA256) and exclusive canonicalization"
             ),
             Self::UnsupportedCondition(c) => {
                 write!(f, "the assertion carries a condition this service does not understand: {}", clip(c))
@@ -227,6 +227,9 @@ impl fmt::Display for AcsError {
 
 impl std::error::Error for AcsError {}
 
+const STRONG_ALGORITHMS: &[Alg] =
+    &[Alg::RsaSha256, Alg::RsaSha384, Alg::RsaSha512, Alg::EcdsaSha256, Alg::EcdsaSha384, Alg::EcdsaSha512];
+
 /// Validates the raw `SAMLResponse` form value. Blocking (xmlsec, about 1 ms): run it in
 /// `spawn_blocking`. See the module header for what the caller still has to check.
 pub fn validate_response(saml_response: &str, expected: &Expected) -> Result<ValidatedAssertion, AcsError> {
@@ -236,8 +239,9 @@ pub fn validate_response(saml_response: &str, expected: &Expected) -> Result<Val
         return Err(AcsError::Malformed("libxml2 finds the document not well-formed".into()));
     }
     let certs = trusted_certs(expected.certs_der, &scanned)?;
-    let algs: Option<&[Alg]> =
-        if expected.allow_sha1 { None } else { Some(&[Alg::RsaSha256, Alg::RsaSha384, Alg::RsaSha512]) };
+    // RSA and ECDSA with SHA-256 or stronger. Allowing SHA-1 lifts samael's list (it has no
+    // rsa-sha1 entry); the scan above still admits only the algorithms named there.
+    let algs: Option<&[Alg]> = if expected.allow_sha1 { None } else { Some(STRONG_ALGORITHMS) };
     // Every ds:Signature must verify. PreDigest returns the exact bytes that were digested (the
     // canonical form of the signed element, its own Signature removed; with two signatures, the
     // Response's): what is parsed next is literally what the IdP signed. It also skips samael's

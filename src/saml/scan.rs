@@ -380,7 +380,8 @@ fn check_signature_child(
         }
         (b"SignedInfo", b"SignatureMethod") => {
             sig.sig_method += 1;
-            let ok = matches!(alg, RSA_SHA256 | RSA_SHA384 | RSA_SHA512) || (allow_sha1 && alg == RSA_SHA1);
+            let ok = matches!(alg, RSA_SHA256 | RSA_SHA384 | RSA_SHA512 | ECDSA_SHA256 | ECDSA_SHA384 | ECDSA_SHA512)
+                || (allow_sha1 && alg == RSA_SHA1);
             if !ok {
                 return Err(unsupported("signature algorithm"));
             }

@@ -63,11 +63,18 @@ impl Sso {
 /// An entity `acme` with a license, SSO configured from `vendor`-shaped metadata for the test's
 /// domain; `tweak` edits the PUT body.
 pub async fn sso_entity(vendor: &str, tweak: impl FnOnce(&mut Value)) -> Sso {
+    sso_entity_with(json!({ "vendor": vendor }), tweak).await
+}
+
+/// `sso_entity` with the IdP metadata made from `metadata_params` (saml_idp.py `metadata`).
+pub async fn sso_entity_with(metadata_params: Value, tweak: impl FnOnce(&mut Value)) -> Sso {
+    let vendor = metadata_params["vendor"].as_str().unwrap().to_string();
+    let vendor = vendor.as_str();
     let app = spawn_app().await;
     app.create_product("readyapi").await;
     let admin = app.entity_with_admin("acme").await;
     let license = app.create_license("acme", "readyapi", "floating", 10).await;
-    let md = idp("metadata", &json!({ "vendor": vendor })).await;
+    let md = idp("metadata", &metadata_params).await;
     let mut body = json!({
         "vendor": vendor,
         "idp_metadata_xml": md["xml"],
@@ -813,4 +820,67 @@ async fn the_sp_metadata_describes_this_entitys_service_provider() {
     assert!(xml.contains(&format!("Location=\"{}\"", s.acs())), "{xml}");
     assert!(xml.contains("X509Certificate"));
     assert_eq!(s.app.get("/saml/nope/metadata", None).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn idps_that_sign_with_ecdsa_or_stronger_rsa_sign_users_in_and_sha1_only_when_allowed() {
+    // A real IdP (pysaml2, signing through xmlsec1) with an elliptic-curve key answers our request.
+    let s = sso_entity_with(json!({ "vendor": "okta", "certs": ["idp-ec"] }), |_| {}).await;
+    let email = member(&s, "alice").await;
+    // The RSA key the metadata does not name cannot sign for this IdP.
+    let mut p = response_params(&s, &email);
+    p["sig_alg"] = json!("rsa-sha256");
+    let doc = idp("response", &p).await;
+    let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await;
+    expect_refused(&s, r, Some("invalid_signature"), "RSA key not in the EC metadata").await;
+    for alg in ["ecdsa-sha256", "ecdsa-sha384", "ecdsa-sha512"] {
+        let req = start_login(&s, "/account").await;
+        let metadata = s.app.get("/saml/acme/metadata", None).await.text().await.unwrap();
+        let mut p = json!({
+            "vendor": "okta", "sp_metadata_xml": metadata, "email": email, "attributes": {},
+            "now": s.now_s(), "key": "idp-ec", "sig_alg": alg, "url": req["url"],
+        });
+        p["want_authn_requests_signed"] = json!(false);
+        let answer = idp("idp-login", &p).await;
+        assert!(answer["xml"].as_str().unwrap().contains(&format!("xmldsig-more#{alg}")), "{alg}");
+        let r = post_acs(&s, &s.acs(), answer["saml_response"].as_str().unwrap(), answer["relay_state"].as_str()).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{alg}: {}", r.text().await.unwrap());
+        assert!(signed_in(&r), "{alg}");
+    }
+    // The same key signing the assertion only, and the response only (signxml, the vendor's shape).
+    for (alg, sign) in [("ecdsa-sha256", "assertion"), ("ecdsa-sha512", "response"), ("ecdsa-sha384", "both")] {
+        let mut p = response_params(&s, &email);
+        p["key"] = json!("idp-ec");
+        p["sig_alg"] = json!(alg);
+        p["sign"] = json!(sign);
+        let doc = idp("response", &p).await;
+        let fresh = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r =
+            fresh.post(s.acs()).form(&[("SAMLResponse", doc["saml_response"].as_str().unwrap())]).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{alg}/{sign}: {}", r.text().await.unwrap());
+    }
+
+    // RSA with SHA-384 and SHA-512 is accepted; SHA-1 is refused unless the entity allows it.
+    let s = sso_entity("generic", |_| {}).await;
+    let email = member(&s, "bob").await;
+    for alg in ["rsa-sha384", "rsa-sha512"] {
+        let mut p = response_params(&s, &email);
+        p["sig_alg"] = json!(alg);
+        let doc = idp("response", &p).await;
+        let fresh = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r =
+            fresh.post(s.acs()).form(&[("SAMLResponse", doc["saml_response"].as_str().unwrap())]).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{alg}: {}", r.text().await.unwrap());
+    }
+    let mut p = response_params(&s, &email);
+    p["sig_alg"] = json!("rsa-sha1");
+    let sha1 = idp("response", &json!([p.clone(), p])).await;
+    let r = post_acs(&s, &s.acs(), sha1[0]["saml_response"].as_str().unwrap(), None).await;
+    expect_refused(&s, r, Some("unsupported_algorithm"), "rsa-sha1 by default").await;
+    let mut view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
+    view["allow_sha1"] = json!(true);
+    let r = s.app.put("/api/v1/entities/acme/sso", s.app.op(), view).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = post_acs(&s, &s.acs(), sha1[1]["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "rsa-sha1 with allow_sha1: {}", r.text().await.unwrap());
 }

@@ -80,6 +80,25 @@ SIG_ALGS = {  # name -> (signxml signature algorithm, signxml digest algorithm)
     "rsa-sha384": ("rsa-sha384", "sha384"),
     "rsa-sha512": ("rsa-sha512", "sha512"),
     "rsa-sha1": ("rsa-sha1", "sha1"),
+    "ecdsa-sha256": ("ecdsa-sha256", "sha256"),
+    "ecdsa-sha384": ("ecdsa-sha384", "sha384"),
+    "ecdsa-sha512": ("ecdsa-sha512", "sha512"),
+}
+# Algorithm URIs (for pysaml2, which takes URIs rather than signxml's names).
+SIG_ALG_URIS = {
+    "rsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "rsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "rsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "rsa-sha1": "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    "ecdsa-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "ecdsa-sha384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "ecdsa-sha512": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+}
+DIGEST_URIS = {
+    "sha256": "http://www.w3.org/2001/04/xmlenc#sha256",
+    "sha384": "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "sha512": "http://www.w3.org/2001/04/xmlenc#sha512",
+    "sha1": "http://www.w3.org/2000/09/xmldsig#sha1",
 }
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 
@@ -126,8 +145,8 @@ class UsageError(Exception):
 # Keys
 # --------------------------------------------------------------------------------------------
 
-KEY_NAMES = ("idp", "idp2", "attacker")
-CERT_NAMES = ("idp", "idp2", "attacker", "idp-expired")
+KEY_NAMES = ("idp", "idp2", "attacker", "idp-ec")
+CERT_NAMES = ("idp", "idp2", "attacker", "idp-expired", "idp-ec")
 
 
 def _keys_dir(p: dict) -> Path:
@@ -138,6 +157,7 @@ def ensure_keys(directory: Path) -> dict:
     """Creates (once) the test key pairs and self-signed certificates in `directory`.
 
     idp / idp2 are two IdP keys for rollover tests, attacker is a key the SP must never trust,
+    idp-ec is an ECDSA (P-256) IdP key for IdPs that sign with elliptic curves,
     idp-expired.crt.pem is a certificate for the idp key whose validity ended in 2016. A file
     lock makes concurrent test processes safe: the loser of the race reuses the winner's files.
     """
@@ -161,7 +181,7 @@ def ensure_keys(directory: Path) -> dict:
 def _generate_keys(directory: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
     def write(path: Path, data: bytes) -> None:
@@ -194,7 +214,10 @@ def _generate_keys(directory: Path) -> None:
         if path.exists():
             keys[name] = serialization.load_pem_private_key(path.read_bytes(), None)
             continue
-        keys[name] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if name.endswith("-ec"):
+            keys[name] = ec.generate_private_key(ec.SECP256R1())
+        else:
+            keys[name] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = keys[name].private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -1397,9 +1420,16 @@ def cmd_idp_login(p: dict) -> dict:
         raise UsageError("idp-login needs url (HTTP-Redirect Location) or saml_request (HTTP-POST form field)")
 
     want_signed = bool(q.get("want_authn_requests_signed", False))
-    sig_alg_uri = "http://www.w3.org/2001/04/xmldsig-more#" + q.get("sig_alg", "rsa-sha256")
-    digest_uri = {"rsa-sha256": "http://www.w3.org/2001/04/xmlenc#sha256",
-                  "rsa-sha1": "http://www.w3.org/2000/09/xmldsig#sha1"}[q.get("sig_alg", "rsa-sha256")]
+    response_alg = q.get("sig_alg", "rsa-sha256")
+    if response_alg not in SIG_ALG_URIS:
+        raise UsageError(f"sig_alg must be one of {list(SIG_ALG_URIS)}")
+    sig_alg_uri, digest_uri = SIG_ALG_URIS[response_alg], DIGEST_URIS[SIG_ALGS[response_alg][1]]
+    if response_alg.startswith("ecdsa-"):
+        # pysaml2 signs through xmlsec1, which does ECDSA, but keeps a hard-coded list of RSA
+        # algorithms it agrees to sign with ("XXX sig/digest-allowed should be configurable").
+        import saml2.entity
+        if sig_alg_uri not in [uri for _, uri in saml2.entity.SIG_ALLOWED_ALG]:
+            saml2.entity.SIG_ALLOWED_ALG = (*saml2.entity.SIG_ALLOWED_ALG, (response_alg.upper(), sig_alg_uri))
     with tempfile.TemporaryDirectory(prefix="lk-idp-") as tmp:
         sp_md = Path(tmp) / "sp.xml"
         sp_md.write_text(_sp_metadata_from_params(q))
