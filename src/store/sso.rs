@@ -174,18 +174,17 @@ pub struct Pending {
     pub expires_at: Millis,
 }
 
-/// Take (read and delete) a pending request: each AuthnRequest ID answers once.
+/// Take (read and delete) a pending request: each AuthnRequest ID answers once. One statement,
+/// so of concurrent answers to the same request exactly one gets the row, on both backends
+/// (a SELECT then DELETE let every reader through before the first delete committed).
 pub async fn take_request(tx: &mut crate::store::Tx, id: &str) -> sqlx::Result<Option<Pending>> {
-    let p: Option<Pending> = sqlx::query_as(
-        "SELECT id, relay_hash, entity_id, browser_hash, return_to, expires_at FROM saml_requests WHERE id = $1",
+    sqlx::query_as(
+        "DELETE FROM saml_requests WHERE id = $1 \
+         RETURNING id, relay_hash, entity_id, browser_hash, return_to, expires_at",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
-    .await?;
-    if p.is_some() {
-        sqlx::query("DELETE FROM saml_requests WHERE id = $1").bind(id).execute(&mut **tx).await?;
-    }
-    Ok(p)
+    .await
 }
 
 /// Remember an assertion id until it could no longer be valid; false when it was seen before.

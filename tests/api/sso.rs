@@ -884,3 +884,44 @@ async fn idps_that_sign_with_ecdsa_or_stronger_rsa_sign_users_in_and_sha1_only_w
     let r = post_acs(&s, &s.acs(), sha1[1]["saml_response"].as_str().unwrap(), None).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "rsa-sha1 with allow_sha1: {}", r.text().await.unwrap());
 }
+
+#[tokio::test]
+async fn distinct_answers_to_one_request_posted_at_once_sign_in_exactly_once() {
+    let s = sso_entity("okta", |_| {}).await;
+    let email = member(&s, "alice").await;
+    let req = start_login(&s, "/account").await;
+    let mut p = response_params(&s, &email);
+    p["in_response_to"] = json!(request_id(&req));
+    p["include_xml"] = json!(false);
+    // Twelve genuine, distinct responses (each its own assertion id, so the replay cache does
+    // not tell them apart): only the pending request, taken once, may.
+    let docs = idp("response", &json!(vec![p; 12])).await;
+    let relay = relay_of(&req);
+    let posts = docs.as_array().unwrap().iter().map(|d| {
+        let client = s.app.client.clone();
+        let form = vec![
+            ("SAMLResponse", d["saml_response"].as_str().unwrap().to_string()),
+            ("RelayState", relay.clone().unwrap_or_default()),
+        ];
+        let acs = s.acs();
+        async move { client.post(acs).form(&form).send().await.unwrap() }
+    });
+    let answers = futures_join_all(posts).await;
+    let accepted = answers.iter().filter(|r| r.status() == StatusCode::SEE_OTHER && signed_in(r)).count();
+    let refused = answers.iter().filter(|r| r.status() == StatusCode::FORBIDDEN).count();
+    assert_eq!((accepted, refused), (1, 11), "{:?}", answers.iter().map(|r| r.status()).collect::<Vec<_>>());
+}
+
+/// Run futures concurrently (each on its own task) and collect their outputs in order.
+async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
