@@ -51,16 +51,19 @@ pub fn normalize_email(raw: &str) -> Result<String> {
     Ok(email)
 }
 
-/// The account of `email`, created (home: `entity_id`, no password) when there is none.
-/// Returns the account and whether it was created now.
+/// The account of `email`, created (no password) when there is none. Its home is the entity
+/// holding its domain verified, else `entity_id` (who brings it in); an existing account is never
+/// moved. Returns the account and whether it was created now.
 pub async fn find_or_create(tx: &mut Tx, email: &str, entity_id: &str, now: Millis) -> Result<(User, bool)> {
     if let Some(u) = store::accounts::user_by_email(&mut **tx, email).await? {
         return Ok((u, false));
     }
+    let domain = crate::saml::policy::domain_of(email);
+    let home = store::sso::verified_owner(&mut **tx, domain).await?.unwrap_or_else(|| entity_id.to_string());
     let user = User {
         id: store::new_id(),
         email: email.to_string(),
-        entity_id: entity_id.to_string(),
+        entity_id: home,
         password_hash: None,
         password_changed_at: None,
         created_at: now,

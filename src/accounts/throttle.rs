@@ -50,7 +50,7 @@ pub struct Limits {
 }
 
 /// An IPv6 client controls its whole /64: count it as one address.
-fn address(ip: IpAddr) -> String {
+pub fn address(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -246,9 +246,8 @@ pub async fn code_grant(
     let user = store::accounts::user_by_id(&state.db.pool, &row.user_id)
         .await?
         .ok_or_else(|| ApiError::invalid_grant("the account no longer exists"))?;
-    if row.amr == "pwd" && crate::saml::sso_login_url_for(&state.db.pool, state, &user).await?.is_some() {
-        return Err(ApiError::invalid_grant("your organisation now signs you in with its company account"));
-    }
+    // A code from a password sign-in is worthless once SSO governs the address.
+    crate::saml::policy::check_grant(state, &user, &row.amr).await?;
     let entity = store::entities::entity_by_id(&state.db.pool, &user.entity_id)
         .await?
         .ok_or_else(|| ApiError::internal("account without entity"))?;

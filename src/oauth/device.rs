@@ -286,6 +286,8 @@ pub async fn device_grant(
     let entity = store::entities::entity_by_id(&state.db.pool, &user.entity_id)
         .await?
         .ok_or_else(|| ApiError::internal("account without entity"))?;
+    // Approved in a password session just before SSO came to govern the address: refused now.
+    crate::saml::policy::check_grant(state, &user, d.amr.as_deref().unwrap_or("pwd")).await?;
     let amr = if d.amr.as_deref() == Some("saml") { Amr::Saml } else { Amr::Pwd };
     let mut tx = state.db.begin_write().await?;
     if !store::sessions::spend_device(&mut *tx, &hash, now).await? {

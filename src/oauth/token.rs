@@ -104,6 +104,11 @@ pub async fn password_login(
     let Ok(email) = accounts::normalize_email(username) else {
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
+    // Decided by the address's verified domain, before any account is looked at or any attempt
+    // counted: every address there gets the same answer, whether it has an account or not.
+    if let Some(login_url) = crate::saml::sso_login_url_for_email(&state.db.pool, state, &email).await? {
+        return Err(crate::saml::policy::sso_required(login_url));
+    }
     // Counted before anything is evaluated: a burst of guesses gets only the budget evaluated.
     let limits = throttle::password_limits(state, &email, ip.0);
     let attempt = throttle::attempt(state, &limits, now).await?;
@@ -114,17 +119,6 @@ pub async fn password_login(
     let user = store::accounts::user_by_email(&state.db.pool, &email).await?;
     // Always pay for one hash, so an unknown email answers as slowly as a wrong password.
     let ok = state.hasher.verify(pw, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
-    if let Some(u) = &user
-        && let Some(login_url) = crate::saml::sso_login_url_for(&state.db.pool, state, u).await?
-    {
-        attempt.failed(state);
-        return Err(ApiError::oauth(
-            axum::http::StatusCode::BAD_REQUEST,
-            "sso_required",
-            "your organisation signs you in with its company account",
-        )
-        .with("login_url", login_url));
-    }
     let Some(user) = user.filter(|_| ok) else {
         attempt.failed(state);
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));

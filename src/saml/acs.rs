@@ -253,7 +253,7 @@ pub fn validate_response(saml_response: &str, expected: &Expected) -> Result<Val
 
 /// Base64 (whitespace tolerated) to UTF-8 XML; a raw-DEFLATE value (Redirect-binding style) is
 /// inflated with a cap.
-fn decode(saml_response: &str) -> Result<String, AcsError> {
+pub(crate) fn decode(saml_response: &str) -> Result<String, AcsError> {
     if saml_response.len() > MAX_SAML_RESPONSE_B64 {
         return Err(AcsError::TooLarge(format!(
             "{} bytes of base64, the limit is {MAX_SAML_RESPONSE_B64}",

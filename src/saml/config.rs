@@ -1,29 +1,41 @@
-//! `GET|PUT /api/v1/entities/{slug}/sso`: an entity's administrator uploads the IdP's metadata
-//! and turns SSO on. Turning it on switches every user of the entity to SSO at once: password
-//! grants and password logins are refused, and sessions that came from passwords are revoked.
+//! `GET|PUT|PATCH|DELETE /api/v1/entities/{slug}/sso`, `POST .../sso/test` and
+//! `GET .../sso/failures`: an entity's administrator (or the operator) manages its SAML
+//! configuration.
+//!
+//! PUT replaces the whole configuration (absent fields take their defaults), PATCH changes only
+//! the fields it names, DELETE removes it. Email domains an administrator lists are claims; the
+//! ones the operator lists are verified, and a verified domain belongs to one entity (its other
+//! claims lapse). An administrator may turn SSO on (or change the IdP of an enabled
+//! configuration) only once a test sign-in with that IdP configuration succeeded; the operator
+//! may without. Whenever the result is enabled, the password sessions and password-born refresh
+//! families of every account in the entity's verified domains end in the same transaction.
 
-use axum::{Json, extract::State};
+use axum::{Json, extract::State, http::StatusCode};
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use super::{metadata, sp, vendors::Vendor};
+use super::{metadata, policy, sp, vendors::Vendor};
 use crate::{
     auth::Admin,
-    clock,
+    clock::{self, Millis},
+    crypto::secret_hash,
     error::{ApiError, ApiJson, ApiPath, Result},
     state::AppState,
     store::{self, entities::Entity, sso::SsoConfig},
 };
 
-#[derive(Deserialize)]
+/// The body of PUT and PATCH. Every member is optional here: PUT fills the defaults and requires
+/// `vendor` and the metadata, PATCH applies what is present.
+#[derive(Deserialize, Default)]
 pub struct SsoBody {
-    vendor: String,
-    idp_metadata_xml: String,
-    #[serde(default)]
-    email_domains: Vec<String>,
-    email_attribute: Option<String>,
-    enabled: bool,
+    vendor: Option<String>,
+    idp_metadata_xml: Option<String>,
+    idp_metadata_url: Option<String>,
+    email_domains: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    email_attribute: Option<Option<String>>,
+    enabled: Option<bool>,
     allow_idp_initiated: Option<bool>,
     jit_accounts: Option<bool>,
     allow_sha1: Option<bool>,
@@ -31,6 +43,11 @@ pub struct SsoBody {
     /// edited and PUT back; any other member is a mistake worth reporting.
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` when absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 const READ_ONLY: &[&str] = &[
@@ -44,6 +61,8 @@ const READ_ONLY: &[&str] = &[
     "idp_certificates",
     "want_authn_requests_signed",
     "updated_at",
+    "tested",
+    "tested_at",
 ];
 
 /// Mail providers anyone can have an address at: an entity cannot claim them.
@@ -109,7 +128,7 @@ pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> 
         "sp_entity_id": sp_entity_id(state, &e.slug),
         "acs_url": acs_url(state, &e.slug),
         "sp_metadata_url": sp_entity_id(state, &e.slug),
-        "login_url": state.url(&format!("/saml/{}/login", e.slug)),
+        "login_url": policy::login_url(state, &e.slug),
         "idp_entity_id": c.idp_entity_id,
         "idp_sso_url": c.idp_sso_redirect_url.clone().or(c.idp_sso_post_url.clone()),
         "idp_certificates": certs,
@@ -121,8 +140,31 @@ pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> 
         "allow_idp_initiated": c.allow_idp_initiated == 1,
         "jit_accounts": c.jit_accounts == 1,
         "allow_sha1": c.allow_sha1 == 1,
+        "tested": is_tested(c),
+        "tested_at": c.tested_at.filter(|_| is_tested(c)).map(clock::rfc3339),
         "updated_at": clock::rfc3339(c.updated_at),
     }))
+}
+
+/// A fingerprint of everything that decides whether the IdP's answers are accepted and which
+/// email is read from them. A test sign-in vouches for exactly this.
+pub fn idp_fingerprint(c: &SsoConfig) -> String {
+    let v = json!([
+        c.vendor,
+        c.idp_entity_id,
+        c.idp_sso_redirect_url,
+        c.idp_sso_post_url,
+        c.idp_certs,
+        c.want_authn_requests_signed,
+        c.email_attribute,
+        c.allow_sha1,
+    ]);
+    secret_hash(&v.to_string())
+}
+
+/// Whether the current IdP configuration passed a test sign-in.
+pub fn is_tested(c: &SsoConfig) -> bool {
+    c.tested_hash.as_deref().is_some_and(|h| h == idp_fingerprint(c))
 }
 
 fn hex(b: &[u8]) -> String {
@@ -151,19 +193,17 @@ async fn entity_for(state: &AppState, admin: &Admin, slug: &str) -> Result<Entit
     entity.ok_or_else(|| ApiError::not_found("no such resource"))
 }
 
+fn not_configured(slug: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "sso_not_configured", format!("{slug} has no SSO configuration yet"))
+}
+
 pub async fn get_sso(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
-    let c = store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "sso_not_configured",
-            format!("{slug} has no SSO configuration yet"),
-        )
-    })?;
+    let c = store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
     Ok(Json(view(&state, &e, &c).await?))
 }
 
@@ -175,17 +215,209 @@ pub async fn put_sso(
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
+    change(&state, &admin, &e, body, Mode::Replace).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn patch_sso(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<SsoBody>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    change(&state, &admin, &e, body, Mode::Patch).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn delete_sso(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<StatusCode> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    if !store::sso::lock_config(&mut *tx, &e.id).await? {
+        return Err(not_configured(&slug));
+    }
+    // Its IdP no longer vouches for anyone: sessions it signed in end with it.
+    for d in store::sso::verified_domains(&mut *tx, &e.id).await? {
+        policy::end_sessions_in_domain(&mut tx, &d, "saml", "SSO configuration removed", now).await?;
+    }
+    store::sso::delete_config(&mut tx, &e.id).await?;
+    tx.commit().await?;
+    tracing::info!(entity = %slug, "SSO configuration removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Replace,
+    Patch,
+}
+
+fn check_body(body: &SsoBody) -> Result<()> {
     if let Some(k) = body.rest.keys().find(|k| !READ_ONLY.contains(&k.as_str())) {
         return Err(ApiError::unprocessable("invalid_request", format!("unknown member `{k}`")));
     }
-    let vendor: Vendor = body.vendor.parse().map_err(|_| {
-        ApiError::unprocessable("invalid_request", "`vendor` is one of azure-ad, okta, onelogin, pingfederate, generic")
-    })?;
+    Ok(())
+}
+
+/// PUT and PATCH: validate everything, then write the configuration, its domains and the
+/// consequences of turning SSO on, in one transaction.
+async fn change(state: &AppState, admin: &Admin, e: &Entity, body: SsoBody, mode: Mode) -> Result<Json<Value>> {
+    check_body(&body)?;
     let now = state.now();
-    let md = metadata::parse_idp_metadata(&body.idp_metadata_xml, now)
-        .map_err(|err| ApiError::unprocessable("invalid_metadata", err.to_string()))?;
+    let existing = store::sso::config(&state.db.pool, &e.id).await?;
+    if mode == Mode::Patch && existing.is_none() {
+        return Err(not_configured(&e.slug));
+    }
+    let vendor = match body.vendor.as_deref() {
+        Some(v) => Some(v.parse::<Vendor>().map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_request",
+                "`vendor` is one of azure-ad, okta, onelogin, pingfederate, generic",
+            )
+        })?),
+        None if mode == Mode::Replace => {
+            return Err(ApiError::unprocessable("invalid_request", "`vendor` is required"));
+        }
+        None => None,
+    };
+    match (&body.idp_metadata_xml, &body.idp_metadata_url) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "send exactly one of `idp_metadata_xml` and `idp_metadata_url`",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "`idp_metadata_url` is not supported by this server yet: upload the metadata document as `idp_metadata_xml`",
+            ));
+        }
+        (None, None) if mode == Mode::Replace => {
+            return Err(ApiError::unprocessable("invalid_request", "`idp_metadata_xml` is required"));
+        }
+        _ => {}
+    }
+    let md = match &body.idp_metadata_xml {
+        Some(xml) => Some(
+            metadata::parse_idp_metadata(xml, now)
+                .map_err(|err| ApiError::unprocessable("invalid_metadata", err.to_string()))?,
+        ),
+        None => None,
+    };
+    let domains = match (&body.email_domains, mode) {
+        (Some(list), _) => Some(check_domains(list)?),
+        (None, Mode::Replace) => Some(Vec::new()),
+        (None, Mode::Patch) => None,
+    };
+    let email_attribute = match (&body.email_attribute, mode) {
+        (Some(a), _) => Some(check_attribute(a.as_deref())?),
+        (None, Mode::Replace) => Some(None),
+        (None, Mode::Patch) => None,
+    };
+
+    // The SP key pair is made once and kept: the IdP may have pinned our certificate.
+    let (sp_sealed_key, sp_cert) = match &existing {
+        Some(c) => (c.sp_sealed_key.clone(), c.sp_cert.clone()),
+        None => {
+            let cn = format!("latchkey SP {}", e.slug);
+            let keys = tokio::task::spawn_blocking(move || sp::generate_sp_keys(&cn, now))
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("keygen task: {e}")))??;
+            let sealed = state.master.encrypt(&keys.private_key_der, sp_key_aad(&e.id).as_bytes())?;
+            (sealed, base64::engine::general_purpose::STANDARD.encode(&keys.cert_der))
+        }
+    };
+    let flag = |v: Option<bool>, old: Option<i64>, default: bool| match (v, mode) {
+        (Some(v), _) => i64::from(v),
+        (None, Mode::Replace) => i64::from(default),
+        (None, Mode::Patch) => old.unwrap_or(i64::from(default)),
+    };
+    let old = existing.as_ref();
+    let mut config = match (md, old) {
+        (Some(md), _) => SsoConfig {
+            entity_id: e.id.clone(),
+            vendor: String::new(),
+            idp_metadata_xml: body.idp_metadata_xml.clone().unwrap_or_default(),
+            idp_entity_id: md.entity_id.clone(),
+            idp_sso_redirect_url: md.sso_redirect_url.clone(),
+            idp_sso_post_url: md.sso_post_url.clone(),
+            idp_certs: serde_json::to_string(
+                &md.signing_certs_der
+                    .iter()
+                    .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(anyhow::Error::from)?,
+            want_authn_requests_signed: i64::from(md.want_authn_requests_signed),
+            email_attribute: None,
+            enabled: 0,
+            allow_idp_initiated: 1,
+            jit_accounts: 0,
+            allow_sha1: 0,
+            sp_sealed_key,
+            sp_cert,
+            created_at: old.map(|c| c.created_at).unwrap_or(now),
+            updated_at: now,
+            tested_hash: old.and_then(|c| c.tested_hash.clone()),
+            tested_at: old.and_then(|c| c.tested_at),
+        },
+        (None, Some(c)) => SsoConfig { updated_at: now, ..c.clone() },
+        (None, None) => return Err(ApiError::unprocessable("invalid_request", "`idp_metadata_xml` is required")),
+    };
+    config.vendor = match (vendor, old) {
+        (Some(v), _) => v.as_str().to_string(),
+        (None, Some(c)) => c.vendor.clone(),
+        (None, None) => Vendor::Generic.as_str().to_string(),
+    };
+    config.email_attribute = match email_attribute {
+        Some(a) => a,
+        None => old.and_then(|c| c.email_attribute.clone()),
+    };
+    config.enabled = flag(body.enabled, old.map(|c| c.enabled), false);
+    config.allow_idp_initiated = flag(body.allow_idp_initiated, old.map(|c| c.allow_idp_initiated), true);
+    config.jit_accounts = flag(body.jit_accounts, old.map(|c| c.jit_accounts), false);
+    config.allow_sha1 = flag(body.allow_sha1, old.map(|c| c.allow_sha1), false);
+
+    // An administrator turns SSO on, or swaps the IdP of an enabled configuration, only with an
+    // IdP configuration that passed a test: a broken one would lock every user out, them included.
+    let was_enabled = old.is_some_and(|c| c.enabled == 1);
+    let idp_changed = old.is_none_or(|c| idp_fingerprint(c) != idp_fingerprint(&config));
+    if !admin.is_operator() && config.enabled == 1 && (!was_enabled || idp_changed) && !is_tested(&config) {
+        return Err(ApiError::conflict(
+            "sso_untested",
+            "run a test sign-in with this IdP configuration first (POST .../sso/test), then enable it",
+        ));
+    }
+
+    let mut tx = state.db.begin_write().await?;
+    if existing.is_some() {
+        store::sso::lock_config(&mut *tx, &e.id).await?;
+    }
+    if let Some(domains) = &domains {
+        set_domains(&mut tx, admin, e, domains, now).await?;
+    }
+    store::sso::put_config(&mut *tx, &config).await?;
+    if config.enabled == 1 {
+        // From now on every account in the entity's verified domains signs in with its IdP.
+        let mut revoked = 0;
+        for d in store::sso::verified_domains(&mut *tx, &e.id).await? {
+            revoked += policy::end_sessions_in_domain(&mut tx, &d, "pwd", "SSO enabled", now).await?;
+        }
+        tracing::info!(entity = %e.slug, revoked, "SSO on; password sessions of its domains ended");
+    }
+    tx.commit().await?;
+    Ok(Json(view(state, e, &config).await?))
+}
+
+fn check_domains(list: &[String]) -> Result<Vec<String>> {
     let mut domains = Vec::new();
-    for d in &body.email_domains {
+    for d in list {
         let d = check_domain(d)?;
         if !domains.contains(&d) {
             domains.push(d);
@@ -194,77 +426,109 @@ pub async fn put_sso(
     if domains.len() > 100 {
         return Err(ApiError::unprocessable("invalid_request", "at most 100 email domains"));
     }
-    let email_attribute = body.email_attribute.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_string);
-    if email_attribute.as_ref().is_some_and(|a| a.len() > 256) {
+    Ok(domains)
+}
+
+fn check_attribute(a: Option<&str>) -> Result<Option<String>> {
+    let a = a.map(str::trim).filter(|a| !a.is_empty()).map(str::to_string);
+    if a.as_ref().is_some_and(|a| a.len() > 256) {
         return Err(ApiError::unprocessable("invalid_request", "`email_attribute` is at most 256 characters"));
     }
-    let existing = store::sso::config(&state.db.pool, &e.id).await?;
-    // The SP key pair is made once and kept: the IdP may have pinned our certificate.
-    let (sp_sealed_key, sp_cert) = match &existing {
-        Some(c) => (c.sp_sealed_key.clone(), c.sp_cert.clone()),
-        None => {
-            let cn = format!("latchkey SP {slug}");
-            let keys = tokio::task::spawn_blocking(move || sp::generate_sp_keys(&cn, now))
-                .await
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("keygen task: {e}")))??;
-            let sealed = state.master.encrypt(&keys.private_key_der, sp_key_aad(&e.id).as_bytes())?;
-            (sealed, base64::engine::general_purpose::STANDARD.encode(&keys.cert_der))
+    Ok(a)
+}
+
+/// Replace the entity's domain claims. The operator's word verifies a domain; an administrator's
+/// list keeps what was verified and claims the rest. A domain verified for another entity is
+/// taken; another entity's mere claim blocks nothing.
+async fn set_domains(tx: &mut store::Tx, admin: &Admin, e: &Entity, domains: &[String], now: Millis) -> Result<()> {
+    let taken = |d: &str| ApiError::conflict("domain_taken", format!("`{d}` is verified for another organisation"));
+    let verified_before = store::sso::verified_domains(&mut **tx, &e.id).await?;
+    for d in domains {
+        if store::sso::verified_owner(&mut **tx, d).await?.is_some_and(|owner| owner != e.id) {
+            return Err(taken(d));
         }
-    };
-    let certs: Vec<String> =
-        md.signing_certs_der.iter().map(|d| base64::engine::general_purpose::STANDARD.encode(d)).collect();
-    let config = SsoConfig {
-        entity_id: e.id.clone(),
-        vendor: vendor.as_str().to_string(),
-        idp_metadata_xml: body.idp_metadata_xml.clone(),
-        idp_entity_id: md.entity_id.clone(),
-        idp_sso_redirect_url: md.sso_redirect_url.clone(),
-        idp_sso_post_url: md.sso_post_url.clone(),
-        idp_certs: serde_json::to_string(&certs).map_err(anyhow::Error::from)?,
-        want_authn_requests_signed: i64::from(md.want_authn_requests_signed),
-        email_attribute,
-        enabled: i64::from(body.enabled),
-        allow_idp_initiated: i64::from(body.allow_idp_initiated.unwrap_or(true)),
-        jit_accounts: i64::from(body.jit_accounts.unwrap_or(false)),
-        allow_sha1: i64::from(body.allow_sha1.unwrap_or(false)),
-        sp_sealed_key,
-        sp_cert,
-        created_at: existing.as_ref().map(|c| c.created_at).unwrap_or(now),
-        updated_at: now,
-    };
-    let mut tx = state.db.begin_write().await?;
-    // The vendor's word verifies a domain; an administrator's claim keeps what was verified and
-    // adds the rest unverified.
-    let verified_before = store::sso::verified_domains(&mut *tx, &e.id).await?;
-    store::sso::clear_domains(&mut *tx, &e.id).await?;
-    for d in &domains {
-        if let Some((owner, _)) = store::sso::domain_owner(&mut *tx, d).await?
-            && owner != e.id
-        {
-            return Err(ApiError::conflict("domain_taken", format!("`{d}` is claimed by another organisation")));
-        }
+    }
+    store::sso::clear_domains(&mut **tx, &e.id).await?;
+    for d in domains {
         let verified = admin.is_operator() || verified_before.contains(d);
-        match store::sso::add_domain(&mut *tx, d, &e.id, verified).await {
+        match store::sso::add_domain(&mut **tx, d, &e.id, verified).await {
             Ok(()) => {}
-            Err(err) if store::is_unique_violation(&err) => {
-                return Err(ApiError::conflict("domain_taken", format!("`{d}` is claimed by another organisation")));
-            }
+            // Verified for another entity by a concurrent request.
+            Err(err) if store::is_unique_violation(&err) => return Err(taken(d)),
             Err(err) => return Err(err.into()),
         }
-    }
-    store::sso::put_config(&mut *tx, &config).await?;
-    if body.enabled {
-        // From now on every user of the entity signs in with the IdP: end password sessions.
-        let users = store::accounts::user_ids_of_entity(&mut *tx, &e.id).await?;
-        let mut revoked = 0;
-        for uid in &users {
-            revoked += store::tokens::revoke_families_of_user(&mut tx, uid, Some("pwd"), "SSO enabled", now).await?;
+        if verified && !verified_before.contains(d) {
+            // The domain is this entity's now: other claims lapse, and its accounts live here.
+            store::sso::drop_other_claims(&mut **tx, d, &e.id).await?;
+            let moved = store::accounts::rehome_domain(&mut **tx, d, &e.id).await?;
+            tracing::info!(entity = %e.slug, domain = %d, moved, "email domain verified");
         }
-        store::sessions::delete_password_sessions_of_entity(&mut *tx, &e.id).await?;
-        tracing::info!(entity = %slug, revoked, "SSO enabled; password sessions revoked");
     }
-    tx.commit().await?;
-    Ok(Json(view(&state, &e, &config).await?))
+    for d in verified_before.iter().filter(|d| !domains.contains(d)) {
+        // This IdP no longer vouches for the domain: what it signed in there ends.
+        policy::end_sessions_in_domain(tx, d, "saml", "email domain released", now).await?;
+    }
+    Ok(())
+}
+
+/// How long a test sign-in link works.
+pub const TEST_LINK_TTL_MS: Millis = 30 * 60_000;
+
+fn test_mac(state: &AppState, entity_id: &str, expires_at: Millis) -> String {
+    state.master.keyed_hash(&[b"sso-test", entity_id.as_bytes(), expires_at.to_string().as_bytes()])
+}
+
+/// Whether `(expires, sig)` from a test link is genuine for the entity and still live.
+pub fn test_link_ok(state: &AppState, entity_id: &str, expires_at: Millis, sig: &str, now: Millis) -> bool {
+    expires_at > now
+        && expires_at <= now + TEST_LINK_TTL_MS
+        && crate::crypto::ct_eq(test_mac(state, entity_id, expires_at).as_bytes(), sig.as_bytes())
+}
+
+/// `POST /api/v1/entities/{slug}/sso/test` → `{"url"}`: opening the URL runs a real
+/// SP-initiated sign-in against the saved configuration (enabled or not) and ends on a page
+/// that shows what the IdP sent, or why it was refused. It signs no one in. The link is a MAC
+/// over the entity and its expiry (nothing stored); it may be opened again until it expires.
+pub async fn start_test(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
+    let expires_at = state.now() + TEST_LINK_TTL_MS;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("expires", &expires_at.to_string())
+        .append_pair("sig", &test_mac(&state, &e.id, expires_at))
+        .finish();
+    Ok(Json(json!({
+        "url": state.url(&format!("/saml/{}/test?{q}", e.slug)),
+        "expires_at": clock::rfc3339(expires_at),
+    })))
+}
+
+/// `GET /api/v1/entities/{slug}/sso/failures`: refused SAML responses of the last 7 days, newest first.
+pub async fn list_failures(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let since = state.now() - store::sso::FAILURE_RETENTION_MS;
+    let list = store::sso::failures(&state.db.pool, &e.id, since).await?;
+    Ok(Json(Value::Array(
+        list.iter()
+            .map(|f| {
+                json!({
+                    "at": clock::rfc3339(f.at),
+                    "code": f.code,
+                    "detail": f.detail,
+                    "issuer": f.issuer,
+                    "name_id": f.name_id,
+                })
+            })
+            .collect(),
+    )))
 }
 
 pub fn sp_key_aad(entity_id: &str) -> String {

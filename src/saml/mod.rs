@@ -67,12 +67,18 @@ pub fn warm_up() -> anyhow::Result<()> {
 
 use crate::state::AppState;
 
-pub use policy::{sso_entity_for_email, sso_login_url_for};
+pub use policy::{sso_entity_for_email, sso_login_url_for, sso_login_url_for_email};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/entities/{slug}/sso", get(config::get_sso).put(config::put_sso))
+        .route(
+            "/api/v1/entities/{slug}/sso",
+            get(config::get_sso).put(config::put_sso).patch(config::patch_sso).delete(config::delete_sso),
+        )
+        .route("/api/v1/entities/{slug}/sso/test", post(config::start_test))
+        .route("/api/v1/entities/{slug}/sso/failures", get(config::list_failures))
         .route("/saml/{slug}/metadata", get(web::metadata))
         .route("/saml/{slug}/login", get(web::login))
+        .route("/saml/{slug}/test", get(web::test_login))
         .route("/saml/{slug}/acs", post(web::acs))
 }

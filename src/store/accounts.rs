@@ -58,6 +58,24 @@ pub async fn user_by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<
         .await
 }
 
+/// The accounts whose address is in `domain` (`...@domain` exactly, not its subdomains).
+pub async fn user_ids_in_domain<'e>(db: impl AnyExecutor<'e>, domain: &str) -> sqlx::Result<Vec<String>> {
+    // Domains hold only [a-z0-9.-] (checked when claimed): no LIKE wildcard can slip in.
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE email LIKE ('%@' || $1)").bind(domain).fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// The accounts of `domain` make `entity_id` their home (the domain was verified for it).
+pub async fn rehome_domain<'e>(db: impl AnyExecutor<'e>, domain: &str, entity_id: &str) -> sqlx::Result<u64> {
+    let r = sqlx::query("UPDATE users SET entity_id = $1 WHERE email LIKE ('%@' || $2) AND entity_id <> $1")
+        .bind(entity_id)
+        .bind(domain)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
 /// Take the account row's write lock until the transaction ends.
 pub async fn lock_user<'e>(db: impl AnyExecutor<'e>, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET created_at = created_at WHERE id = $1").bind(user_id).execute(db).await.map(|_| ())
@@ -194,11 +212,4 @@ pub async fn has_live_link<'e>(
     .fetch_one(db)
     .await?;
     Ok(n > 0)
-}
-
-/// The ids of every account whose home is the entity.
-pub async fn user_ids_of_entity<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<String>> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM users WHERE entity_id = $1").bind(entity_id).fetch_all(db).await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
 }

@@ -42,14 +42,13 @@ pub async fn delete_session<'e>(db: impl AnyExecutor<'e>, id_hash: &str) -> sqlx
     sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1").bind(id_hash).execute(db).await.map(|_| ())
 }
 
-/// End the password-based browser sessions of an entity's users (SSO was turned on).
-pub async fn delete_password_sessions_of_entity<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<u64> {
-    let r = sqlx::query(
-        "DELETE FROM web_sessions WHERE amr = 'pwd' AND user_id IN (SELECT id FROM users WHERE entity_id = $1)",
-    )
-    .bind(entity_id)
-    .execute(db)
-    .await?;
+/// End a user's browser sessions that were signed in by `amr` (`pwd` or `saml`).
+pub async fn delete_sessions_of_user<'e>(db: impl AnyExecutor<'e>, user_id: &str, amr: &str) -> sqlx::Result<u64> {
+    let r = sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND amr = $2")
+        .bind(user_id)
+        .bind(amr)
+        .execute(db)
+        .await?;
     Ok(r.rows_affected())
 }
 

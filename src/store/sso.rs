@@ -1,4 +1,5 @@
-//! SSO configuration per entity, claimed email domains, pending SAML requests and the replay cache.
+//! SSO configuration per entity, claimed and verified email domains, pending SAML requests, the
+//! replay cache and the log of refused responses.
 
 use sqlx::{AnyExecutor, FromRow};
 
@@ -23,6 +24,9 @@ pub struct SsoConfig {
     pub sp_cert: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Fingerprint of the IdP configuration that last passed a test sign-in.
+    pub tested_hash: Option<String>,
+    pub tested_at: Option<Millis>,
 }
 
 impl std::fmt::Debug for SsoConfig {
@@ -37,7 +41,7 @@ impl std::fmt::Debug for SsoConfig {
 
 const COLS: &str = "entity_id, vendor, idp_metadata_xml, idp_entity_id, idp_sso_redirect_url, idp_sso_post_url, idp_certs, \
                     want_authn_requests_signed, email_attribute, enabled, allow_idp_initiated, jit_accounts, allow_sha1, \
-                    sp_sealed_key, sp_cert, created_at, updated_at";
+                    sp_sealed_key, sp_cert, created_at, updated_at, tested_hash, tested_at";
 
 pub async fn config<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Option<SsoConfig>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM sso_configs WHERE entity_id = $1")))
@@ -46,17 +50,17 @@ pub async fn config<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Resu
         .await
 }
 
-/// Insert or replace the entity's configuration (the SP key is kept by the caller).
+/// Insert or replace the entity's configuration (the SP key and test record are kept by the caller).
 pub async fn put_config<'e>(db: impl AnyExecutor<'e>, c: &SsoConfig) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO sso_configs (entity_id, vendor, idp_metadata_xml, idp_entity_id, idp_sso_redirect_url, idp_sso_post_url, \
             idp_certs, want_authn_requests_signed, email_attribute, enabled, allow_idp_initiated, jit_accounts, allow_sha1, \
-            sp_sealed_key, sp_cert, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+            sp_sealed_key, sp_cert, created_at, updated_at, tested_hash, tested_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
          ON CONFLICT (entity_id) DO UPDATE SET vendor = $2, idp_metadata_xml = $3, idp_entity_id = $4, \
             idp_sso_redirect_url = $5, idp_sso_post_url = $6, idp_certs = $7, want_authn_requests_signed = $8, \
             email_attribute = $9, enabled = $10, allow_idp_initiated = $11, jit_accounts = $12, allow_sha1 = $13, \
-            sp_sealed_key = $14, sp_cert = $15, updated_at = $17",
+            sp_sealed_key = $14, sp_cert = $15, updated_at = $17, tested_hash = $18, tested_at = $19",
     )
     .bind(&c.entity_id)
     .bind(&c.vendor)
@@ -75,37 +79,72 @@ pub async fn put_config<'e>(db: impl AnyExecutor<'e>, c: &SsoConfig) -> sqlx::Re
     .bind(&c.sp_cert)
     .bind(c.created_at)
     .bind(c.updated_at)
+    .bind(&c.tested_hash)
+    .bind(c.tested_at)
     .execute(db)
     .await
     .map(|_| ())
 }
 
-/// The slug of the entity whose SSO is enabled and that `user`'s sign-in is governed by.
-pub async fn enabled_for_entity<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Option<String>> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT e.slug FROM sso_configs c JOIN entities e ON e.id = c.entity_id WHERE c.entity_id = $1 AND c.enabled = 1",
+/// Take the configuration row's write lock until the transaction ends (serialises changes).
+pub async fn lock_config<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query("UPDATE sso_configs SET updated_at = updated_at WHERE entity_id = $1")
+        .bind(entity_id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Record that the IdP configuration with this fingerprint passed a test sign-in.
+pub async fn set_tested<'e>(db: impl AnyExecutor<'e>, entity_id: &str, hash: &str, now: Millis) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sso_configs SET tested_hash = $1, tested_at = $2 WHERE entity_id = $3")
+        .bind(hash)
+        .bind(now)
+        .bind(entity_id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Remove the configuration, its domain claims and its pending requests.
+pub async fn delete_config(tx: &mut crate::store::Tx, entity_id: &str) -> sqlx::Result<bool> {
+    sqlx::query("DELETE FROM saml_requests WHERE entity_id = $1").bind(entity_id).execute(&mut **tx).await?;
+    clear_domains(&mut **tx, entity_id).await?;
+    let r = sqlx::query("DELETE FROM sso_configs WHERE entity_id = $1").bind(entity_id).execute(&mut **tx).await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The entity (id, slug) that holds `domain` verified and has SSO enabled: its IdP, and only
+/// its IdP, signs in the addresses of that domain.
+pub async fn enabled_entity_for_domain<'e>(
+    db: impl AnyExecutor<'e>,
+    domain: &str,
+) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as(
+        "SELECT e.id, e.slug FROM sso_domains d JOIN sso_configs c ON c.entity_id = d.entity_id \
+         JOIN entities e ON e.id = d.entity_id WHERE d.domain = $1 AND d.verified = 1 AND c.enabled = 1",
     )
-    .bind(entity_id)
+    .bind(domain)
     .fetch_optional(db)
-    .await?;
+    .await
+}
+
+/// The entity holding `domain` verified, enabled or not.
+pub async fn verified_owner<'e>(db: impl AnyExecutor<'e>, domain: &str) -> sqlx::Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT entity_id FROM sso_domains WHERE domain = $1 AND verified = 1")
+        .bind(domain)
+        .fetch_optional(db)
+        .await?;
     Ok(row.map(|r| r.0))
 }
 
+/// Every domain the entity claims.
 pub async fn domains<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as("SELECT domain FROM sso_domains WHERE entity_id = $1 ORDER BY domain")
         .bind(entity_id)
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-/// The entity claiming `domain`, and whether the vendor verified the claim.
-pub async fn domain_owner<'e>(db: impl AnyExecutor<'e>, domain: &str) -> sqlx::Result<Option<(String, bool)>> {
-    let row: Option<(String, i64)> = sqlx::query_as("SELECT entity_id, verified FROM sso_domains WHERE domain = $1")
-        .bind(domain)
-        .fetch_optional(db)
-        .await?;
-    Ok(row.map(|(e, v)| (e, v == 1)))
 }
 
 /// The verified domains of an entity.
@@ -118,10 +157,22 @@ pub async fn verified_domains<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> 
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
+/// Whether `entity_id` holds `domain` verified.
+pub async fn holds_verified<'e>(db: impl AnyExecutor<'e>, entity_id: &str, domain: &str) -> sqlx::Result<bool> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM sso_domains WHERE entity_id = $1 AND domain = $2 AND verified = 1")
+            .bind(entity_id)
+            .bind(domain)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some())
+}
+
 pub async fn clear_domains<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM sso_domains WHERE entity_id = $1").bind(entity_id).execute(db).await.map(|_| ())
 }
 
+/// Add a claim. A second verified holder of a domain is a unique violation (one owner).
 pub async fn add_domain<'e>(
     db: impl AnyExecutor<'e>,
     domain: &str,
@@ -137,26 +188,39 @@ pub async fn add_domain<'e>(
         .map(|_| ())
 }
 
+/// A verified domain belongs to one entity: the others' unverified claims of it lapse.
+pub async fn drop_other_claims<'e>(db: impl AnyExecutor<'e>, domain: &str, entity_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM sso_domains WHERE domain = $1 AND entity_id <> $2 AND verified = 0")
+        .bind(domain)
+        .bind(entity_id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 pub struct PendingRequest<'a> {
     pub id: &'a str,
     pub relay_hash: &'a str,
     pub entity_id: &'a str,
     pub browser_hash: &'a str,
     pub return_to: Option<&'a str>,
+    /// Started by a test sign-in.
+    pub test: bool,
     pub now: Millis,
     pub expires_at: Millis,
 }
 
 pub async fn insert_request<'e>(db: impl AnyExecutor<'e>, r: &PendingRequest<'_>) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO saml_requests (id, relay_hash, entity_id, browser_hash, return_to, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO saml_requests (id, relay_hash, entity_id, browser_hash, return_to, test, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(r.id)
     .bind(r.relay_hash)
     .bind(r.entity_id)
     .bind(r.browser_hash)
     .bind(r.return_to)
+    .bind(i64::from(r.test))
     .bind(r.now)
     .bind(r.expires_at)
     .execute(db)
@@ -171,6 +235,7 @@ pub struct Pending {
     pub entity_id: String,
     pub browser_hash: String,
     pub return_to: Option<String>,
+    pub test: i64,
     pub expires_at: Millis,
 }
 
@@ -180,11 +245,30 @@ pub struct Pending {
 pub async fn take_request(tx: &mut crate::store::Tx, id: &str) -> sqlx::Result<Option<Pending>> {
     sqlx::query_as(
         "DELETE FROM saml_requests WHERE id = $1 \
-         RETURNING id, relay_hash, entity_id, browser_hash, return_to, expires_at",
+         RETURNING id, relay_hash, entity_id, browser_hash, return_to, test, expires_at",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
     .await
+}
+
+/// Whether this browser has a live test sign-in pending at the entity (a disabled configuration
+/// answers nothing else).
+pub async fn live_test_of_browser<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    browser_hash: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM saml_requests WHERE entity_id = $1 AND browser_hash = $2 AND test = 1 AND expires_at > $3 LIMIT 1",
+    )
+    .bind(entity_id)
+    .bind(browser_hash)
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// Remember an assertion id until it could no longer be valid; false when it was seen before.
@@ -206,8 +290,62 @@ pub async fn first_sighting<'e>(
     Ok(r.rows_affected() == 1)
 }
 
+/// How long refused responses are kept, and how many per entity at most (an attacker can post
+/// refusals at will; the newest win).
+pub const FAILURE_RETENTION_MS: Millis = 7 * 86_400_000;
+pub const MAX_FAILURES_PER_ENTITY: i64 = 1000;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Failure {
+    pub id: String,
+    pub at: Millis,
+    pub code: String,
+    pub detail: String,
+    pub issuer: Option<String>,
+    pub name_id: Option<String>,
+}
+
+/// Log a refused response and trim the entity's log to its newest `MAX_FAILURES_PER_ENTITY` (each
+/// insert adds one row and may delete up to a hundred, so the log never grows past the bound).
+pub async fn record_failure(tx: &mut crate::store::Tx, entity_id: &str, f: &Failure) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO sso_failures (id, entity_id, at, code, detail, issuer, name_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&f.id)
+    .bind(entity_id)
+    .bind(f.at)
+    .bind(&f.code)
+    .bind(&f.detail)
+    .bind(&f.issuer)
+    .bind(&f.name_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM sso_failures WHERE entity_id = $1 AND id IN ( \
+            SELECT id FROM sso_failures WHERE entity_id = $1 ORDER BY at DESC, id DESC LIMIT 100 OFFSET $2)",
+    )
+    .bind(entity_id)
+    .bind(MAX_FAILURES_PER_ENTITY)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The entity's refused responses since `since`, newest first.
+pub async fn failures<'e>(db: impl AnyExecutor<'e>, entity_id: &str, since: Millis) -> sqlx::Result<Vec<Failure>> {
+    sqlx::query_as(
+        "SELECT id, at, code, detail, issuer, name_id FROM sso_failures WHERE entity_id = $1 AND at >= $2 \
+         ORDER BY at DESC, id DESC",
+    )
+    .bind(entity_id)
+    .bind(since)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn purge<'e>(db: impl AnyExecutor<'e> + Copy, now: Millis) -> sqlx::Result<u64> {
     let a = sqlx::query("DELETE FROM saml_requests WHERE expires_at < $1").bind(now).execute(db).await?;
     let b = sqlx::query("DELETE FROM saml_assertions_seen WHERE expires_at < $1").bind(now).execute(db).await?;
-    Ok(a.rows_affected() + b.rows_affected())
+    let c = sqlx::query("DELETE FROM sso_failures WHERE at < $1").bind(now - FAILURE_RETENTION_MS).execute(db).await?;
+    Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
 }

@@ -72,7 +72,7 @@ pub struct Rotated {
 
 /// Spend a live refresh token, insert its successor and read the subject, in one statement
 /// (PostgreSQL's data-modifying CTEs). `None` when the token is unknown, spent, expired, of a
-/// revoked family (revocation deletes unspent tokens) or of another client.
+/// revoked family (revocation spends unspent tokens) or of another client.
 pub async fn rotate_refresh_pg<'e>(db: impl AnyExecutor<'e>, r: &Rotation<'_>) -> sqlx::Result<Option<Rotated>> {
     sqlx::query_as(
         "WITH spent AS ( \
@@ -152,7 +152,9 @@ pub async fn refresh_state<'e>(db: impl AnyExecutor<'e>, token_hash: &str) -> sq
     .await
 }
 
-/// Revoke a family: mark it and delete its unspent tokens (spent ones stay, to recognise reuse).
+/// Revoke a family: mark it and spend its unspent tokens (so rotation, which looks only at
+/// unspent tokens, never touches it again; the rows stay until they expire, so a revoked token
+/// presented later is recognised and can be told why).
 pub async fn revoke_family(tx: &mut crate::store::Tx, family_id: &str, reason: &str, now: Millis) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
@@ -162,7 +164,8 @@ pub async fn revoke_family(tx: &mut crate::store::Tx, family_id: &str, reason: &
     .bind(family_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM refresh_tokens WHERE family_id = $1 AND used_at IS NULL")
+    sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE family_id = $2 AND used_at IS NULL")
+        .bind(now)
         .bind(family_id)
         .execute(&mut **tx)
         .await?;

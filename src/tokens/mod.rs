@@ -170,6 +170,16 @@ pub async fn refresh(
     let Some(r) = rotated else {
         return Err(refusal(state, &hash, client_id, now).await?);
     };
+    if r.amr == Amr::Pwd.as_str()
+        && let Some(login_url) = crate::saml::sso_login_url_for_email(&state.db.pool, state, &r.email).await?
+    {
+        // A password session that outlived the switch to SSO (it began while SSO was being turned
+        // on): it ends here, successor included.
+        let mut tx = state.db.begin_write().await?;
+        store::tokens::revoke_family(&mut tx, &r.family_id, "SSO required", now).await?;
+        tx.commit().await?;
+        return Err(crate::saml::policy::sso_required(login_url));
+    }
     let subject = Subject { user_id: &r.user_id, email: &r.email, entity_slug: &r.entity_slug };
     let (access_token, expires_in) = sign_access(state, &subject, &r.client_id, &r.amr, &r.family_id, now)?;
     state.metrics.token_issued("refresh");
@@ -182,6 +192,13 @@ async fn refusal(state: &AppState, hash: &str, client_id: Option<&str>, now: Mil
         return Ok(ApiError::invalid_grant("unknown or revoked refresh token"));
     };
     if st.family_revoked_at.is_some() {
+        // Password sessions end when SSO comes to govern the address: say where to go instead.
+        if st.amr == Amr::Pwd.as_str()
+            && let Some(user) = store::accounts::user_by_id(&state.db.pool, &st.user_id).await?
+            && let Some(login_url) = crate::saml::sso_login_url_for(&state.db.pool, state, &user).await?
+        {
+            return Ok(crate::saml::policy::sso_required(login_url));
+        }
         return Ok(ApiError::invalid_grant("the refresh token's session has been revoked"));
     }
     if st.used_at.is_some() {

@@ -12,4 +12,5 @@ mod operations;
 mod product;
 mod seats;
 mod sso;
+mod sso_lifecycle;
 mod tokens;

@@ -61,7 +61,8 @@ impl Sso {
 }
 
 /// An entity `acme` with a license, SSO configured from `vendor`-shaped metadata for the test's
-/// domain; `tweak` edits the PUT body.
+/// domain: its administrator uploads the configuration (`tweak` edits that PUT body), the
+/// operator verifies the domain and turns SSO on.
 pub async fn sso_entity(vendor: &str, tweak: impl FnOnce(&mut Value)) -> Sso {
     sso_entity_with(json!({ "vendor": vendor }), tweak).await
 }
@@ -79,12 +80,33 @@ pub async fn sso_entity_with(metadata_params: Value, tweak: impl FnOnce(&mut Val
         "vendor": vendor,
         "idp_metadata_xml": md["xml"],
         "email_domains": [app.domain],
-        "enabled": true,
     });
     tweak(&mut body);
     let r = app.put("/api/v1/entities/acme/sso", Some(&admin), body).await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = app
+        .patch("/api/v1/entities/acme/sso", app.op(), json!({ "email_domains": [app.domain], "enabled": true }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     Sso { app, slug: "acme".into(), vendor: vendor.into(), license }
+}
+
+/// Another entity, `slug`, whose administrator `admin@<slug>-<test domain>` is signed in to
+/// `portal` with a password: returns that domain and the administrator's token.
+pub async fn entity_in_own_domain(app: &TestApp, slug: &str) -> (String, String) {
+    let domain = format!("{slug}-{}", app.domain);
+    let admin = format!("admin@{domain}");
+    let r = app
+        .post(
+            "/api/v1/entities",
+            app.op(),
+            json!({ "slug": slug, "name": format!("{slug} Inc."), "admin_email": admin }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    app.set_password_from_mail(&admin, PASSWORD).await;
+    let token = app.tokens(&admin, PASSWORD, "portal").await["access_token"].as_str().unwrap().to_string();
+    (domain, token)
 }
 
 /// A user of the entity (assigned a license, so the account exists).
@@ -106,11 +128,16 @@ fn pysaml2_attributes(vendor: &str, email: &str) -> Value {
 /// (`{"url"}` for Redirect, `{"saml_request","relay_state","sso_url"}` for POST).
 pub async fn start_login(s: &Sso, return_to: &str) -> Value {
     let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_to).finish();
-    let r = s.app.get(&format!("/saml/{}/login?{q}", s.slug), None).await;
+    to_idp(s, &format!("/saml/{}/login?{q}", s.slug)).await
+}
+
+/// Open `path` (a login or test link) in this test's browser and return the IdP-bound request.
+pub async fn to_idp(s: &Sso, path: &str) -> Value {
+    let r = s.app.client.get(browser::absolute(&s.app, path)).send().await.unwrap();
     if r.status().is_redirection() {
         return json!({ "url": r.headers()["location"].to_str().unwrap() });
     }
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
     let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
     let html = r.text().await.unwrap();
     let field = |name: &str| {
@@ -148,15 +175,23 @@ pub fn relay_of(req: &Value) -> Option<String> {
 
 /// Have pysaml2 answer our real request for `email`.
 pub async fn pysaml2_answer(s: &Sso, req: &Value, email: &str, want_signed: bool) -> Value {
+    pysaml2_answer_with(s, req, email, json!({ "want_authn_requests_signed": want_signed })).await
+}
+
+/// `pysaml2_answer` with more idp-login parameters (`key`, `sig_alg`, `attributes`, ...).
+pub async fn pysaml2_answer_with(s: &Sso, req: &Value, email: &str, extra: Value) -> Value {
     let metadata = s.app.get(&format!("/saml/{}/metadata", s.slug), None).await.text().await.unwrap();
     let mut p = json!({
         "vendor": s.vendor,
         "sp_metadata_xml": metadata,
         "email": email,
         "attributes": pysaml2_attributes(&s.vendor, email),
-        "want_authn_requests_signed": want_signed,
+        "want_authn_requests_signed": false,
         "now": s.now_s(),
     });
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
     for k in ["url", "saml_request", "relay_state", "sso_url"] {
         if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
             p[k] = v.clone();
@@ -174,7 +209,7 @@ pub async fn post_acs(s: &Sso, acs: &str, saml_response: &str, relay: Option<&st
     s.app.client.post(acs).form(&form).send().await.unwrap()
 }
 
-fn signed_in(r: &reqwest::Response) -> bool {
+pub fn signed_in(r: &reqwest::Response) -> bool {
     r.headers().get_all("set-cookie").iter().any(|v| {
         v.to_str().unwrap_or_default().starts_with("lk_session=")
             && !v.to_str().unwrap_or_default().starts_with("lk_session=;")
@@ -186,7 +221,7 @@ pub fn response_params(s: &Sso, email: &str) -> Value {
     json!({ "vendor": s.vendor, "acs_url": s.acs(), "sp_entity_id": s.sp_entity_id(), "email": email, "issue_instant": s.now_s() })
 }
 
-async fn expect_refused(s: &Sso, r: reqwest::Response, code: Option<&str>, what: &str) {
+pub async fn expect_refused(s: &Sso, r: reqwest::Response, code: Option<&str>, what: &str) {
     let status = r.status();
     let session = signed_in(&r);
     let body = r.text().await.unwrap();
@@ -286,7 +321,7 @@ async fn a_product_gets_saml_tokens_through_the_browser_with_pkce() {
     assert_eq!(me["amr"], json!(["saml"]));
 }
 
-fn url_param(path: &str, name: &str) -> String {
+pub fn url_param(path: &str, name: &str) -> String {
     browser::query_param(&format!("http://x{path}"), name).unwrap()
 }
 
@@ -338,17 +373,9 @@ async fn a_headless_product_signs_an_sso_user_in_with_the_device_flow() {
 #[tokio::test]
 async fn a_signed_authn_request_verifies_at_the_idp_when_it_wants_one() {
     for vendor in ["okta", "onelogin"] {
-        let app = spawn_app().await;
-        app.create_product("readyapi").await;
-        let admin = app.entity_with_admin("acme").await;
-        let md = idp("metadata", &json!({ "vendor": vendor, "want_authn_requests_signed": true })).await;
-        let r = app
-            .put("/api/v1/entities/acme/sso", Some(&admin), json!({ "vendor": vendor, "idp_metadata_xml": md["xml"], "email_domains": [app.domain], "enabled": true }))
-            .await;
-        let view: Value = r.json().await.unwrap();
+        let s = sso_entity_with(json!({ "vendor": vendor, "want_authn_requests_signed": true }), |_| {}).await;
+        let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
         assert_eq!(view["want_authn_requests_signed"], true);
-        let license = app.create_license("acme", "readyapi", "floating", 10).await;
-        let s = Sso { app, slug: "acme".into(), vendor: vendor.into(), license };
         let email = member(&s, "erin").await;
         let req = start_login(&s, "/account").await;
         if let Some(url) = req["url"].as_str() {
@@ -471,7 +498,7 @@ async fn responses_failing_the_protocol_checks_are_refused() {
 
 /// The IdP's answer for `email` to the request `in_response_to`, posted to the ACS from the test's
 /// browser with `relay` as RelayState.
-async fn answer(s: &Sso, email: &str, in_response_to: &str, relay: Option<&str>) -> reqwest::Response {
+pub async fn answer(s: &Sso, email: &str, in_response_to: &str, relay: Option<&str>) -> reqwest::Response {
     let mut p = response_params(s, email);
     p["in_response_to"] = json!(in_response_to);
     let doc = idp("response", &p).await;
@@ -527,14 +554,15 @@ async fn a_response_meant_for_one_entity_never_signs_anyone_into_another() {
     let s = sso_entity("okta", |_| {}).await;
     let email = member(&s, "alice").await;
     let md = idp("metadata", &json!({ "vendor": "okta" })).await;
-    s.app.create_entity("globex").await;
-    let g_admin = s.app.email("admin-globex");
-    s.app.set_password_from_mail(&g_admin, PASSWORD).await;
-    let g_token = s.app.tokens(&g_admin, PASSWORD, "portal").await["access_token"].as_str().unwrap().to_string();
-    let other_domain = format!("globex-{}", s.app.domain);
+    let (other_domain, g_token) = entity_in_own_domain(&s.app, "globex").await;
     let r = s
         .app
-        .put("/api/v1/entities/globex/sso", Some(&g_token), json!({ "vendor": "okta", "idp_metadata_xml": md["xml"], "email_domains": [other_domain], "enabled": true, "jit_accounts": true }))
+        .put("/api/v1/entities/globex/sso", Some(&g_token), json!({ "vendor": "okta", "idp_metadata_xml": md["xml"], "email_domains": [other_domain], "jit_accounts": true }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .app
+        .patch("/api/v1/entities/globex/sso", s.app.op(), json!({ "email_domains": [other_domain], "enabled": true }))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     // acme's response posted to globex's ACS.
@@ -547,7 +575,7 @@ async fn a_response_meant_for_one_entity_never_signs_anyone_into_another() {
     p["sp_entity_id"] = json!(s.app.url("/saml/globex/metadata"));
     let doc = idp("response", &p).await;
     let r = post_acs(&s, &s.app.url("/saml/globex/acs"), doc["saml_response"].as_str().unwrap(), None).await;
-    expect_refused(&s, r, Some("no_access"), "acme user through globex").await;
+    expect_refused(&s, r, Some("domain_not_verified"), "acme user through globex").await;
 }
 
 #[tokio::test]
@@ -558,12 +586,20 @@ async fn only_the_entitys_users_sign_in_unless_it_creates_accounts_just_in_time(
     let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await;
     expect_refused(&s, r, Some("no_access"), "no account, no JIT").await;
 
-    // An administrator's claim on a domain is not enough to create accounts in it...
-    let s = sso_entity("generic", |b| b["jit_accounts"] = json!(true)).await;
+    // An administrator's claim on a domain is not enough to create accounts in it (or to sign
+    // anyone in there)...
+    let app = spawn_app().await;
+    let admin = app.entity_with_admin("acme").await;
+    let md = idp("metadata", &json!({ "vendor": "generic" })).await;
+    let body = json!({ "vendor": "generic", "idp_metadata_xml": md["xml"], "email_domains": [app.domain], "jit_accounts": true });
+    assert_eq!(app.put("/api/v1/entities/acme/sso", Some(&admin), body).await.status(), StatusCode::OK);
+    let r = app.patch("/api/v1/entities/acme/sso", app.op(), json!({ "enabled": true })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let s = Sso { app, slug: "acme".into(), vendor: "generic".into(), license: String::new() };
     let newcomer = s.app.email("newcomer");
     let doc = idp("response", &response_params(&s, &newcomer)).await;
     let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await;
-    expect_refused(&s, r, Some("no_access"), "JIT in a domain the vendor has not verified").await;
+    expect_refused(&s, r, Some("domain_not_verified"), "JIT in a domain the vendor has not verified").await;
     let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
     assert_eq!(view["email_domains"], json!([s.app.domain]));
     assert_eq!(view["verified_email_domains"], json!([]));
@@ -581,7 +617,7 @@ async fn only_the_entitys_users_sign_in_unless_it_creates_accounts_just_in_time(
     let outsider = "someone@outside-domain.example";
     let doc = idp("response", &response_params(&s, outsider)).await;
     let r = post_acs(&s, &s.acs(), doc["saml_response"].as_str().unwrap(), None).await;
-    expect_refused(&s, r, Some("no_access"), "JIT outside the domains").await;
+    expect_refused(&s, r, Some("domain_not_verified"), "JIT outside the domains").await;
 }
 
 #[tokio::test]
@@ -639,11 +675,12 @@ async fn enabling_sso_switches_every_user_away_from_passwords() {
     app.assign(&license, &carol).await;
     let carol_link = app.mails_to(&carol, 1).await[0].token().unwrap();
 
+    // The vendor verifies the domain and turns SSO on (an administrator would have to test first).
     let md = idp("metadata", &json!({ "vendor": "okta" })).await;
     let r = app
         .put(
             "/api/v1/entities/acme/sso",
-            Some(&admin),
+            app.op(),
             json!({ "vendor": "okta", "idp_metadata_xml": md["xml"], "email_domains": [app.domain], "enabled": true }),
         )
         .await;
@@ -660,13 +697,14 @@ async fn enabling_sso_switches_every_user_away_from_passwords() {
     )
     .await;
     assert_eq!(v["login_url"], app.url("/saml/acme/login"));
-    // Sessions that came from passwords are gone.
-    assert_oauth_error(
+    // Sessions that came from passwords are gone, and their refresh tokens say where to go.
+    let v = assert_oauth_error(
         app.refresh_grant(session["refresh_token"].as_str().unwrap(), "readyapi").await,
         StatusCode::BAD_REQUEST,
-        "invalid_grant",
+        "sso_required",
     )
     .await;
+    assert_eq!(v["login_url"], app.url("/saml/acme/login"));
     assert_problem(
         app.get("/api/v1/me", session["access_token"].as_str()).await,
         StatusCode::UNAUTHORIZED,
@@ -724,7 +762,7 @@ async fn metadata_that_cannot_be_trusted_is_refused_with_a_reason() {
             app.put(
                 "/api/v1/entities/acme/sso",
                 Some(&admin),
-                json!({ "vendor": "generic", "idp_metadata_xml": xml, "email_domains": [app.domain], "enabled": true }),
+                json!({ "vendor": "generic", "idp_metadata_xml": xml, "email_domains": [app.domain] }),
             )
             .await
         }
@@ -772,7 +810,7 @@ async fn metadata_that_cannot_be_trusted_is_refused_with_a_reason() {
 async fn email_domains_belong_to_one_entity_and_public_ones_to_none() {
     let s = sso_entity("okta", |_| {}).await;
     let md = idp("metadata", &json!({ "vendor": "okta" })).await;
-    s.app.create_entity("globex").await;
+    let (_, gt) = entity_in_own_domain(&s.app, "globex").await;
     let r = s.app.put("/api/v1/entities/globex/sso", s.app.op(), json!({ "vendor": "okta", "idp_metadata_xml": md["xml"], "email_domains": [s.app.domain.to_uppercase()], "enabled": true })).await;
     assert_problem(r, StatusCode::CONFLICT, "domain_taken").await;
     let r = s
@@ -803,9 +841,6 @@ async fn email_domains_belong_to_one_entity_and_public_ones_to_none() {
         .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
     // Another entity's administrator cannot read or change acme's SSO.
-    let g = s.app.email("admin-globex");
-    s.app.set_password_from_mail(&g, PASSWORD).await;
-    let gt = s.app.tokens(&g, PASSWORD, "portal").await["access_token"].as_str().unwrap().to_string();
     assert_problem(s.app.get("/api/v1/entities/acme/sso", Some(&gt)).await, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -913,7 +948,7 @@ async fn distinct_answers_to_one_request_posted_at_once_sign_in_exactly_once() {
 }
 
 /// Run futures concurrently (each on its own task) and collect their outputs in order.
-async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+pub async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
