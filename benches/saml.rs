@@ -118,7 +118,11 @@ fn rust_run(f: &Fixture, n: usize, threads: usize) -> Timing {
 /// process's own loop time (start-up excluded) and the CPU time of all loops, or why it could not run.
 fn python_run(f: &Fixture, n: usize, procs: usize) -> Result<Timing, String> {
     use base64::Engine as _;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    // As the tests: `LATCHKEY_TEST_PYTHON` or `PYTHON`, else the repository's `.venv/`, else python3.
+    let venv = root().join(".venv/bin/python");
+    let python = std::env::var("LATCHKEY_TEST_PYTHON")
+        .or_else(|_| std::env::var("PYTHON"))
+        .unwrap_or_else(|_| if venv.exists() { venv.display().to_string() } else { "python3".into() });
     let script = root().join("benches").join("python3_saml_validate.py");
     let spawned: Vec<_> = (0..procs)
         .map(|p| {

@@ -212,19 +212,51 @@ async fn observe(axum::extract::State(state): axum::extract::State<AppState>, re
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = std::time::Instant::now();
     let mut resp = if nul {
         crate::error::ApiError::bad_request("invalid_request", "the address holds a NUL character").into_response()
     } else {
-        REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await
+        REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span).await
     };
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    span.in_scope(|| tracing::debug!(status, ms = elapsed.as_secs_f64() * 1e3, "served"));
+    // One line a request, outside the span so that JSON lines carry each field once. The route is
+    // the template (`/share/{token}`), never the path: paths and queries may hold secrets.
+    tracing::info!(
+        target: "latchkey::http",
+        request_id = %id,
+        %method,
+        %route,
+        status,
+        latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        entity = entity_slug(&route, &path),
+        "request"
+    );
     state.metrics.observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     resp
+}
+
+/// The entity a request addresses: the `{slug}` segment of its route, when the route has one.
+fn entity_slug<'p>(route: &str, path: &'p str) -> Option<&'p str> {
+    let (_, slug) = route.split('/').zip(path.split('/')).find(|(t, _)| *t == "{slug}")?;
+    // Slugs are short and URL-safe; anything else is not an entity's and is not worth a log field.
+    (slug.len() <= 64 && slug.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))).then_some(slug)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_entity_is_the_slug_segment_of_the_route() {
+        use super::entity_slug;
+        assert_eq!(entity_slug("/api/v1/entities/{slug}/licenses", "/api/v1/entities/acme/licenses"), Some("acme"));
+        assert_eq!(entity_slug("/saml/{slug}/acs", "/saml/acme-eu/acs"), Some("acme-eu"));
+        assert_eq!(entity_slug("/api/v1/licenses/{id}", "/api/v1/licenses/0191"), None);
+        assert_eq!(entity_slug("unmatched", "/nowhere"), None);
+        assert_eq!(entity_slug("/saml/{slug}/acs", "/saml/a%22b/acs"), None);
+    }
 }

@@ -1,4 +1,6 @@
-//! The command line: `serve`, `migrate`, `operator-key create`, `keys rotate`.
+//! The command line: `serve`, `migrate`, `operator-key create`, `keys rotate`, `product`. Each
+//! command takes only the settings it uses: `serve` the whole [`Config`], the administrative
+//! commands the database (and the master key where they touch sealed keys), `product` its own.
 
 use std::sync::Arc;
 
@@ -7,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     app::App,
     clock::{Clock, SystemClock},
-    config::{Config, LogFormat},
+    config::{Config, DatabaseArgs, LogFormat, StoreArgs},
     crypto::{MasterKey, random_secret, secret_hash},
     store::{self, Db},
     tokens::keys::{self, KeyAlg},
@@ -16,8 +18,9 @@ use crate::{
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Identity, SSO and license seats for desktop software")]
 pub struct Cli {
-    #[command(flatten)]
-    pub config: Config,
+    /// `text` for people, `json` for log shipping (one object a line); filter: `LATCHKEY_LOG`.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,9 +28,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Migrate the database, then serve HTTP (HTTPS when a certificate is configured).
-    Serve,
+    Serve(Box<Config>),
     /// Apply migrations and exit.
-    Migrate,
+    Migrate(DatabaseArgs),
     /// Operator API keys.
     #[command(subcommand)]
     OperatorKey(OperatorKeyCmd),
@@ -44,6 +47,8 @@ pub enum OperatorKeyCmd {
     Create {
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -53,6 +58,8 @@ pub enum KeysCmd {
     Rotate {
         #[arg(long, value_enum, default_value = "EdDSA")]
         alg: KeyAlg,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -67,30 +74,41 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-async fn open_db(config: &Config) -> anyhow::Result<(Db, MasterKey)> {
-    config.validate()?;
-    let master = MasterKey::load_or_create(&config.master_key_file)?;
-    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+/// Connections an administrative command opens: it runs a few statements, one at a time.
+const ADMIN_CONNECTIONS: u32 = 2;
+
+/// The migrated database, for a command that does not serve.
+async fn open_db(args: &DatabaseArgs) -> anyhow::Result<Db> {
+    args.validate()?;
+    let db = Db::connect(&args.database_url, ADMIN_CONNECTIONS).await?;
     db.migrate().await?;
-    Ok((db, master))
+    Ok(db)
+}
+
+/// The migrated database and the master key (created on first use), for a command that does not serve.
+async fn open_store(args: &StoreArgs) -> anyhow::Result<(Db, MasterKey)> {
+    args.database.validate()?;
+    let master = MasterKey::load_or_create(&args.master_key_file)?;
+    Ok((open_db(&args.database).await?, master))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
-        Command::Serve => {
-            let app = App::build(cli.config, clock).await?;
+        Command::Serve(mut config) => {
+            config.log_format = cli.log_format;
+            let app = App::build(*config, clock).await?;
             app.run_until(shutdown_signal()).await
         }
-        Command::Migrate => {
-            open_db(&cli.config).await?;
+        Command::Migrate(db) => {
+            open_db(&db).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::OperatorKey(OperatorKeyCmd::Create { name }) => {
+        Command::OperatorKey(OperatorKeyCmd::Create { name, db }) => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty() && name.len() <= 100, "--name takes 1 to 100 characters");
-            let (db, _) = open_db(&cli.config).await?;
+            let db = open_db(&db).await?;
             let key = random_secret(crate::auth::OPERATOR_KEY_PREFIX);
             store::keys::insert_operator_key(&db.pool, &store::new_id(), name, &secret_hash(&key), clock.now()).await?;
             println!("{key}");
@@ -98,8 +116,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Product(args) => crate::product::run(args).await,
-        Command::Keys(KeysCmd::Rotate { alg }) => {
-            let (db, master) = open_db(&cli.config).await?;
+        Command::Keys(KeysCmd::Rotate { alg, store }) => {
+            let (db, master) = open_store(&store).await?;
             let kid = keys::rotate(&db, &master, alg, clock.now()).await?;
             println!("{kid}");
             eprintln!("New signing key {kid} ({alg:?}) signs from now on; running servers pick it up within a minute.");

@@ -46,86 +46,121 @@ impl std::str::FromStr for Span {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
 
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./latchkey-data/latchkey.db?mode=rwc";
+pub const DEFAULT_MASTER_KEY_FILE: &str = "./latchkey-data/master.key";
+
+/// The server's settings: the flags of `latchkey serve` (each command takes only what it uses:
+/// the administrative commands take [`DatabaseArgs`] or [`StoreArgs`], `latchkey product` its own).
 #[derive(Clone, Args)]
 pub struct Config {
     /// `sqlite://...` or `postgres://...`
-    #[arg(
-        long,
-        env = "LATCHKEY_DATABASE_URL",
-        default_value = "sqlite://./latchkey-data/latchkey.db?mode=rwc",
-        global = true
-    )]
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
     /// Most connections the pool opens to the database.
-    #[arg(long, env = "LATCHKEY_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    #[arg(long, env = "LATCHKEY_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
     /// Listen address (`:0` picks a free port; the bound address is logged).
-    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
     /// Base of every link in mails, SAML metadata and token `iss`. Default: `http(s)://<listen>`.
-    #[arg(long, env = "LATCHKEY_PUBLIC_URL", global = true)]
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
     /// `smtp://host:port`, `smtps://...`, `smtp://...?tls=required`. Unset: mails become `.eml` files.
-    #[arg(long, env = "LATCHKEY_SMTP_URL", global = true)]
+    #[arg(long, env = "LATCHKEY_SMTP_URL")]
     pub smtp_url: Option<String>,
 
-    #[arg(long, env = "LATCHKEY_MAIL_DIR", default_value = "./latchkey-data/outbox", global = true)]
+    #[arg(long, env = "LATCHKEY_MAIL_DIR", default_value = "./latchkey-data/outbox")]
     pub mail_dir: PathBuf,
 
-    #[arg(long, env = "LATCHKEY_MAIL_FROM", default_value = "latchkey <no-reply@localhost>", global = true)]
+    #[arg(long, env = "LATCHKEY_MAIL_FROM", default_value = "latchkey <no-reply@localhost>")]
     pub mail_from: String,
 
     /// Key that encrypts private keys and queued mail at rest (created 0600 on first start).
-    #[arg(long, env = "LATCHKEY_MASTER_KEY_FILE", default_value = "./latchkey-data/master.key", global = true)]
+    #[arg(long, env = "LATCHKEY_MASTER_KEY_FILE", default_value = DEFAULT_MASTER_KEY_FILE)]
     pub master_key_file: PathBuf,
 
-    #[arg(long, env = "LATCHKEY_TLS_CERT", global = true, requires = "tls_key")]
+    #[arg(long, env = "LATCHKEY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    #[arg(long, env = "LATCHKEY_TLS_KEY", global = true, requires = "tls_cert")]
+    #[arg(long, env = "LATCHKEY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = "15m", global = true)]
+    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = "15m")]
     pub access_token_ttl: Span,
 
-    #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "30d", global = true)]
+    #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "30d")]
     pub refresh_token_ttl: Span,
 
-    #[arg(long, env = "LATCHKEY_SETUP_LINK_TTL", default_value = "72h", global = true)]
+    #[arg(long, env = "LATCHKEY_SETUP_LINK_TTL", default_value = "72h")]
     pub setup_link_ttl: Span,
 
-    #[arg(long, env = "LATCHKEY_LEASE_TTL", default_value = "5m", global = true)]
+    #[arg(long, env = "LATCHKEY_LEASE_TTL", default_value = "5m")]
     pub lease_ttl: Span,
 
-    #[arg(long, env = "LATCHKEY_HEARTBEAT_INTERVAL", default_value = "60s", global = true)]
+    #[arg(long, env = "LATCHKEY_HEARTBEAT_INTERVAL", default_value = "60s")]
     pub heartbeat_interval: Span,
 
-    #[arg(long, env = "LATCHKEY_OFFLINE_GRACE", default_value = "24h", global = true)]
+    #[arg(long, env = "LATCHKEY_OFFLINE_GRACE", default_value = "24h")]
     pub offline_grace: Span,
 
-    #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "2m", global = true)]
+    #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "2m")]
     pub clock_skew: Span,
 
     /// Password hashes computed at once (each holds 19 MiB); default: one per core.
-    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY", global = true)]
+    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
 
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
-    #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", default_value_t = false, global = true)]
+    #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
-    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    /// Set from the global `--log-format` (every command logs, not only `serve`).
+    #[arg(skip)]
     pub log_format: LogFormat,
+}
+
+/// The database alone: what `migrate` and `operator-key` open.
+#[derive(Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://...` or `postgres://...`
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+/// The database and the master key: what commands that read or write sealed keys open.
+#[derive(Clone, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Key that encrypts private keys and queued mail at rest (created 0600 on first use).
+    #[arg(long, env = "LATCHKEY_MASTER_KEY_FILE", default_value = DEFAULT_MASTER_KEY_FILE)]
+    pub master_key_file: PathBuf,
+}
+
+impl DatabaseArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        validate_database_url(&self.database_url)
+    }
+}
+
+fn validate_database_url(url: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        url.starts_with("sqlite:") || url.starts_with("postgres"),
+        "LATCHKEY_DATABASE_URL must be sqlite://... or postgres://..."
+    );
+    Ok(())
 }
 
 impl fmt::Debug for Config {
@@ -200,10 +235,7 @@ impl Config {
                 "LATCHKEY_SMTP_URL must start with smtp:// or smtps://"
             );
         }
-        anyhow::ensure!(
-            self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"),
-            "LATCHKEY_DATABASE_URL must be sqlite://... or postgres://..."
-        );
+        validate_database_url(&self.database_url)?;
         anyhow::ensure!(self.access_token_ttl.0 >= Duration::from_secs(30), "access token TTL below 30s");
         anyhow::ensure!(self.refresh_token_ttl.0 > self.access_token_ttl.0, "refresh TTL must exceed access TTL");
         anyhow::ensure!(

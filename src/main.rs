@@ -5,7 +5,7 @@ use latchkey::cli::{Cli, run};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    latchkey::cli::init_logging(cli.config.log_format);
+    latchkey::cli::init_logging(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

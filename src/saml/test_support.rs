@@ -62,11 +62,15 @@ pub fn sp_keys() -> &'static super::sp::SpKeys {
     KEYS.get_or_init(|| super::sp::generate_sp_keys("sso.latchkey.test acme", ISSUED_MS).expect("SP keys"))
 }
 
-/// The `python3` to run the test IdP with (`PYTHON` overrides), when it and its packages are
+/// The Python to run the test IdP with (`LATCHKEY_TEST_PYTHON` or `PYTHON` when set, else the
+/// repository's `.venv/` that `./x test` builds, else `python3`), when it and its packages are
 /// installed. Tests that need it skip (with a note) otherwise, unless
 /// `LATCHKEY_REQUIRE_PYTHON_TESTS=1` makes the absence a failure.
 pub fn python() -> Option<String> {
-    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let py = std::env::var("LATCHKEY_TEST_PYTHON")
+        .or_else(|_| std::env::var("PYTHON"))
+        .unwrap_or_else(|_| if venv.exists() { venv.display().to_string() } else { "python3".into() });
     let ok = std::process::Command::new(&py)
         .args(["-c", "import saml2, lxml, cryptography"])
         .output()

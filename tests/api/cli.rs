@@ -137,7 +137,13 @@ async fn bad_configuration_is_refused_at_start_with_a_reason() {
     ] {
         let cwd = std::env::temp_dir().join(format!("latchkey-bad-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&cwd).unwrap();
-        let out = bin().arg("migrate").current_dir(&cwd).env(k, v).output().await.unwrap();
+        // `serve` takes every setting and checks them all before it binds; were one accepted, it
+        // would serve, and the timeout would say so.
+        let out =
+            tokio::time::timeout(Duration::from_secs(30), bin().arg("serve").current_dir(&cwd).env(k, v).output())
+                .await
+                .unwrap_or_else(|_| panic!("{k}={v} was accepted: the server started"))
+                .unwrap();
         assert!(!out.status.success(), "{k}={v} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{k}: {err}");
@@ -199,4 +205,128 @@ async fn https_is_served_when_a_certificate_is_configured() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The long flags a `--help` text lists.
+async fn flags_of(args: &[&str]) -> Vec<String> {
+    let out = bin().args(args).arg("--help").output().await.unwrap();
+    assert!(out.status.success(), "{args:?} --help: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches([',', '.']).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_command_lists_only_the_settings_it_takes() {
+    let serve = flags_of(&["serve"]).await;
+    for f in ["--database-url", "--listen", "--smtp-url", "--tls-cert", "--master-key-file", "--lease-ttl"] {
+        assert!(serve.contains(&f.to_string()), "serve lacks {f}: {serve:?}");
+    }
+    // A product talks to a server over HTTP: no database, mail, TLS or key settings.
+    let product = flags_of(&["product"]).await;
+    assert!(product.contains(&"--server".to_string()), "{product:?}");
+    for f in ["--database-url", "--smtp-url", "--tls-cert", "--master-key-file", "--listen", "--lease-ttl"] {
+        assert!(!product.contains(&f.to_string()), "product lists {f}: {product:?}");
+    }
+    // Administrative commands take the database, and the master key only where keys are sealed.
+    let migrate = flags_of(&["migrate"]).await;
+    assert!(migrate.contains(&"--database-url".to_string()), "{migrate:?}");
+    for f in ["--smtp-url", "--listen", "--master-key-file", "--tls-cert"] {
+        assert!(!migrate.contains(&f.to_string()), "migrate lists {f}: {migrate:?}");
+    }
+    let op_key = flags_of(&["operator-key", "create"]).await;
+    assert!(op_key.contains(&"--database-url".to_string()) && op_key.contains(&"--name".to_string()));
+    assert!(!op_key.contains(&"--smtp-url".to_string()), "{op_key:?}");
+    let rotate = flags_of(&["keys", "rotate"]).await;
+    assert!(rotate.contains(&"--master-key-file".to_string()) && rotate.contains(&"--alg".to_string()));
+    assert!(!rotate.contains(&"--smtp-url".to_string()), "{rotate:?}");
+    // A server setting given to another command is an error, not silently ignored.
+    let out = bin().args(["migrate", "--smtp-url", "smtp://x"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--smtp-url"));
+}
+
+#[tokio::test]
+async fn the_binary_tells_its_version() {
+    let out = bin().arg("--version").output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), format!("latchkey {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_id_route_status_latency_and_entity_and_never_a_path_secret() {
+    let cwd = std::env::temp_dir().join(format!("latchkey-json-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .current_dir(&cwd)
+        .env("LATCHKEY_LISTEN", "127.0.0.1:0")
+        .env("LATCHKEY_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    // Every line is one JSON object; returns the first that `want` accepts.
+    async fn next_matching(
+        lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+        seen: &mut Vec<serde_json::Value>,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(l) = lines.next_line().await.unwrap() {
+                let v: serde_json::Value =
+                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+                seen.push(v.clone());
+                if want(&v) {
+                    return v;
+                }
+            }
+            panic!("the server's log ended early");
+        })
+        .await
+        .expect("no such log line")
+    }
+    let listening = next_matching(&mut lines, &mut seen, |v| v["message"] == "latchkey listening").await;
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["timestamp"].is_string(), "{listening}");
+    let base = format!("http://{}", listening["addr"].as_str().unwrap());
+    let c = reqwest::Client::new();
+
+    let r = c.get(format!("{base}/healthz")).header("x-request-id", "probe-42").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let line = next_matching(&mut lines, &mut seen, |v| v["request_id"] == "probe-42").await;
+    assert_eq!(line["route"], "/healthz", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+    assert!(line.get("entity").is_none(), "{line}");
+
+    // A route with an entity names it; the id the server made is the one it answered with.
+    let r = c.get(format!("{base}/api/v1/entities/acme/licenses")).bearer_auth("lk_op_wrong").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let line = next_matching(&mut lines, &mut seen, |v| v["request_id"] == id.as_str()).await;
+    assert_eq!(line["route"], "/api/v1/entities/{slug}/licenses", "{line}");
+    assert_eq!(line["entity"], "acme", "{line}");
+    assert_eq!(line["status"], 401, "{line}");
+
+    // A secret in the path (a share link's token) or the query stays out of the log.
+    let r = c.get(format!("{base}/share/lk_sh_pathsecret0123?token=querysecret0123")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let line = next_matching(&mut lines, &mut seen, |v| v["request_id"] == id.as_str()).await;
+    assert_eq!(line["route"], "/share/{token}", "{line}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    next_matching(&mut lines, &mut seen, |v| v["message"] == "stopped").await;
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let all = seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(!all.contains("pathsecret") && !all.contains("querysecret"), "{all}");
+    let _ = std::fs::remove_dir_all(&cwd);
 }

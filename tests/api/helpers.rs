@@ -26,8 +26,13 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The Python that runs the test peers: `LATCHKEY_TEST_PYTHON` (or `PYTHON`) when set, else the
+/// repository's virtual environment that `./x test` builds (`.venv/`), else `python3`.
 pub fn python() -> String {
-    std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    let venv = repo_path(".venv/bin/python");
+    std::env::var("LATCHKEY_TEST_PYTHON")
+        .or_else(|_| std::env::var("PYTHON"))
+        .unwrap_or_else(|_| if venv.exists() { venv.display().to_string() } else { "python3".into() })
 }
 
 /// A running aiosmtpd that writes each received message as JSON into `dir`.
@@ -51,7 +56,7 @@ impl SmtpSink {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start tests/support/smtp_sink.py (pip install -r tests/requirements.txt)");
+            .expect("start tests/support/smtp_sink.py (`./x setup` installs its Python peers)");
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
         let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("smtp sink did not start: {line:?}"));
