@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- refresh --backend postgres
 //! cargo bench --bench load -- seats --backend postgres --leases 100000
 //! cargo bench --bench load -- all --backend sqlite --seconds 10 --rounds 2 --out results.jsonl
+//! cargo bench --bench load -- memory --seconds 20 --rounds 1
 //! ```
 //!
 //! Scenarios (each starts a fresh server on a fresh database, then stops it):
@@ -17,6 +18,8 @@
 //!   chain), then an open loop at `--refresh-rate` (1000/s) with latency counted from each
 //!   request's scheduled start (no coordinated omission). Baselines: `GET /healthz` with the same
 //!   client and concurrency, and on PostgreSQL `pgbench -N -c 50 -j 2` on the same server.
+//! - `memory`: resident memory of a fresh server idle, at the end of a burst of password grants
+//!   (8 clients, `--seconds`), and every 5 s for a minute after it (`all` leaves it out: it waits).
 //! - `seats`: checkouts (50 clients, closed loop) up to 1,000 live leases; heartbeats in an open
 //!   loop at `--heartbeat-rate` (1700/s) over them; checkouts on to `--leases` (100,000); the
 //!   closed-loop heartbeat maximum and the same open loop over every lease. Resident memory after
@@ -960,6 +963,48 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     s.stop().await;
 }
 
+/// Resident memory of a fresh server idle, at the end of a burst of password sign-ins (8 clients,
+/// `--seconds`), and every 5 s for a minute after it: the hashing pool frees its buffers once no
+/// sign-in has run for a while, and the process should return to its idle footprint.
+async fn memory(a: &Args, bin: &Path, rep: &Report) {
+    let s = Server::start(bin, a.backend).await;
+    let c = client();
+    let f = fixture(&c, &s, 8, 1).await;
+    // Setting the fixture's passwords hashed too: let that settle into the idle state first.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (idle, _) = s.rss_kib();
+    for round in 0..a.rounds {
+        let users = Arc::new(f.users.clone());
+        let (c2, base) = (c.clone(), s.base.clone());
+        let op: Op = Arc::new(move |n| {
+            let (c, base, users) = (c2.clone(), base.clone(), users.clone());
+            Box::pin(async move {
+                let email = &users[(n as usize) % users.len()];
+                password_grant(&c, &base, PRODUCT, email).await.map_err(fail).is_ok()
+            })
+        });
+        let o = closed_loop(8, Duration::from_secs(a.seconds), None, op).await;
+        let (burst, hwm) = s.rss_kib();
+        let mut after = serde_json::Map::new();
+        let mut last = burst;
+        for t in (5..=60).step_by(5) {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            last = s.rss_kib().0;
+            after.insert(format!("rss_after_{t}s_mib"), mib(last).into());
+        }
+        let mut v = o.json();
+        v["round"] = round.into();
+        v["clients"] = 8.into();
+        v["rss_idle_before_mib"] = mib(idle).into();
+        v["rss_end_of_burst_mib"] = mib(burst).into();
+        v["rss_peak_mib"] = mib(hwm).into();
+        v["rss_idle_after_mib"] = mib(last).into();
+        v["rss_after"] = after.into();
+        rep.emit("memory_after_burst", v);
+    }
+    s.stop().await;
+}
+
 fn main() {
     let a = parse_args();
     let bin = build_server();
@@ -988,6 +1033,10 @@ fn main() {
             seats(&a, &bin, &rep).await;
             ran = true;
         }
-        assert!(ran, "unknown scenario {:?}: password, refresh, seats or all", a.scenario);
+        if a.scenario == "memory" {
+            memory(&a, &bin, &rep).await;
+            ran = true;
+        }
+        assert!(ran, "unknown scenario {:?}: password, refresh, seats, memory or all", a.scenario);
     });
 }

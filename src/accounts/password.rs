@@ -1,8 +1,12 @@
 //! Password policy and hashing. argon2id at the OWASP parameters (m=19456 KiB, t=2, p=1), computed
 //! on the blocking pool behind a semaphore so at most one hash per core runs at once (each holds
-//! 19 MiB); unknown accounts cost one dummy verification so timing does not reveal them.
+//! 19 MiB, released when sign-ins pause); unknown accounts cost one dummy verification so timing
+//! does not reveal them.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::Semaphore;
@@ -95,12 +99,26 @@ const COMMON: &[&str] = &[
 /// buffer the pool owns and reuses. Letting the library allocate 19 MiB per hash on whichever
 /// blocking thread runs it leaves a freed 19 MiB block in each thread's malloc arena, and
 /// resident memory climbs to hundreds of MiB under a burst of sign-ins; with owned buffers it
-/// stays at `concurrency` x 19 MiB however many sign-ins arrive.
+/// stays at `concurrency` x 19 MiB however many sign-ins arrive. When no hash has run for
+/// [`IDLE_RELEASE`], the buffers are freed, so an idle server returns to its idle footprint.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
-    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    pool: Arc<Mutex<Pool>>,
     dummy: Arc<String>,
+    idle_release: Duration,
+}
+
+/// How long the pool keeps its buffers after the last hash: a burst reuses them, a pause frees them.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Pool {
+    buffers: Vec<Vec<Block>>,
+    /// Hashes finished so far: the releaser frees the buffers only if no hash ended for a whole period.
+    finished: u64,
+    /// A release is scheduled.
+    releasing: bool,
 }
 
 impl std::fmt::Debug for Hasher {
@@ -151,9 +169,20 @@ pub fn verify_with(password: &[u8], hash: &str, memory: &mut Vec<Block>) -> bool
         && openssl::memcmp::eq(&out, expected)
 }
 
+/// A buffer's capacity is at least this many 1 KiB blocks: more than glibc's largest mmap threshold
+/// (32 MiB on 64-bit), so each buffer is a mapping of its own and freeing it gives its pages back
+/// to the system at once. A smaller one is served from a malloc arena once glibc has raised its
+/// threshold past it (it does after the first free of such a block), and may stay resident after
+/// it is freed. Only the blocks argon2 uses are touched: the rest of the capacity never becomes
+/// resident.
+const BUFFER_MIN_BLOCKS: usize = 32 * 1024 + 1;
+
 fn blocks<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
     let n = params.block_count();
     if memory.len() < n {
+        if memory.capacity() < n {
+            *memory = Vec::with_capacity(n.max(BUFFER_MIN_BLOCKS));
+        }
         memory.resize(n, Block::new());
     }
     &mut memory[..n]
@@ -161,16 +190,26 @@ fn blocks<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
 
 impl Hasher {
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
+        Self::with_idle_release(concurrency, IDLE_RELEASE)
+    }
+
+    /// A pool that frees its buffers once no hash has run for `idle_release`.
+    pub fn with_idle_release(concurrency: usize, idle_release: Duration) -> anyhow::Result<Self> {
         // The dummy's buffer is dropped: an idle server holds no hashing memory until the first
-        // sign-in; from then on at most one buffer per permit, kept for reuse.
+        // sign-in; from then on at most one buffer per permit, kept for reuse while sign-ins go on.
         let dummy = hash_with(b"latchkey dummy password for unknown accounts", &mut Vec::new())?;
         let concurrency = concurrency.max(1);
-        let buffers = Vec::with_capacity(concurrency);
         Ok(Hasher {
             permits: Arc::new(Semaphore::new(concurrency)),
-            buffers: Arc::new(Mutex::new(buffers)),
+            pool: Arc::new(Mutex::new(Pool { buffers: Vec::with_capacity(concurrency), ..Pool::default() })),
             dummy: Arc::new(dummy),
+            idle_release,
         })
+    }
+
+    /// Hashing buffers the pool holds now (each 19 MiB at the default parameters).
+    pub fn buffers_held(&self) -> usize {
+        self.pool.lock().map(|p| p.buffers.len()).unwrap_or(0)
     }
 
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
@@ -193,7 +232,8 @@ impl Hasher {
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static) -> anyhow::Result<T> {
         let _permit = self.permits.acquire().await.map_err(|_| anyhow::anyhow!("hasher closed"))?;
         // A permit holder always finds a buffer (or makes one: at most one per permit exists).
-        let mut memory = self.buffers.lock().map_err(|_| anyhow::anyhow!("hasher poisoned"))?.pop().unwrap_or_default();
+        let mut memory =
+            self.pool.lock().map_err(|_| anyhow::anyhow!("hasher poisoned"))?.buffers.pop().unwrap_or_default();
         let span = tracing::Span::current();
         let (out, memory) = tokio::task::spawn_blocking(move || {
             let out = span.in_scope(|| f(&mut memory));
@@ -201,10 +241,36 @@ impl Hasher {
         })
         .await
         .map_err(|e| anyhow::anyhow!("hash task: {e}"))?;
-        if let Ok(mut b) = self.buffers.lock() {
-            b.push(memory);
+        let schedule = match self.pool.lock() {
+            Ok(mut p) => {
+                p.buffers.push(memory);
+                p.finished += 1;
+                !std::mem::replace(&mut p.releasing, true)
+            }
+            Err(_) => false,
+        };
+        if schedule {
+            tokio::spawn(release_when_idle(Arc::downgrade(&self.pool), self.idle_release));
         }
         Ok(out)
+    }
+}
+
+/// Free the pool's buffers once a whole `idle` period passes without a hash finishing. Holds only
+/// a weak reference: a dropped pool ends it.
+async fn release_when_idle(pool: Weak<Mutex<Pool>>, idle: Duration) {
+    loop {
+        let Some(seen) = pool.upgrade().and_then(|p| p.lock().ok().map(|p| p.finished)) else { return };
+        tokio::time::sleep(idle).await;
+        let Some(p) = pool.upgrade() else { return };
+        let Ok(mut p) = p.lock() else { return };
+        if p.finished == seen {
+            // A hash still running keeps its buffer and schedules the next release when it ends.
+            p.buffers = Vec::new();
+            p.releasing = false;
+            tracing::debug!("hashing buffers released after an idle period");
+            return;
+        }
     }
 }
 
@@ -235,6 +301,39 @@ mod tests {
         assert!(!h.verify("wrong horse battery staple", Some(&hash)).await.unwrap());
         assert!(!h.verify("correct horse battery staple", None).await.unwrap());
         assert!(!h.verify("x", Some("not a phc string")).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn buffers_are_kept_through_a_burst_and_released_when_hashing_pauses() {
+        let h = Hasher::with_idle_release(2, Duration::from_secs(10)).unwrap();
+        assert_eq!(h.buffers_held(), 0, "an idle pool holds no hashing memory");
+        let hash = h.hash("correct horse battery staple").await.unwrap();
+        assert_eq!(h.buffers_held(), 1);
+        // Two at once: one buffer per permit, both kept while sign-ins go on.
+        let (a, b) = tokio::join!(h.verify("correct horse battery staple", Some(&hash)), h.verify("x", Some(&hash)));
+        assert!(a.unwrap() && !b.unwrap());
+        assert_eq!(h.buffers_held(), 2);
+        // A hash within the period restarts it.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert!(h.verify("correct horse battery staple", Some(&hash)).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(h.buffers_held(), 2, "released although a hash ran 8 s ago");
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        assert_eq!(h.buffers_held(), 0, "kept after a whole idle period");
+        // The pool works after a release, and releases again.
+        assert!(h.verify("correct horse battery staple", Some(&hash)).await.unwrap());
+        assert_eq!(h.buffers_held(), 1);
+        tokio::time::sleep(Duration::from_secs(21)).await;
+        assert_eq!(h.buffers_held(), 0);
+    }
+
+    #[test]
+    fn buffers_reserve_more_than_the_largest_malloc_threshold_and_touch_only_what_argon2_uses() {
+        let mut memory = Vec::new();
+        let n = blocks(&mut memory, argon2().params()).len();
+        assert_eq!(n, 19_456);
+        assert_eq!(memory.len(), 19_456);
+        assert!(memory.capacity() * std::mem::size_of::<Block>() > 32 << 20, "{}", memory.capacity());
     }
 
     #[test]
