@@ -73,6 +73,7 @@ impl App {
             hasher,
             mail_transport,
             mail_wake: Notify::new(),
+            background: Default::default(),
             metrics: Metrics::default(),
             known_clients: Default::default(),
             base_url,
@@ -109,6 +110,8 @@ impl App {
             }
             Some(acceptor) => crate::tls::serve(listener, acceptor, router, shutdown).await?,
         }
+        // Requests answered before the shutdown may have left work behind (a reset mail to queue).
+        state.background.settled().await;
         let _ = stop_tx.send(true);
         while workers.join_next().await.is_some() {}
         state.db.pool.close().await;

@@ -20,6 +20,8 @@ pub struct Inner {
     pub hasher: Hasher,
     pub mail_transport: Transport,
     pub mail_wake: Notify,
+    /// Work requests started and do not wait for.
+    pub background: crate::background::Background,
     pub metrics: Metrics,
     /// Client ids known to be registered (products are never deleted).
     pub known_clients: std::sync::RwLock<std::collections::HashSet<String>>,

@@ -231,6 +231,16 @@ pub async fn forgot(state: &AppState, email: &str) -> Result<()> {
     Ok(())
 }
 
+/// Answer at once and do the work behind: the response time must not tell whether the account exists.
+pub fn forgot_in_background(state: &AppState, email: String) {
+    let s = state.clone();
+    state.background.spawn(async move {
+        if let Err(e) = forgot(&s, &email).await {
+            tracing::error!(error = ?e, "forgot-password");
+        }
+    });
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/account/password", post(set_password_json))
@@ -259,12 +269,7 @@ struct Forgot {
 async fn forgot_json(State(state): State<AppState>, ApiJson(body): ApiJson<Forgot>) -> Result<StatusCode> {
     // Always 202, even for something that is not an address: the answer says nothing.
     let Ok(email) = normalize_email(&body.email) else { return Ok(StatusCode::ACCEPTED) };
-    // Answer at once and do the work behind: the response time must not tell whether the account exists.
-    tokio::spawn(async move {
-        if let Err(e) = forgot(&state, &email).await {
-            tracing::error!(error = ?e, "forgot-password");
-        }
-    });
+    forgot_in_background(&state, email);
     Ok(StatusCode::ACCEPTED)
 }
 

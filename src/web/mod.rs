@@ -181,11 +181,7 @@ async fn forgot_submit(
             &ForgotForm { csrf: t.token(), error: Some("Enter the email address of your account.") },
         );
     };
-    tokio::spawn(async move {
-        if let Err(e) = accounts::forgot(&state, &email).await {
-            tracing::error!(error = ?e, "forgot-password");
-        }
-    });
+    accounts::forgot_in_background(&state, email);
     message(
         StatusCode::ACCEPTED,
         "Check your mail",

@@ -42,7 +42,7 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 }
 
 /// Sign in through the login pages with a password; returns where the browser ends up.
-async fn password_sign_in(app: &TestApp, login_url: &str, email: &str, password: &str) -> reqwest::Response {
+pub async fn password_sign_in(app: &TestApp, login_url: &str, email: &str, password: &str) -> reqwest::Response {
     let page = app.client.get(absolute(app, login_url)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();

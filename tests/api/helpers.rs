@@ -464,6 +464,19 @@ impl TestApp {
         n
     }
 
+    /// The templates of every mail queued for `email` (sent or not), in name order.
+    pub async fn queued_templates(&self, email: &str) -> Vec<String> {
+        use sqlx::Row;
+        sqlx::query("SELECT template FROM outbox WHERE recipient = $1 ORDER BY template")
+            .bind(email.to_lowercase())
+            .fetch_all(&self.state.db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect()
+    }
+
     /// Deliver what is due now and return how many mails went out.
     pub async fn drain_mail(&self) -> latchkey::mail::DrainStats {
         latchkey::mail::drain_once(&self.state).await.unwrap()
@@ -546,44 +559,69 @@ impl TestApp {
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
-    /// Every text value stored in the database, for "nothing secret in the clear" checks.
-    pub async fn database_text(&self) -> String {
-        let tables = [
-            "entities",
-            "users",
-            "entity_admins",
-            "products",
-            "license_groups",
-            "licenses",
-            "assignments",
-            "share_links",
-            "operator_keys",
-            "account_links",
-            "signing_keys",
-            "refresh_families",
-            "refresh_tokens",
-            "revoked_access_tokens",
-            "login_throttle",
-            "outbox",
-            "leases",
-            "seat_denials",
-        ];
-        let mut out = String::new();
-        for t in tables {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {t}")))
+    /// Every table of the database, read from its catalog: a table added later is included.
+    pub async fn database_tables(&self) -> Vec<String> {
+        let sql = match self.state.db.backend {
+            store::Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            }
+            store::Backend::Postgres => {
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1"
+            }
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.state.db.pool).await.unwrap();
+        rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 0)).collect()
+    }
+
+    /// The column names of `table`, from the catalog (known even when the table is empty).
+    pub async fn database_columns(&self, table: &str) -> Vec<String> {
+        let sql = match self.state.db.backend {
+            store::Backend::Sqlite => "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+            store::Backend::Postgres => {
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+            }
+        };
+        let rows = sqlx::query(sql).bind(table).fetch_all(&self.state.db.pool).await.unwrap();
+        rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 0)).collect()
+    }
+
+    /// Every stored value of every table, cast to text by the database (bytes as hex), as
+    /// `(table, column, value)`; NULLs left out.
+    pub async fn database_values(&self) -> Vec<(String, String, String)> {
+        use sqlx::Row;
+        let mut out = Vec::new();
+        for t in self.database_tables().await {
+            let columns = self.database_columns(&t).await;
+            let select: Vec<String> = columns
+                .iter()
+                .map(|c| match self.state.db.backend {
+                    store::Backend::Sqlite => {
+                        format!("CASE WHEN typeof(\"{c}\") = 'blob' THEN hex(\"{c}\") ELSE CAST(\"{c}\" AS TEXT) END")
+                    }
+                    store::Backend::Postgres => format!("CAST(\"{c}\" AS TEXT)"),
+                })
+                .collect();
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {} FROM \"{t}\"", select.join(", "))))
                 .fetch_all(&self.state.db.pool)
                 .await
                 .unwrap();
             for row in rows {
-                use sqlx::{Column, Row};
-                for (i, c) in row.columns().iter().enumerate() {
-                    if let Ok(Some(s)) = row.try_get::<Option<String>, _>(i) {
-                        out.push_str(&format!("{t}.{}={s}\n", c.name()));
+                for (i, c) in columns.iter().enumerate() {
+                    if let Some(v) = row.get::<Option<String>, _>(i) {
+                        out.push((t.clone(), c.clone(), v));
                     }
                 }
             }
         }
         out
+    }
+
+    /// Every text value stored in the database, one `table.column=value` line each, for
+    /// "nothing secret in the clear" checks.
+    pub async fn database_text(&self) -> String {
+        self.database_values().await.into_iter().map(|(t, c, v)| format!("{t}.{c}={v}\n")).collect()
     }
 }
 

@@ -11,6 +11,7 @@ mod mail;
 mod operations;
 mod product;
 mod seats;
+mod secrets;
 mod sso;
 mod sso_lifecycle;
 mod tokens;
