@@ -41,7 +41,8 @@ impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         config.validate()?;
         let master = MasterKey::load_or_create(&config.master_key_file)?;
-        let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+        let db = Db::connect(&config.database_url, config.database_max_connections, config.database_acquire_timeout.0)
+            .await?;
         db.migrate().await?;
         let now = clock.now();
         crate::tokens::keys::ensure_key(&db, &master, now).await?;

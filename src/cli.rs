@@ -76,11 +76,13 @@ pub fn init_logging(format: LogFormat) {
 
 /// Connections an administrative command opens: it runs a few statements, one at a time.
 const ADMIN_CONNECTIONS: u32 = 2;
+/// An administrative command may wait for a busy database longer than a request does.
+const ADMIN_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The migrated database, for a command that does not serve.
 async fn open_db(args: &DatabaseArgs) -> anyhow::Result<Db> {
     args.validate()?;
-    let db = Db::connect(&args.database_url, ADMIN_CONNECTIONS).await?;
+    let db = Db::connect(&args.database_url, ADMIN_CONNECTIONS, ADMIN_ACQUIRE_TIMEOUT).await?;
     db.migrate().await?;
     Ok(db)
 }

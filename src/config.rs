@@ -68,6 +68,11 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
+    /// How long a request waits for a database connection (all busy, or the database out of
+    /// reach) before it is answered 503 with Retry-After.
+    #[arg(long, env = "LATCHKEY_DATABASE_ACQUIRE_TIMEOUT", default_value = "1s")]
+    pub database_acquire_timeout: Span,
+
     /// Listen address (`:0` picks a free port; the bound address is logged).
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -82,6 +87,11 @@ pub struct Config {
 
     #[arg(long, env = "LATCHKEY_MAIL_DIR", default_value = "./latchkey-data/outbox")]
     pub mail_dir: PathBuf,
+
+    /// How soon a mail that could not be sent is tried again; the wait doubles with each
+    /// failure, up to an hour.
+    #[arg(long, env = "LATCHKEY_MAIL_RETRY", default_value = "30s")]
+    pub mail_retry: Span,
 
     #[arg(long, env = "LATCHKEY_MAIL_FROM", default_value = "latchkey <no-reply@localhost>")]
     pub mail_from: String,
@@ -244,6 +254,10 @@ impl Config {
         );
         anyhow::ensure!(self.offline_grace.0 <= Duration::from_secs(7 * 86_400), "offline grace above 7 days");
         anyhow::ensure!(self.database_max_connections >= 1, "database pool needs at least one connection");
+        anyhow::ensure!(
+            !self.database_acquire_timeout.0.is_zero(),
+            "LATCHKEY_DATABASE_ACQUIRE_TIMEOUT must be at least 1s"
+        );
         self.mail_from
             .parse::<lettre::message::Mailbox>()
             .map_err(|e| anyhow::anyhow!("LATCHKEY_MAIL_FROM `{}`: {e}", self.mail_from))?;

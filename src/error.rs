@@ -58,14 +58,15 @@ impl From<sqlx::Error> for ApiError {
         {
             return ApiError::unprocessable("invalid_request", "text must not contain NUL characters");
         }
-        // Every connection busy for the pool's whole wait: the server is overloaded, not broken.
-        // Say so, and when to come back, so clients back off instead of counting a failure.
-        if matches!(e, sqlx::Error::PoolTimedOut) {
-            tracing::warn!("database pool exhausted; answering 503");
+        // The database is out of reach for now (restarting, overloaded, a connection dropped):
+        // the request did nothing. Say so, and when to come back, so clients back off and retry
+        // instead of counting a failure.
+        if crate::store::is_transient(&e) {
+            tracing::warn!(error = %e, "database unavailable; answering 503");
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "the service is overloaded; try again in a moment",
+                "the service cannot reach its database right now; try again in a moment",
             )
             .retry_after(1);
         }
@@ -170,6 +171,7 @@ impl ApiError {
                     StatusCode::TOO_MANY_REQUESTS => "slow_down",
                     StatusCode::UNAUTHORIZED => "invalid_client",
                     StatusCode::INTERNAL_SERVER_ERROR => "server_error",
+                    StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
                     _ => "invalid_request",
                 };
                 ApiError::OAuth(Box::new(OAuthError {
@@ -395,11 +397,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_exhausted_pool_is_503_with_retry_after_and_other_database_errors_500() {
-        let r = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
-        let r = ApiError::from(sqlx::Error::RowNotFound).into_response();
-        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    fn an_unreachable_database_is_503_with_retry_after_and_other_database_errors_500() {
+        use std::io::{Error, ErrorKind};
+        let unreachable = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(Error::from(ErrorKind::ConnectionReset)),
+            sqlx::Error::Io(Error::from(ErrorKind::ConnectionRefused)),
+            sqlx::Error::Io(Error::from(ErrorKind::UnexpectedEof)),
+            sqlx::Error::Io(Error::from(ErrorKind::BrokenPipe)),
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+        ];
+        for e in unreachable {
+            let what = format!("{e:?}");
+            let r = ApiError::from(e).into_response();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+            assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "{what}");
+        }
+        for e in [sqlx::Error::RowNotFound, sqlx::Error::ColumnNotFound("x".into())] {
+            let r = ApiError::from(e).into_response();
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
+
+    /// Real database errors from a real SQLite: a constraint violation is ours to answer (500
+    /// here, callers map it), a database locked past its busy timeout is 503.
+    #[tokio::test]
+    async fn sqlite_busy_is_transient_and_a_constraint_violation_is_not() {
+        use sqlx::{Connection, sqlite::SqliteConnectOptions};
+        let dir = std::env::temp_dir().join(format!("latchkey-err-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let opts = SqliteConnectOptions::new().filename(dir.join("t.db")).create_if_missing(true);
+        let mut a = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)").execute(&mut a).await.unwrap();
+        sqlx::raw_sql("INSERT INTO t VALUES (1)").execute(&mut a).await.unwrap();
+        let dup = sqlx::raw_sql("INSERT INTO t VALUES (1)").execute(&mut a).await.unwrap_err();
+        assert!(!crate::store::is_transient(&dup), "{dup:?}");
+        let mut b =
+            sqlx::SqliteConnection::connect_with(&opts.clone().busy_timeout(std::time::Duration::ZERO)).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut a).await.unwrap();
+        let busy = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut b).await.unwrap_err();
+        assert!(crate::store::is_transient(&busy), "{busy:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

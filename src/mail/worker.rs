@@ -55,10 +55,11 @@ pub struct DrainStats {
     pub failed: usize,
 }
 
-/// Backoff after the n-th failed attempt: 30 s, 1 min, 2 min... capped at one hour.
-pub fn backoff_ms(attempts: i64) -> Millis {
+/// Backoff after the n-th failed attempt: `first` (30 s by default), then doubling, capped at
+/// one hour.
+pub fn backoff_ms(first: Millis, attempts: i64) -> Millis {
     let exp = attempts.clamp(1, 8) - 1;
-    (30_000i64 << exp).min(3_600_000)
+    (first.max(1) << exp).min(3_600_000)
 }
 
 /// Deliver every mail that is due now. Safe to run on several replicas at once.
@@ -88,8 +89,13 @@ pub async fn drain_once(state: &AppState) -> anyhow::Result<DrainStats> {
                 Err(e) => {
                     // Wrong master key: leave it for a replica that has the right one; never drop it.
                     tracing::error!(mail = %row.id, error = %e, "cannot open queued mail");
-                    outbox::mark_failed(&state.db.pool, &row.id, now + backoff_ms(row.attempts), "cannot decrypt")
-                        .await?;
+                    outbox::mark_failed(
+                        &state.db.pool,
+                        &row.id,
+                        now + backoff_ms(state.config.mail_retry.ms(), row.attempts),
+                        "cannot decrypt",
+                    )
+                    .await?;
                     stats.failed += 1;
                     continue;
                 }
@@ -109,7 +115,7 @@ pub async fn drain_once(state: &AppState) -> anyhow::Result<DrainStats> {
                         tracing::error!(mail = %row.id, error = %message, "mail refused for good; giving up");
                         outbox::mark_undeliverable(&state.db.pool, &row.id, now, &message).await?;
                     } else {
-                        let retry = now + backoff_ms(row.attempts);
+                        let retry = now + backoff_ms(state.config.mail_retry.ms(), row.attempts);
                         tracing::warn!(mail = %row.id, attempts = row.attempts, error = %message, retry_in_s = (retry - now) / 1000, "mail not sent; will retry");
                         outbox::mark_failed(&state.db.pool, &row.id, retry, &message).await?;
                     }
@@ -188,9 +194,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        assert_eq!(backoff_ms(1), 30_000);
-        assert_eq!(backoff_ms(2), 60_000);
-        assert_eq!(backoff_ms(3), 120_000);
-        assert_eq!(backoff_ms(50), 3_600_000);
+        assert_eq!(backoff_ms(30_000, 1), 30_000);
+        assert_eq!(backoff_ms(30_000, 2), 60_000);
+        assert_eq!(backoff_ms(30_000, 3), 120_000);
+        assert_eq!(backoff_ms(30_000, 50), 3_600_000);
+        assert_eq!(backoff_ms(1_000, 2), 2_000);
     }
 }

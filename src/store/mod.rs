@@ -36,8 +36,14 @@ pub struct Db {
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long the service waits for its database at start.
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
 impl Db {
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    /// Open the pool. `acquire_timeout` bounds how long a caller waits for a connection, whether
+    /// all are busy or none can be opened (the database restarting): past it the caller gets
+    /// `PoolTimedOut`, which the API answers 503 with Retry-After.
+    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -48,7 +54,7 @@ impl Db {
         };
         let mut opts = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .idle_timeout(Some(Duration::from_secs(600)));
         if backend == Backend::Sqlite {
             if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf()))
@@ -71,7 +77,22 @@ impl Db {
             });
         }
         let pool =
-            opts.connect(url).await.with_context(|| format!("connecting to {}", crate::config::redact_url(url)))?;
+            opts.connect_lazy(url).with_context(|| format!("database URL {}", crate::config::redact_url(url)))?;
+        // At start the database may still be starting too (or busy): wait for it longer than a
+        // request would, then fail with the reason.
+        let deadline = std::time::Instant::now() + STARTUP_WAIT;
+        loop {
+            match pool.acquire().await {
+                Ok(_) => break,
+                Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "waiting for the database");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("connecting to {}", crate::config::redact_url(url)));
+                }
+            }
+        }
         if backend == Backend::Sqlite
             && let Some(path) = sqlite_path(url)
         {
@@ -124,6 +145,32 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path == ":memory:" { None } else { Some(path.into()) }
+}
+
+/// Errors that say nothing about the request, only that the database could not serve it now:
+/// every connection busy or none can be opened (the pool's wait ran out), a connection that
+/// broke (reset, refused, closed mid-query), a server shutting down or starting up, too many
+/// connections, a deadlock or serialization failure, SQLite busy or locked past its timeout.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // The PostgreSQL driver reports a connection that closed mid-message as a protocol error.
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                // SQLSTATE classes: connection exception, insufficient resources, operator
+                // intervention (shutdown, crash, starting up, query cancelled); serialization
+                // failure and deadlock.
+                ["08", "53", "57"].iter().any(|class| code.starts_with(class)) || code == "40001" || code == "40P01"
+            } else {
+                // SQLite result codes, the primary code in the low byte: BUSY, LOCKED.
+                code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+            }
+        }
+        _ => false,
+    }
 }
 
 /// True when the error is a unique-constraint violation (mapped to a client error at the call site).
