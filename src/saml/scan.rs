@@ -446,3 +446,6 @@ pub fn clip(s: &str) -> String {
         None => one_line,
     }
 }
+
+#[cfg(test)]
+mod tests;

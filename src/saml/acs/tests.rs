@@ -666,3 +666,217 @@ fn pysaml2_answers_our_authn_requests_and_we_accept_its_responses() {
 fn warm_up_initialises_xmlsec() {
     crate::saml::warm_up().unwrap();
 }
+
+// ---- the protocol checks on the signed content, one rule at a time (check_signed directly) ----
+
+mod rules {
+    use super::*;
+    use crate::saml::xml::{NAMEID_EMAIL, STATUS_SUCCESS};
+
+    const T: i64 = ISSUED_MS;
+    const IDP: &str = "https://idp.rules.example/";
+    const MIN: i64 = 60_000;
+
+    /// The times of a hand-made assertion; `None` leaves the attribute out.
+    #[derive(Clone, Copy)]
+    struct Times {
+        issue: i64,
+        nb: Option<i64>,
+        noa: Option<i64>,
+        scd_nb: Option<i64>,
+        scd_noa: Option<i64>,
+        session_end: Option<i64>,
+    }
+
+    /// Wide windows around T: every check passes from T - skew to T + MAX_ISSUE_AGE + skew.
+    fn wide() -> Times {
+        Times {
+            issue: T,
+            nb: Some(T - MIN),
+            noa: Some(T + 60 * MIN),
+            scd_nb: None,
+            scd_noa: Some(T + 60 * MIN),
+            session_end: None,
+        }
+    }
+
+    fn at(ms: i64) -> String {
+        DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    fn attr(name: &str, v: Option<i64>) -> String {
+        v.map(|ms| format!(r#" {name}="{}""#, at(ms))).unwrap_or_default()
+    }
+
+    fn assertion(t: Times, id: &str, scd_irt: Option<&str>) -> String {
+        let irt = scd_irt.map(|i| format!(r#" InResponseTo="{i}""#)).unwrap_or_default();
+        format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{issue}"><saml:Issuer>{IDP}</saml:Issuer><saml:Subject><saml:NameID Format="{NAMEID_EMAIL}">carol@acme.example</saml:NameID><saml:SubjectConfirmation Method="{CM_BEARER}"><saml:SubjectConfirmationData Recipient="{ACS_URL}"{scd_nb}{scd_noa}{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions{nb}{noa}><saml:AudienceRestriction><saml:Audience>{SP_ENTITY_ID}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant="{issue}" SessionIndex="s1"{session}><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement></saml:Assertion>"#,
+            issue = at(t.issue),
+            scd_nb = attr("NotBefore", t.scd_nb),
+            scd_noa = attr("NotOnOrAfter", t.scd_noa),
+            nb = attr("NotBefore", t.nb),
+            noa = attr("NotOnOrAfter", t.noa),
+            session = attr("SessionNotOnOrAfter", t.session_end),
+        )
+    }
+
+    fn response(t: Times, destination: Option<&str>, irt: Option<&str>, status: &str) -> String {
+        let dest = destination.map(|d| format!(r#" Destination="{d}""#)).unwrap_or_default();
+        let irt_attr = irt.map(|i| format!(r#" InResponseTo="{i}""#)).unwrap_or_default();
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r1" Version="2.0" IssueInstant="{}"{dest}{irt_attr}><saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{status}"/></samlp:Status>{}</samlp:Response>"#,
+            at(t.issue),
+            assertion(t, "_a1", irt)
+        )
+    }
+
+    fn assertion_signed() -> Scan {
+        Scan { assertion_signed: true, assertion_id: Some("_a1".into()), ..Scan::default() }
+    }
+
+    fn check(signed: &str, scanned: &Scan, now: i64) -> Result<ValidatedAssertion, AcsError> {
+        let x = Expected { now_ms: now, ..expected(IDP, &[]) };
+        check_signed(signed, scanned, &x)
+    }
+
+    /// `now` is the last instant `t` is accepted: one millisecond later it is refused with `code`
+    /// and a message naming `what`.
+    fn last_accepted(t: Times, now: i64, code: &str, what: &str) {
+        let doc = assertion(t, "_a1", None);
+        check(&doc, &assertion_signed(), now).unwrap_or_else(|e| panic!("{what} at its last accepted ms: {e}"));
+        let e = check(&doc, &assertion_signed(), now + 1).unwrap_err();
+        assert_eq!(e.code(), code, "{what}: {e}");
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    }
+
+    /// `now` is the first instant `t` is accepted: one millisecond earlier it is not valid yet.
+    fn first_accepted(t: Times, now: i64, what: &str) {
+        let doc = assertion(t, "_a1", None);
+        check(&doc, &assertion_signed(), now).unwrap_or_else(|e| panic!("{what} at its first accepted ms: {e}"));
+        let e = check(&doc, &assertion_signed(), now - 1).unwrap_err();
+        assert_eq!(e.code(), "not_yet_valid", "{what}: {e}");
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    }
+
+    #[test]
+    fn every_time_bound_holds_to_the_millisecond_with_the_skew() {
+        let noa = T + 2 * MIN;
+        last_accepted(Times { noa: Some(noa), ..wide() }, noa + SKEW_MS - 1, "expired", "Conditions NotOnOrAfter");
+        last_accepted(Times { scd_noa: Some(noa), ..wide() }, noa + SKEW_MS - 1, "expired", "SubjectConfirmationData");
+        last_accepted(Times { session_end: Some(noa), ..wide() }, noa + SKEW_MS - 1, "expired", "IdP session");
+        last_accepted(wide(), T + MAX_ISSUE_AGE_MS + SKEW_MS, "expired", "minutes ago");
+        let nb = T + MIN;
+        first_accepted(Times { nb: Some(nb), ..wide() }, nb - SKEW_MS, "Conditions NotBefore");
+        first_accepted(Times { scd_nb: Some(nb), ..wide() }, nb - SKEW_MS, "SubjectConfirmationData NotBefore");
+        first_accepted(wide(), T - SKEW_MS, "in the future");
+    }
+
+    #[test]
+    fn the_replay_cache_keeps_an_assertion_exactly_as_long_as_it_is_accepted() {
+        // The earliest bound wins, plus the skew: the IssueInstant's age limit, or a NotOnOrAfter.
+        let v = check(&assertion(wide(), "_a1", None), &assertion_signed(), T).unwrap();
+        assert_eq!(v.not_on_or_after_ms, T + MAX_ISSUE_AGE_MS + 1 + SKEW_MS);
+        let t = Times { noa: Some(T + 2 * MIN), ..wide() };
+        assert_eq!(
+            check(&assertion(t, "_a1", None), &assertion_signed(), T).unwrap().not_on_or_after_ms,
+            T + 2 * MIN + SKEW_MS
+        );
+        let t = Times { scd_noa: Some(T + 3 * MIN), noa: None, ..wide() };
+        assert_eq!(
+            check(&assertion(t, "_a1", None), &assertion_signed(), T).unwrap().not_on_or_after_ms,
+            T + 3 * MIN + SKEW_MS
+        );
+    }
+
+    #[test]
+    fn the_signed_content_must_be_what_the_scanned_document_announces() {
+        let doc = assertion(wide(), "_a1", None);
+        let wrapping = |scanned: Scan, doc: &str| check(doc, &scanned, T).unwrap_err().code();
+        assert!(check(&doc, &assertion_signed(), T).is_ok());
+        // An assertion where the document says the Response is signed, or nothing is.
+        assert_eq!(wrapping(Scan { response_signed: true, ..assertion_signed() }, &doc), "signature_wrapping");
+        assert_eq!(wrapping(Scan { assertion_signed: false, ..assertion_signed() }, &doc), "signature_wrapping");
+        // Another assertion than the document's, or one without an ID.
+        assert_eq!(
+            wrapping(Scan { assertion_id: Some("_other".into()), ..assertion_signed() }, &doc),
+            "signature_wrapping"
+        );
+        assert_eq!(wrapping(Scan { assertion_id: None, ..assertion_signed() }, &doc), "signature_wrapping");
+        let no_id = assertion(wide(), "", None);
+        assert_eq!(
+            wrapping(Scan { assertion_id: Some(String::new()), ..assertion_signed() }, &no_id),
+            "signature_wrapping"
+        );
+        // A Response where the document signs only its assertion.
+        let resp = response(wide(), Some(ACS_URL), None, STATUS_SUCCESS);
+        assert_eq!(wrapping(assertion_signed(), &resp), "signature_wrapping");
+        let signed_response = Scan { response_signed: true, ..assertion_signed() };
+        assert!(check(&resp, &signed_response, T).is_ok());
+        assert_eq!(
+            check(&resp, &Scan { response_signed: true, ..Scan::default() }, T).unwrap_err().code(),
+            "signature_wrapping"
+        );
+    }
+
+    #[test]
+    fn a_signed_response_is_checked_and_an_unsigned_wrapper_can_only_refuse() {
+        let signed_response = Scan { response_signed: true, ..assertion_signed() };
+        let code = |doc: &str| check(doc, &signed_response, T).unwrap_err().code();
+        assert_eq!(code(&response(wide(), None, None, STATUS_SUCCESS)), "wrong_destination");
+        assert_eq!(
+            code(&response(wide(), Some("https://other.example/acs"), None, STATUS_SUCCESS)),
+            "wrong_destination"
+        );
+        assert_eq!(
+            code(&response(wide(), Some(ACS_URL), None, "urn:oasis:names:tc:SAML:2.0:status:Requester")),
+            "status_not_success"
+        );
+        let late = Times { issue: T - MAX_ISSUE_AGE_MS - SKEW_MS - 1, ..wide() };
+        assert_eq!(code(&response(late, Some(ACS_URL), None, STATUS_SUCCESS)), "expired");
+        // A signed Response's InResponseTo counts, and must agree with the confirmation's.
+        let doc = response(wide(), Some(ACS_URL), Some("_req1"), STATUS_SUCCESS);
+        assert_eq!(check(&doc, &signed_response, T).unwrap().in_response_to.as_deref(), Some("_req1"));
+        let doc = response(wide(), Some(ACS_URL), Some("_req1"), STATUS_SUCCESS).replacen(
+            r#"InResponseTo="_req1"/>"#,
+            r#"InResponseTo="_req2"/>"#,
+            1,
+        );
+        assert_eq!(code(&doc), "in_response_to_mismatch");
+
+        // Only the assertion signed: the wrapper's values refuse, never accept.
+        let doc = assertion(wide(), "_a1", None);
+        let wrapper = |s: Scan| check(&doc, &s, T);
+        let bad_dest = Scan { destination: Some("https://other.example/acs".into()), ..assertion_signed() };
+        assert_eq!(wrapper(bad_dest).unwrap_err().code(), "wrong_destination");
+        assert!(wrapper(Scan { destination: Some(ACS_URL.into()), ..assertion_signed() }).is_ok());
+        let bad_issuer = Scan { issuer: Some("https://evil.example/".into()), ..assertion_signed() };
+        assert_eq!(wrapper(bad_issuer).unwrap_err().code(), "wrong_issuer");
+        assert!(wrapper(Scan { issuer: Some(IDP.into()), ..assertion_signed() }).is_ok());
+        let v = wrapper(Scan { in_response_to: Some("_someone_elses".into()), ..assertion_signed() }).unwrap();
+        assert_eq!(v.in_response_to, None, "an unsigned InResponseTo was reported");
+        let doc = assertion(wide(), "_a1", Some("_req1"));
+        let mismatch = Scan { in_response_to: Some("_req2".into()), ..assertion_signed() };
+        assert_eq!(check(&doc, &mismatch, T).unwrap_err().code(), "in_response_to_mismatch");
+    }
+}
+
+#[test]
+fn size_limits_hold_to_the_byte() {
+    use base64::engine::general_purpose::STANDARD;
+    // The form value: the limit itself is read; one byte more is not.
+    let at_limit = "A".repeat(MAX_SAML_RESPONSE_B64);
+    assert_ne!(decode(&at_limit).unwrap_err().code(), "too_large");
+    assert_eq!(decode(&"A".repeat(MAX_SAML_RESPONSE_B64 + 1)).unwrap_err().code(), "too_large");
+    // A deflated value may inflate to the limit, not one byte past it.
+    let deflated = |len: usize| {
+        let mut xml = b"<a>".to_vec();
+        xml.resize(len - 4, b'x');
+        xml.extend_from_slice(b"</a>");
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &xml).unwrap();
+        STANDARD.encode(z.finish().unwrap())
+    };
+    assert_eq!(decode(&deflated(MAX_INFLATED)).unwrap().len(), MAX_INFLATED);
+    assert_eq!(decode(&deflated(MAX_INFLATED + 1)).unwrap_err().code(), "too_large");
+}
