@@ -480,6 +480,18 @@ impl TestApp {
             .collect()
     }
 
+    /// Wait until no mail is pending: the delivery worker records a send just after the SMTP
+    /// server accepted it, so a test that saw the mail arrive may be a moment early.
+    pub async fn outbox_empty(&self) {
+        for _ in 0..200 {
+            if latchkey::store::outbox::pending_count(&self.state.db.pool).await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("mail still pending: {}", latchkey::store::outbox::pending_count(&self.state.db.pool).await.unwrap());
+    }
+
     /// Deliver what is due now and return how many mails went out.
     pub async fn drain_mail(&self) -> latchkey::mail::DrainStats {
         latchkey::mail::drain_once(&self.state).await.unwrap()
