@@ -20,13 +20,19 @@
 //!   client and concurrency, and on PostgreSQL `pgbench -N -c 50 -j 2` on the same server.
 //! - `memory`: resident memory of a fresh server idle, at the end of a burst of password grants
 //!   (8 clients, `--seconds`), and every 5 s for a minute after it (`all` leaves it out: it waits).
-//! - `seats`: checkouts (50 clients, closed loop) up to 1,000 live leases; heartbeats in an open
-//!   loop at `--heartbeat-rate` (1700/s) over them; checkouts on to `--leases` (100,000); the
-//!   closed-loop heartbeat maximum and the same open loop over every lease. Resident memory after
-//!   each open loop (1,000 against 100,000 leases). The leases are spread over `--licenses` (100)
-//!   floating licenses of one entity, each shared by the same 8 users, one machine per lease (a
-//!   checkout counts its license's live seats under the license's lock, so one license holding
-//!   every lease would measure a pool no customer has).
+//! - `seats`: `--licenses` (100) floating licenses of one entity, each of `--leases / --licenses`
+//!   seats (1,000), all shared by `--users` (50) users, one machine per lease. Checkouts (50
+//!   clients, closed loop) up to 1,000 live leases and one heartbeat for each; heartbeats in an
+//!   open loop at `--heartbeat-rate` (3000/s) over them; checkouts in an open loop at
+//!   `--checkout-rate` (500/s); the closed-loop checkout maximum on to `--leases` (100,000, which
+//!   fills the pools), in `--rounds` parts; one heartbeat for each lease; then per round the
+//!   closed-loop heartbeat maximum and the open loop over every lease. On PostgreSQL each closed
+//!   loop is followed by `pgbench -N -c 50 -j 2` on the same server (the commit limit it is
+//!   compared with). Resident memory after each open loop (1,000 against 100,000 leases).
+//!
+//! Every measurement reports CPU time per operation of the server and of the client, and on
+//! PostgreSQL of the database processes serving the server's database (plus the WAL writer,
+//! checkpointer and background writer) and the WAL flushes per operation.
 //!
 //! The server runs with `LATCHKEY_LEASE_TTL=4h` and `LATCHKEY_ACCESS_TOKEN_TTL=4h` so that no
 //! lease lapses and no token expires while the benchmark runs; everything else is the default
@@ -81,6 +87,8 @@ struct Args {
     licenses: usize,
     refresh_rate: f64,
     heartbeat_rate: f64,
+    checkout_rate: f64,
+    users: usize,
     out: Option<PathBuf>,
 }
 
@@ -93,7 +101,9 @@ fn parse_args() -> Args {
         leases: 100_000,
         licenses: 100,
         refresh_rate: 1000.0,
-        heartbeat_rate: 1700.0,
+        heartbeat_rate: 3000.0,
+        checkout_rate: 500.0,
+        users: 50,
         out: None,
     };
     let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
@@ -113,6 +123,8 @@ fn parse_args() -> Args {
             "--licenses" => a.licenses = val().parse::<usize>().expect("--licenses N").max(1),
             "--refresh-rate" => a.refresh_rate = val().parse().expect("--refresh-rate R"),
             "--heartbeat-rate" => a.heartbeat_rate = val().parse().expect("--heartbeat-rate R"),
+            "--checkout-rate" => a.checkout_rate = val().parse().expect("--checkout-rate R"),
+            "--users" => a.users = val().parse::<usize>().expect("--users N").max(1),
             "--out" => a.out = Some(PathBuf::from(val())),
             s if !s.starts_with('-') => a.scenario = s.to_string(),
             o => panic!("unknown option {o}"),
@@ -358,9 +370,9 @@ async fn password_grant(
     Ok((v["access_token"].as_str().unwrap_or_default().into(), v["refresh_token"].as_str().unwrap_or_default().into()))
 }
 
-/// One entity with `licenses` floating licenses (product `bench`, then `bench-001`...), each
-/// shared by `users` users who have set their passwords.
-async fn fixture(c: &reqwest::Client, s: &Server, users: usize, licenses: usize) -> Fixture {
+/// One entity with `licenses` floating licenses of `seats` seats (product `bench`, then
+/// `bench-001`...), each shared by `users` users who have set their passwords.
+async fn fixture(c: &reqwest::Client, s: &Server, users: usize, licenses: usize, seats: usize) -> Fixture {
     let op = s.operator_key.as_str();
     let post = reqwest::Method::POST;
     let (st, v) = call(
@@ -385,7 +397,7 @@ async fn fixture(c: &reqwest::Client, s: &Server, users: usize, licenses: usize)
             post.clone(),
             &format!("{}/api/v1/entities/bench/licenses", s.base),
             op,
-            Some(json!({"product": sku, "type": "floating", "seats": 1_000_000})),
+            Some(json!({"product": sku, "type": "floating", "seats": seats})),
         )
         .await;
         assert_eq!(st, 201, "license: {lic}");
@@ -592,15 +604,47 @@ fn proc_cpu_secs(path: &str) -> f64 {
 
 /// Runs `f`, and adds to its outcome's JSON the CPU time per successful operation of the server
 /// and of this (client) process: the cost of one request, steadier than rates on a shared machine.
+/// On PostgreSQL also the database's: its processes serving the server's database and its WAL
+/// writer, checkpointer and background writer (shared with other databases of that server), and
+/// the WAL flushes (`pg_stat_wal.wal_sync`, server-wide) per operation.
 async fn with_cpu<F: Future<Output = Outcome>>(s: &Server, f: F) -> (Outcome, Value) {
     let (s0, c0) = (s.cpu_secs(), proc_cpu_secs("/proc/self/stat"));
+    let d0 = match &s.pg_db {
+        Some(db) => Some(pg_cpu(db).await),
+        None => None,
+    };
     let o = f.await;
     let (s1, c1) = (s.cpu_secs(), proc_cpu_secs("/proc/self/stat"));
     let mut v = o.json();
     let per = |x: f64| (x * 1_000_000.0 / o.ok.max(1) as f64).round() / 1000.0;
     v["server_cpu_ms_per_op"] = per(s1 - s0).into();
     v["client_cpu_ms_per_op"] = per(c1 - c0).into();
+    if let (Some(db), Some((pids0, syncs0))) = (&s.pg_db, d0) {
+        let (pids1, syncs1) = pg_cpu(db).await;
+        let used: f64 = pids1.iter().map(|(pid, t)| t - pids0.get(pid).copied().unwrap_or(0.0)).sum();
+        v["db_cpu_ms_per_op"] = per(used).into();
+        v["wal_syncs_per_op"] = (((syncs1 - syncs0) as f64 / o.ok.max(1) as f64 * 1000.0).round() / 1000.0).into();
+    }
     (o, v)
+}
+
+/// CPU seconds used so far by each PostgreSQL process serving `db` (and by the shared WAL writer,
+/// checkpointer and background writer), and the server's WAL flushes so far.
+async fn pg_cpu(db: &str) -> (HashMap<i32, f64>, i64) {
+    use sqlx::Connection;
+    let mut c = sqlx::postgres::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL at 127.0.0.1:5432");
+    let pids: Vec<(i32,)> = sqlx::query_as(
+        "SELECT pid FROM pg_stat_activity WHERE (datname = $1 AND pid <> pg_backend_pid()) \
+           OR backend_type IN ('walwriter', 'checkpointer', 'background writer')",
+    )
+    .bind(db)
+    .fetch_all(&mut c)
+    .await
+    .expect("pg_stat_activity");
+    let (syncs,): (i64,) =
+        sqlx::query_as("SELECT wal_sync FROM pg_stat_wal").fetch_one(&mut c).await.expect("pg_stat_wal");
+    let _ = c.close().await;
+    (pids.into_iter().map(|(p,)| (p, proc_cpu_secs(&format!("/proc/{p}/stat")))).collect(), syncs)
 }
 
 fn load_avg() -> String {
@@ -694,7 +738,7 @@ async fn password(a: &Args, bin: &Path, rep: &Report) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = s.rss_kib();
     let c = client();
-    let f = fixture(&c, &s, 8, 1).await;
+    let f = fixture(&c, &s, 8, 1, 1_000).await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dur = Duration::from_secs(a.seconds);
     let mut ratios = Vec::new();
@@ -755,7 +799,7 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = s.rss_kib();
     let c = client();
-    let f = fixture(&c, &s, 8, 1).await;
+    let f = fixture(&c, &s, 8, 1, 1_000).await;
     // 50 token chains (one per closed-loop client), each from its own password grant.
     let mut chains = Vec::new();
     for i in 0..50 {
@@ -852,12 +896,42 @@ async fn warm_up(s: &Server, rep: &Report, n: u64, heartbeat: Op) {
     rep.emit("heartbeat_warmup", v);
 }
 
+/// A scale-10 pgbench database on the benchmark's PostgreSQL server (the baseline `pgbench -N`
+/// runs against), or none on SQLite.
+async fn pgbench_db(backend: Backend) -> Option<String> {
+    if backend != Backend::Postgres {
+        return None;
+    }
+    let name = format!("latchkey_pgbench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    pg_exec(&format!("CREATE DATABASE {name}")).await;
+    let st = Command::new("pgbench")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", "10", &name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("pgbench -i");
+    assert!(st.success(), "pgbench -i");
+    Some(name)
+}
+
+/// `pgbench -N` right after a measurement: the database's commit limit at that moment.
+fn with_pgbench(v: &mut Value, rate: f64, db: Option<&str>, secs: u64) {
+    if let Some(db) = db {
+        let tps = pgbench(db, secs);
+        v["pgbench_N_c50_tps"] = round2(tps).into();
+        v["ratio_to_pgbench"] = round2(rate / tps).into();
+    }
+}
+
 async fn seats(a: &Args, bin: &Path, rep: &Report) {
     let s = Server::start(bin, a.backend).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _) = s.rss_kib();
     let c = client();
-    let f = fixture(&c, &s, 8, a.licenses).await;
+    // Pools of `leases / licenses` seats (1,000 by default): the last checkouts fill them.
+    let seats_per = a.leases.div_ceil(a.licenses);
+    let f = fixture(&c, &s, a.users, a.licenses, seats_per).await;
+    let pg_bench = pgbench_db(a.backend).await;
     let products = Arc::new(f.products.clone());
     let mut tokens = Vec::new();
     for u in &f.users {
@@ -865,15 +939,17 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
     }
     let tokens = Arc::new(tokens);
     let leases: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let issued = Arc::new(AtomicU64::new(0));
     let checkout_op = || -> Op {
-        let (c, base, tokens, leases) = (c.clone(), s.base.clone(), tokens.clone(), leases.clone());
-        let offset = leases.lock().unwrap().len() as u64;
+        let (c, base, tokens, leases, issued) =
+            (c.clone(), s.base.clone(), tokens.clone(), leases.clone(), issued.clone());
         let products = products.clone();
-        Arc::new(move |n| {
+        Arc::new(move |_| {
             let (c, base, tokens, leases) = (c.clone(), base.clone(), tokens.clone(), leases.clone());
             let products = products.clone();
+            // Every checkout is a new computer: user, pool and machine from one counter.
+            let i = issued.fetch_add(1, Ordering::Relaxed);
             Box::pin(async move {
-                let i = n + offset;
                 let u = (i as usize) % tokens.len();
                 let r = c
                     .post(format!("{base}/api/v1/seats"))
@@ -913,15 +989,19 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         })
     };
     let dur = Duration::from_secs(a.seconds);
-    // Checkouts (50 clients) until `count` more leases are live, then one heartbeat for each.
-    let fill = async |count: u64| {
-        let (_, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(count), checkout_op())).await;
-        let n = leases.lock().unwrap().len();
+    let live = || leases.lock().unwrap().len() as u64;
+    // Checkouts (50 clients, closed loop) until `count` more leases are live.
+    let fill = async |count: u64, round: Option<usize>| {
+        let (o, mut v) = with_cpu(&s, closed_loop(50, Duration::from_secs(3600), Some(count), checkout_op())).await;
         v["clients"] = 50.into();
-        v["live_leases_after"] = n.into();
+        v["live_leases_after"] = live().into();
         v["licenses"] = products.len().into();
+        v["seats_per_license"] = seats_per.into();
+        if let Some(r) = round {
+            v["round"] = r.into();
+            with_pgbench(&mut v, o.rate(), pg_bench.as_deref(), a.seconds);
+        }
         rep.emit("checkout_closed", v);
-        warm_up(&s, rep, n as u64, heartbeat_op()).await;
     };
     // Heartbeats on schedule at the offered rate; the server's resident memory after them.
     let open_round = async |round: usize| -> u64 {
@@ -929,7 +1009,7 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         let (rss, hwm) = s.rss_kib();
         v["round"] = round.into();
         v["offered_per_s"] = a.heartbeat_rate.into();
-        v["live_leases"] = leases.lock().unwrap().len().into();
+        v["live_leases"] = live().into();
         v["rss_idle_mib"] = mib(idle).into();
         v["rss_now_mib"] = mib(rss).into();
         v["rss_peak_mib"] = mib(hwm).into();
@@ -937,29 +1017,50 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         rss
     };
     let small = 1_000.min(a.leases) as u64;
-    fill(small).await;
+    fill(small, None).await;
+    warm_up(&s, rep, live(), heartbeat_op()).await;
     let mut rss_small = 0;
     for round in 0..a.rounds {
         rss_small = rss_small.max(open_round(round).await);
     }
-    fill(a.leases as u64 - small).await;
+    // Checkouts on schedule, while the pools are still mostly free.
+    for round in 0..a.rounds {
+        let (_, mut v) = with_cpu(&s, open_loop(a.checkout_rate, dur, checkout_op())).await;
+        v["round"] = round.into();
+        v["offered_per_s"] = a.checkout_rate.into();
+        v["live_leases_after"] = live().into();
+        v["seats_per_license"] = seats_per.into();
+        rep.emit("checkout_open", v);
+    }
+    // The closed-loop checkout maximum, in `rounds` parts up to `leases`, each beside pgbench -N.
+    let to_fill = (a.leases as u64).saturating_sub(live());
+    for round in 0..a.rounds {
+        let part =
+            if round + 1 == a.rounds { (a.leases as u64).saturating_sub(live()) } else { to_fill / a.rounds as u64 };
+        fill(part, Some(round)).await;
+    }
+    warm_up(&s, rep, live(), heartbeat_op()).await;
     let mut rss_large = 0;
     for round in 0..a.rounds {
-        let (_, mut v) = against_healthz(&s, &c, dur, heartbeat_op()).await;
+        let (o, mut v) = against_healthz(&s, &c, dur, heartbeat_op()).await;
         v["round"] = round.into();
-        v["live_leases"] = leases.lock().unwrap().len().into();
+        v["live_leases"] = live().into();
+        with_pgbench(&mut v, o.rate(), pg_bench.as_deref(), a.seconds);
         rep.emit("heartbeat_closed", v);
         rss_large = rss_large.max(open_round(round).await);
     }
     rep.emit(
         "seats_memory",
         json!({
-            "leases_small": small, "leases_large": leases.lock().unwrap().len(),
+            "leases_small": small, "leases_large": live(),
             "rss_small_mib": mib(rss_small), "rss_large_mib": mib(rss_large),
             "ratio_large_to_small": round2(rss_large as f64 / rss_small as f64),
             "licenses": f.products.len(),
         }),
     );
+    if let Some(db) = pg_bench {
+        pg_exec(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    }
     s.stop().await;
 }
 
@@ -969,7 +1070,7 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
 async fn memory(a: &Args, bin: &Path, rep: &Report) {
     let s = Server::start(bin, a.backend).await;
     let c = client();
-    let f = fixture(&c, &s, 8, 1).await;
+    let f = fixture(&c, &s, 8, 1, 1_000).await;
     // Setting the fixture's passwords hashed too: let that settle into the idle state first.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let (idle, _) = s.rss_kib();

@@ -121,7 +121,12 @@ pub async fn patch_license(
                 format!("{assigned} seats are assigned; revoke some before going down to {seats}"),
             ));
         }
+        // The seats as they are under the lock (the view read before it may be stale).
+        let before = store::licenses::license_by_id(&mut *tx, &license.id).await?.map_or(license.seats, |l| l.seats);
         store::licenses::set_seats(&mut *tx, &license.id, seats).await?;
+        if !license.is_fixed() {
+            store::slots::resize(&mut tx, state.db.backend, &license.id, before, seats, now).await?;
+        }
     }
     if let Some(e) = expires_at {
         store::licenses::set_expiry(&mut *tx, &license.id, e).await?;

@@ -196,6 +196,9 @@ pub async fn create_license(
         },
     )
     .await?;
+    if body.kind == "floating" {
+        store::slots::add(&mut tx, &id, seats).await?;
+    }
     let license =
         store::licenses::license_by_id(&mut *tx, &id).await?.ok_or_else(|| ApiError::internal("license vanished"))?;
     tx.commit().await?;

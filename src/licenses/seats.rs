@@ -1,6 +1,7 @@
 //! Seats: a running product checks out a lease, heartbeats while running and releases it on exit.
-//! The seat limit is enforced in the database under the license row's lock, so it holds across
-//! every replica; a lease is live only while unexpired, so a crashed product's seat frees itself
+//! The seat limit is enforced in the database: a floating lease claims one of its license's seat
+//! slots (`store::slots`), so the limit holds across every replica without queueing checkouts
+//! behind one lock; a lease is live only while unexpired, so a crashed product's seat frees itself
 //! without any sweeper. Each checkout and heartbeat returns a signed `lease_token` that lets the
 //! product keep running offline until it expires (`LATCHKEY_OFFLINE_GRACE`).
 
@@ -106,12 +107,17 @@ fn machine_hash(state: &AppState, user_id: &str, machine: &str) -> String {
 
 enum Attempt {
     Granted(Lease),
+    /// The assignment was revoked since the candidates were read.
+    Unassigned,
     InUse,
-    Full { seats: i64, in_use: i64 },
+    Full {
+        seats: i64,
+        in_use: i64,
+    },
 }
 
-/// One license, under its row lock: the caller's live lease on this machine, or a new one if the
-/// license allows it.
+/// One license, under the caller's assignment lock: the caller's live lease on this machine, or a
+/// new one if the license allows it.
 async fn try_license(
     state: &AppState,
     tx: &mut Tx,
@@ -121,10 +127,13 @@ async fn try_license(
     machine: &str,
     now: Millis,
 ) -> Result<Attempt> {
-    store::licenses::lock_license(&mut **tx, &c.id).await?;
+    let backend = state.db.backend;
+    if !store::slots::lock_assignment(tx, backend, &c.id, user_id).await? {
+        return Ok(Attempt::Unassigned);
+    }
     let expires_at = now + state.config.lease_ttl.ms();
-    // A fixed seat has at most one live lease (this lock makes sure of it): read it, whatever its
-    // computer. A floating user may hold many: probe for this computer's only.
+    // A fixed seat has at most one live lease (the assignment lock makes sure of it): read it,
+    // whatever its computer. A floating user may hold many: probe for this computer's only.
     let fixed = c.kind == "fixed";
     let probe = (!fixed).then_some(mhash);
     let mine = leases_store::live_of_user(&mut **tx, user_id, &c.id, probe, now).await?;
@@ -137,14 +146,14 @@ async fn try_license(
         Some(_) => return Ok(Attempt::InUse),
         None => {}
     }
-    if !fixed {
+    let id = uuid::Uuid::new_v4().to_string();
+    if !fixed && !store::slots::claim(tx, backend, &c.id, &id, now, expires_at).await? {
+        // Refused: counting the live leases for the answer is the one step that reads the pool.
         let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
-        if in_use >= c.seats {
-            return Ok(Attempt::Full { seats: c.seats, in_use });
-        }
+        return Ok(Attempt::Full { seats: c.seats, in_use });
     }
     let lease = Lease {
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         license_id: c.id.clone(),
         user_id: user_id.to_string(),
         // Data minimisation: a fixed seat keeps only the keyed hash of its computer.
@@ -197,6 +206,9 @@ pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &
     }
     state.metrics.event("seat_checkout", "denied");
     Err(match refusal {
+        Some(Attempt::Unassigned) => {
+            ApiError::forbidden("not_licensed", format!("you hold no license of `{product}`; ask your administrator"))
+        }
         Some(Attempt::InUse) => ApiError::conflict(
             "seat_in_use",
             "your seat is in use on another computer; close the product there, or wait until its lease lapses",
@@ -267,6 +279,7 @@ pub async fn heartbeat_json(
     let expires_at = now + state.config.lease_ttl.ms();
     let row = leases_store::heartbeat(
         &state.db.pool,
+        state.db.backend,
         &leases_store::BeatArgs {
             lease_id: &lease_id,
             user_id: &claims.sub,

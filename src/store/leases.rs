@@ -2,6 +2,7 @@
 
 use sqlx::{AnyExecutor, FromRow};
 
+use super::Backend;
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, FromRow)]
@@ -129,30 +130,51 @@ pub struct BeatArgs<'a> {
 
 /// The heartbeat in one statement: extend the caller's live lease unless its session or its access
 /// token was revoked, and read back the license's policy. `None`: the caller finds out why.
-pub async fn heartbeat<'e>(db: impl AnyExecutor<'e>, a: &BeatArgs<'_>) -> sqlx::Result<Option<Beat>> {
+///
+/// On PostgreSQL this statement's own (implicit) transaction commits with `synchronous_commit` off,
+/// set for that transaction alone (`set_config(.., true)` is `SET LOCAL`): the commit returns
+/// without waiting for the WAL flush, which the WAL writer does within `3 × wal_writer_delay`
+/// (600 ms by default), many heartbeats per flush. A crash can lose the heartbeats of that last
+/// fraction of a second: those leases then look one heartbeat older, far inside the lease TTL, and
+/// their products' next heartbeat extends them again. Nothing else is affected: the setting ends
+/// with the transaction, a lease's expiry is still read from its row by every replica, and a
+/// checkout, release or disconnect commits synchronously as before. It must therefore run on the
+/// pool (or a connection outside any transaction), never inside a caller's transaction.
+/// SQLite runs in WAL mode with `synchronous = NORMAL`, where no commit waits for an fsync.
+pub async fn heartbeat<'e>(db: impl AnyExecutor<'e>, backend: Backend, a: &BeatArgs<'_>) -> sqlx::Result<Option<Beat>> {
     // `user_id || ''`: the owner is checked, but never through leases_live_by_user. Before the
     // table's statistics catch up with a burst of checkouts, PostgreSQL's planner may find that
     // index as cheap as the primary key and then filter every live lease of the user on each
     // heartbeat (measured: ~5 ms a heartbeat for a user holding 5,000 seats). The primary key it is.
-    sqlx::query_as(
-        "UPDATE leases SET last_heartbeat_at = $1, expires_at = $2, idle_seconds = $3 \
+    const BEAT: &str = "UPDATE leases SET last_heartbeat_at = $1, expires_at = $2, idle_seconds = $3 {from} \
          WHERE id = $4 AND user_id || '' = $5 AND ended_at IS NULL AND expires_at > $1 \
            AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $6 AND f.revoked_at IS NOT NULL) \
            AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $7) \
          RETURNING license_id, machine, \
            (SELECT c.idle_timeout_s FROM licenses c WHERE c.id = leases.license_id) AS idle_timeout_s, \
            (SELECT c.expires_at FROM licenses c WHERE c.id = leases.license_id) AS license_expires_at, \
-           (SELECT p.sku FROM licenses c JOIN products p ON p.id = c.product_id WHERE c.id = leases.license_id) AS product",
-    )
-    .bind(a.now)
-    .bind(a.expires_at)
-    .bind(a.idle_seconds)
-    .bind(a.lease_id)
-    .bind(a.user_id)
-    .bind(a.sid)
-    .bind(a.jti)
-    .fetch_optional(db)
-    .await
+           (SELECT p.sku FROM licenses c JOIN products p ON p.id = c.product_id WHERE c.id = leases.license_id) AS product";
+    static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| BEAT.replace("{from} ", ""));
+    static POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH no_flush_wait AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) {}",
+            BEAT.replace("{from}", "FROM no_flush_wait")
+        )
+    });
+    let sql: &'static str = match backend {
+        Backend::Sqlite => SQLITE.as_str(),
+        Backend::Postgres => POSTGRES.as_str(),
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(a.now)
+        .bind(a.expires_at)
+        .bind(a.idle_seconds)
+        .bind(a.lease_id)
+        .bind(a.user_id)
+        .bind(a.sid)
+        .bind(a.jti)
+        .fetch_optional(db)
+        .await
 }
 
 /// A license the user may draw a seat of `product` from.

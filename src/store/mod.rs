@@ -9,6 +9,7 @@ pub mod leases;
 pub mod licenses;
 pub mod outbox;
 pub mod sessions;
+pub mod slots;
 pub mod sso;
 pub mod throttle;
 pub mod tokens;

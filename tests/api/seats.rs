@@ -448,3 +448,168 @@ async fn the_seat_limit_holds_across_two_replicas_under_a_race() {
         app.advance(Duration::from_secs(301));
     }
 }
+
+/// A heartbeat does not wait for its commit to reach the disk on PostgreSQL, and that is true of
+/// its own transaction only: the connection it ran on commits synchronously again afterwards.
+#[tokio::test]
+async fn a_heartbeats_relaxed_durability_ends_with_its_own_transaction() {
+    use latchkey::store::{Backend, leases};
+    let Fixture { app, license, .. } = fixture("floating", 1).await;
+    let a = user_token(&app, &license, "a").await;
+    let lease = granted(checkout(&app, &a, "m").await).await;
+    let id = lease["lease_id"].as_str().unwrap();
+    let user_id = leases::by_id(&app.state.db.pool, id).await.unwrap().unwrap().user_id;
+    let now = app.clock_now();
+    let args = leases::BeatArgs {
+        lease_id: id,
+        user_id: &user_id,
+        sid: "no-such-session",
+        jti: "no-such-token",
+        now,
+        expires_at: now + 300_000,
+        idle_seconds: 7,
+    };
+    let backend = app.state.db.backend;
+    let mut conn = app.state.db.pool.acquire().await.unwrap();
+    assert!(leases::heartbeat(&mut *conn, backend, &args).await.unwrap().is_some());
+    if backend == Backend::Postgres {
+        let show = async |conn: &mut sqlx::AnyConnection| -> String {
+            sqlx::query_as::<_, (String,)>("SHOW synchronous_commit").fetch_one(conn).await.unwrap().0
+        };
+        assert_eq!(show(&mut conn).await, "on", "the setting outlived the heartbeat's transaction");
+        // Inside a transaction the setting is visible: the heartbeat really turns it off...
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        assert!(leases::heartbeat(&mut *conn, backend, &args).await.unwrap().is_some());
+        assert_eq!(show(&mut conn).await, "off");
+        sqlx::query("COMMIT").execute(&mut *conn).await.unwrap();
+        // ...and only until that transaction ends.
+        assert_eq!(show(&mut conn).await, "on");
+    }
+    drop(conn);
+    let stored = leases::by_id(&app.state.db.pool, id).await.unwrap().unwrap();
+    assert_eq!((stored.idle_seconds, stored.expires_at), (7, now + 300_000));
+}
+
+/// The slots of a floating license always number its seats plus the surplus left by a decrease.
+async fn assert_slots(app: &TestApp, license: &str, seats: i64) -> i64 {
+    let mut conn = app.state.db.pool.acquire().await.unwrap();
+    let (slots, surplus) = latchkey::store::slots::count(&mut conn, license).await.unwrap();
+    assert_eq!(slots, seats + surplus, "slots {slots}, seats {seats}, surplus {surplus}");
+    surplus
+}
+
+async fn release(app: &TestApp, token: &str, lease: &Value) {
+    let r = app.delete(&format!("/api/v1/seats/{}", lease["lease_id"].as_str().unwrap()), Some(token)).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+/// Lowering the seats while every seat is held cuts no running product off, and grants no new seat
+/// until fewer leases than the new number are live; raising them again grants at once.
+#[tokio::test]
+async fn lowering_the_seats_while_they_are_held_grants_nothing_until_enough_are_released() {
+    let Fixture { app, license, .. } = fixture("floating", 5).await;
+    let mut users = Vec::new();
+    for i in 0..7 {
+        users.push(user_token(&app, &license, &format!("u{i}")).await);
+    }
+    let mut held = Vec::new();
+    for (i, t) in users.iter().take(5).enumerate() {
+        held.push(granted(checkout(&app, t, &format!("m{i}")).await).await);
+    }
+    let r = app.patch(&format!("/api/v1/licenses/{license}"), app.op(), json!({ "seats": 3 })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(assert_slots(&app, &license, 3).await, 2);
+    // The five running products keep their seats.
+    for (i, l) in held.iter().enumerate() {
+        assert_eq!(heartbeat(&app, &users[i], l["lease_id"].as_str().unwrap(), 0).await.status(), StatusCode::OK);
+    }
+    let v = assert_problem(checkout(&app, &users[5], "m5").await, StatusCode::CONFLICT, "no_seat_available").await;
+    assert_eq!((v["seats"].as_i64(), v["in_use"].as_i64()), (Some(3), Some(5)));
+    release(&app, &users[0], &held[0]).await;
+    release(&app, &users[1], &held[1]).await;
+    // Three live for three seats: still full.
+    let v = assert_problem(checkout(&app, &users[5], "m5").await, StatusCode::CONFLICT, "no_seat_available").await;
+    assert_eq!(v["in_use"], 3);
+    release(&app, &users[2], &held[2]).await;
+    granted(checkout(&app, &users[5], "m5").await).await;
+    assert_problem(checkout(&app, &users[6], "m6").await, StatusCode::CONFLICT, "no_seat_available").await;
+    assert_eq!(assert_slots(&app, &license, 3).await, 0);
+    let live = latchkey::store::leases::count_live(&app.state.db.pool, &license, app.clock_now()).await.unwrap();
+    assert_eq!(live, 3);
+    // Raised again: the new seat is free at once.
+    let r = app.patch(&format!("/api/v1/licenses/{license}"), app.op(), json!({ "seats": 4 })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(assert_slots(&app, &license, 4).await, 0);
+    granted(checkout(&app, &users[6], "m6").await).await;
+    assert_problem(checkout(&app, &users[0], "m0").await, StatusCode::CONFLICT, "no_seat_available").await;
+    // Lowered while some seats are free: those go first, and nobody is over the limit.
+    let r = app.patch(&format!("/api/v1/licenses/{license}"), app.op(), json!({ "seats": 10 })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.patch(&format!("/api/v1/licenses/{license}"), app.op(), json!({ "seats": 4 })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(assert_slots(&app, &license, 4).await, 0);
+    assert_problem(checkout(&app, &users[0], "m0").await, StatusCode::CONFLICT, "no_seat_available").await;
+}
+
+/// A crashed product's seat frees itself when its lease lapses, while a seat whose product keeps
+/// heartbeating stays taken however long ago it was checked out.
+#[tokio::test]
+async fn a_lapsed_lease_frees_its_slot_and_a_heartbeaten_one_keeps_it() {
+    let Fixture { app, license, .. } = fixture("floating", 2).await;
+    let (a, b, c, d) = (
+        user_token(&app, &license, "a").await,
+        user_token(&app, &license, "b").await,
+        user_token(&app, &license, "c").await,
+        user_token(&app, &license, "d").await,
+    );
+    let la = granted(checkout(&app, &a, "a-box").await).await;
+    let lb = granted(checkout(&app, &b, "b-box").await).await;
+    assert_problem(checkout(&app, &c, "c-box").await, StatusCode::CONFLICT, "no_seat_available").await;
+    // b keeps heartbeating, a crashed and stays silent.
+    for _ in 0..4 {
+        app.advance(Duration::from_secs(60));
+        let r = heartbeat(&app, &b, lb["lease_id"].as_str().unwrap(), 0).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_problem(checkout(&app, &c, "c-box").await, StatusCode::CONFLICT, "no_seat_available").await;
+    }
+    app.advance(Duration::from_secs(61));
+    // a's lease lapsed (301 s without a heartbeat); b's was checked out as long ago but is live.
+    let lc = granted(checkout(&app, &c, "c-box").await).await;
+    assert_problem(checkout(&app, &d, "d-box").await, StatusCode::CONFLICT, "no_seat_available").await;
+    assert_problem(heartbeat(&app, &a, la["lease_id"].as_str().unwrap(), 0).await, StatusCode::GONE, "lease_expired")
+        .await;
+    assert_eq!(heartbeat(&app, &b, lb["lease_id"].as_str().unwrap(), 0).await.status(), StatusCode::OK);
+    assert_eq!(heartbeat(&app, &c, lc["lease_id"].as_str().unwrap(), 0).await.status(), StatusCode::OK);
+    let live = latchkey::store::leases::count_live(&app.state.db.pool, &license, app.clock_now()).await.unwrap();
+    assert_eq!(live, 2);
+    assert_slots(&app, &license, 2).await;
+    // The lapsed lease stays in the usage record with the end it had.
+    let old =
+        latchkey::store::leases::by_id(&app.state.db.pool, la["lease_id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(old.ended_at, None);
+    assert!(old.expires_at <= app.clock_now());
+}
+
+/// A product started twice at once on the same computer gets one lease, not two seats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_computer_racing_itself_gets_one_lease() {
+    let Fixture { app, license, .. } = fixture("floating", 5).await;
+    let a = user_token(&app, &license, "a").await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (client, url, a) = (app.client.clone(), app.url("/api/v1/seats"), a.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(a).json(&json!({ "product": "readyapi", "machine": "desk" })).send();
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<Value>().await.unwrap()["lease_id"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let live = latchkey::store::leases::count_live(&app.state.db.pool, &license, app.clock_now()).await.unwrap();
+    assert_eq!(live, 1);
+}
