@@ -30,7 +30,7 @@ pub enum AuthnRequestOut {
     /// Answer `302 Location: url`. The IdP SSO URL (its own query parameters kept) plus
     /// SAMLRequest, RelayState and, when signed, SigAlg and Signature.
     Redirect { url: String },
-    /// Answer with `post_form_html(url, saml_request, relay_state)`.
+    /// Answer with an auto-submitting form that posts SAMLRequest and RelayState to `url`.
     Post { url: String, saml_request: String, relay_state: String },
 }
 
@@ -74,6 +74,7 @@ pub fn build_authn_request(
         Some(key) => {
             let template = request_xml(&id, &issue_instant, sso, acs_url, sp_entity_id, Some(SIGNATURE_TEMPLATE));
             let key_der = key.private_key_to_der().context("SP private key")?;
+            super::libxml_ready();
             XmlSec::sign_xml(template, &key_der).map_err(|e| anyhow::anyhow!("signing the AuthnRequest: {e}"))?
         }
     };
@@ -177,38 +178,6 @@ fn redirect_url(sso: &str, xml: &str, relay_state: &str, sign: Option<&PKey<Priv
         None => "?",
     };
     Ok(format!("{base}{sep}{query}"))
-}
-
-/// The auto-submitting form for the POST binding. Every value is HTML-escaped; a `<noscript>`
-/// button covers browsers without JavaScript. The inline script needs
-/// `script-src 'sha256-…'` = [`post_form_script_csp_hash`] under a strict CSP.
-pub fn post_form_html(url: &str, saml_request: &str, relay_state: &str) -> String {
-    let relay = if relay_state.is_empty() {
-        String::new()
-    } else {
-        format!(r#"<input type="hidden" name="RelayState" value="{}"/>"#, escape(relay_state))
-    };
-    format!(
-        concat!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Signing in…</title></head>\n",
-            "<body><form method=\"post\" action=\"{action}\">",
-            "<input type=\"hidden\" name=\"SAMLRequest\" value=\"{req}\"/>{relay}",
-            "<noscript><p>JavaScript is off: press the button to continue to your identity provider.</p>",
-            "<button type=\"submit\">Continue</button></noscript></form>",
-            "<script>{script}</script></body></html>\n"
-        ),
-        action = escape(url),
-        req = escape(saml_request),
-        relay = relay,
-        script = POST_FORM_SCRIPT,
-    )
-}
-
-const POST_FORM_SCRIPT: &str = "document.forms[0].submit();";
-
-/// The CSP source that allows the form's inline script: `'sha256-…'`.
-pub fn post_form_script_csp_hash() -> String {
-    format!("'sha256-{}'", STANDARD.encode(openssl::sha::sha256(POST_FORM_SCRIPT.as_bytes())))
 }
 
 #[cfg(test)]

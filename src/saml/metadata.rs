@@ -252,6 +252,12 @@ fn signing_certs(idp: &IdpSsoDescriptor, now_ms: i64) -> Result<(Vec<Vec<u8>>, V
 /// certificate alone: a certificate xmlsec cannot load fails at the key stage, any other comes
 /// back with "no signature found".
 pub(crate) fn xmlsec_can_load(der: &[u8]) -> bool {
+    super::libxml_ready();
+    load_probe(der)
+}
+
+/// [`xmlsec_can_load`] without the start-up guard (the guard itself uses it).
+pub(super) fn load_probe(der: &[u8]) -> bool {
     match XmlSec::verify_signed_xml("<a/>", &CertificateDer::from(der.to_vec()), None) {
         Ok(()) => true,
         Err(e) => !chain(&e).contains("Failed to load key"),

@@ -35,6 +35,21 @@ use axum::{
     routing::{get, post},
 };
 
+/// libxml2 (2.9) initialises its global parser state lazily on first use, and that first use is
+/// not thread-safe: under helgrind, two threads' first `xmlReadMemory` race on the parser's
+/// global defaults (`xmlInitParser`, the default SAX handler, the main-thread record), and the
+/// symptom was a valid response found "not well-formed" now and then when several servers or
+/// test threads started at once. samael parses before it takes its own initialisation lock. So
+/// every path of ours into libxml2 or xmlsec calls this first: the first use happens on one
+/// thread while the others wait, and costs nothing after.
+pub(crate) fn libxml_ready() {
+    static READY: std::sync::Once = std::sync::Once::new();
+    // Parses a tiny document (libxml2 starts) and loads no key (xmlsec starts, under samael's lock).
+    READY.call_once(|| {
+        let _ = metadata::load_probe(b"");
+    });
+}
+
 /// Initialises libxml2 and xmlsec (they start lazily, under a global lock, on first use) and
 /// proves xmlsec can load a certificate. Call once at start-up, off the async executor, and
 /// fail readiness if it errs. Silent on success.

@@ -55,6 +55,7 @@ pub fn strip_bom(s: &str) -> &str {
 /// well-formed: samael parses in recover mode, which "repairs" broken documents into trees that
 /// the quick-xml pre-scan never saw.
 pub fn libxml_well_formed(xml: &str) -> bool {
+    super::libxml_ready();
     let options = libxml::parser::ParserOptions {
         recover: false,
         no_net: true,
