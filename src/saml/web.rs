@@ -758,3 +758,28 @@ impl TestReport {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use askama::Template as _;
+
+    use super::PostForm;
+
+    #[test]
+    fn the_post_binding_form_escapes_every_value() {
+        let form = PostForm {
+            url: r#"https://idp.example/sso?a=1&b="><script>alert(1)</script>"#,
+            saml_request: "PHNhbWxwOkF1dGhuUmVxdWVzdC8+",
+            relay_state: "\"><script>alert(2)</script>",
+            nonce: "n0nce",
+        };
+        let html = form.render().unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&#60;script&#62;alert(2)"), "{html}");
+        assert!(html.contains(r#"name="SAMLRequest" value="PHNhbWxwOkF1dGhuUmVxdWVzdC8+""#), "{html}");
+        assert!(html.contains(r#"<script nonce="n0nce">"#) && html.contains("<noscript>"), "{html}");
+        // Without a RelayState the form sends none (an empty one would be echoed back by the IdP).
+        let bare = PostForm { relay_state: "", ..form };
+        assert!(!bare.render().unwrap().contains("RelayState"));
+    }
+}

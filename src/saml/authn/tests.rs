@@ -113,22 +113,10 @@ fn post_only_idps_get_a_form_signed_with_an_enveloped_signature() {
 fn hostile_values_are_escaped_and_relay_state_is_bounded() {
     let idp = with_sso(None, Some(r#"https://idp.example/sso?a=1&b="><script>alert(1)</script>"#));
     let built = build_authn_request(r#"https://sp.example/?a=1&b="x""#, ACS_URL, &idp, "", None, ISSUED_MS).unwrap();
-    let AuthnRequestOut::Post { url, saml_request, .. } = &built.out else { panic!() };
+    let AuthnRequestOut::Post { saml_request, .. } = &built.out else { panic!() };
     let xml = String::from_utf8(STANDARD.decode(saml_request).unwrap()).unwrap();
     assert!(xml.contains("<saml:Issuer>https://sp.example/?a=1&amp;b=&quot;x&quot;</saml:Issuer>"), "{xml}");
     assert!(crate::saml::xml::check_plain(&xml).is_ok());
-    let html = post_form_html(url, saml_request, "\"><script>alert(2)</script>");
-    assert!(!html.contains("<script>alert"), "{html}");
-    assert!(html.contains("&lt;script&gt;alert(2)") && html.contains("<noscript>"));
-    assert!(html.contains(&format!(r#"name="SAMLRequest" value="{saml_request}""#)));
-    assert!(!post_form_html(url, saml_request, "").contains("RelayState"));
-    // The CSP hash names exactly the inline script.
-    let script = html.split("<script>").nth(1).unwrap().split("</script>").next().unwrap();
-    assert_eq!(
-        post_form_script_csp_hash(),
-        format!("'sha256-{}'", STANDARD.encode(openssl::sha::sha256(script.as_bytes())))
-    );
-
     let long = "x".repeat(MAX_RELAY_STATE + 1);
     assert!(build_authn_request(SP_ENTITY_ID, ACS_URL, &vendor_metadata("okta"), &long, None, ISSUED_MS).is_err());
     let none = with_sso(None, None);
