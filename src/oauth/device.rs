@@ -30,9 +30,21 @@ const INTERVAL_S: i64 = 5;
 const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
 fn user_code() -> String {
-    let raw = random_bytes::<8>();
-    let c: Vec<char> = raw.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect();
-    format!("{}-{}", c[..4].iter().collect::<String>(), c[4..].iter().collect::<String>())
+    loop {
+        if let Some(code) = code_from(random_bytes::<16>()) {
+            return code;
+        }
+    }
+}
+
+/// Eight letters from random bytes by rejection sampling: a byte of 240 or more (240 = 12 × 20)
+/// is skipped, so every letter is equally likely (a plain `% 20` favours the first 16 letters).
+/// `None` when the bytes run out first (about once in 10^6 draws of 16 bytes).
+fn code_from(raw: impl IntoIterator<Item = u8>) -> Option<String> {
+    const LIMIT: u8 = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let c: Vec<char> =
+        raw.into_iter().filter(|b| *b < LIMIT).take(8).map(|b| ALPHABET[b as usize % ALPHABET.len()] as char).collect();
+    (c.len() == 8).then(|| format!("{}-{}", c[..4].iter().collect::<String>(), c[4..].iter().collect::<String>()))
 }
 
 /// Accept what a person types: lower case, spaces, missing dash.
@@ -311,5 +323,20 @@ mod tests {
         assert_eq!(normalize_user_code(&c.to_lowercase().replace('-', " ")), Some(c));
         assert_eq!(normalize_user_code("ABCD-EFGH"), None, "vowels are not in the alphabet");
         assert_eq!(normalize_user_code("BCDF"), None);
+    }
+
+    #[test]
+    fn every_letter_of_a_user_code_is_equally_likely() {
+        // Bytes 240..=255 would favour B..T under a plain modulo: they are skipped.
+        assert_eq!(code_from([240, 255, 0, 1, 2, 3, 4, 5, 6, 19, 239]), Some("BCDF-GHJZ".to_string()));
+        assert_eq!(code_from([250; 16]), None);
+        // Each byte value below 240 maps to a letter exactly 12 times.
+        let mut seen = [0usize; 20];
+        for b in 0..=255u8 {
+            if let Some(code) = code_from(std::iter::repeat_n(b, 8)) {
+                seen[ALPHABET.iter().position(|&l| l as char == code.chars().next().unwrap()).unwrap()] += 1;
+            }
+        }
+        assert_eq!(seen, [12; 20]);
     }
 }
