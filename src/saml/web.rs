@@ -411,10 +411,21 @@ async fn consume(
     form: Result<Form<AcsForm>, FormRejection>,
     ctx: &mut AcsContext,
 ) -> Result<Outcome, Refusal> {
-    let Ok(Form(form)) = form else {
-        return Err(
-            Refusal::new(StatusCode::BAD_REQUEST, "malformed", "the sign-in form was not a SAML response").unlogged()
-        );
+    let form = match form {
+        Ok(Form(form)) => form,
+        // The body is over the server's limit: say so, as for a response over the SAML limit.
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the sign-in form is larger than the server accepts (1 MiB)",
+            )
+            .unlogged());
+        }
+        Err(_) => {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "malformed", "the sign-in form was not a SAML response")
+                .unlogged());
+        }
     };
     let Some(saml_response) = form.saml_response.filter(|s| !s.is_empty()) else {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "malformed", "no SAMLResponse was posted").unlogged());
