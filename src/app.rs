@@ -174,7 +174,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::accounts::router())
         .merge(crate::licenses::router())
         .merge(crate::saml::router())
-        .merge(crate::web::router());
+        .merge(crate::web::router())
+        .merge(crate::portal::router());
     for (name, value) in static_headers {
         r = r.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }

@@ -186,7 +186,7 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Problem(p) => p.code,
             ApiError::OAuth(o) => o.error,

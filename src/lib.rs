@@ -15,6 +15,7 @@ pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;
+pub mod portal;
 pub mod product;
 pub mod saml;
 pub mod state;

@@ -19,15 +19,29 @@ use crate::error::ApiError;
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// The portal's policy: its one stylesheet and its scripts come from this site's own static files;
+/// nothing inline, no event-handler attributes, no framing.
+pub const STRICT_CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+                              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Render a page with a status and the page security headers.
 pub fn page(status: StatusCode, t: &impl Template) -> Response {
+    page_with_csp(status, t, CSP)
+}
+
+/// Render a page under the strict policy (no inline style or script at all).
+pub fn strict_page(status: StatusCode, t: &impl Template) -> Response {
+    page_with_csp(status, t, STRICT_CSP)
+}
+
+fn page_with_csp(status: StatusCode, t: &impl Template, csp: &'static str) -> Response {
     match t.render() {
         Ok(html) => {
             let mut resp = (status, html).into_response();
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
             // Our own form posts then carry our Origin (with no-referrer browsers send `null`,
             // which `csrf` cannot tell from a forged post); other sites still get no referrer.
             h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));

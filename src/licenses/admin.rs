@@ -61,6 +61,17 @@ pub async fn list_licenses(
     Ok(Json(Value::Array(list.iter().map(license_view).collect())))
 }
 
+/// The entity's licenses, and how many seats of each are in use at `now` (by license id).
+pub async fn licenses_in_use(
+    state: &AppState,
+    entity_id: &str,
+    now: Millis,
+) -> Result<(Vec<License>, std::collections::HashMap<String, i64>)> {
+    let list = store::licenses::licenses_of_entity(&state.db.pool, entity_id).await?;
+    let counts = store::leases::live_counts_of_entity(&state.db.pool, entity_id, now).await?;
+    Ok((list, counts.into_iter().collect()))
+}
+
 pub async fn get_license(
     State(state): State<AppState>,
     admin: Admin,
@@ -227,8 +238,6 @@ pub struct AssignBody {
     emails: Option<Vec<String>>,
 }
 
-const MAX_BULK: usize = 1000;
-
 #[tracing::instrument(skip_all)]
 pub async fn assign_json(
     State(state): State<AppState>,
@@ -248,36 +257,80 @@ pub async fn assign_json(
             Ok((status, Json(json!({ "license_id": license.id, "email": email, "status": outcome_name(outcome) }))))
         }
         (None, Some(list)) => {
-            if list.is_empty() || list.len() > MAX_BULK {
-                return Err(ApiError::unprocessable(
-                    "invalid_request",
-                    format!("`emails` takes 1 to {MAX_BULK} addresses"),
-                ));
-            }
-            let mut results = Vec::with_capacity(list.len());
-            let mut seen = HashSet::new();
-            for raw in list {
-                let r = match accounts::normalize_email(&raw) {
-                    Err(e) => error_entry(&raw, e),
-                    Ok(email) if !seen.insert(email.clone()) => {
-                        json!({ "email": email, "status": "already_assigned", "http_status": 200 })
-                    }
-                    Ok(email) => match assign(&state, &license.id, &email, state.now()).await {
-                        Ok(o) => json!({
-                            "email": email,
-                            "status": outcome_name(o),
-                            "http_status": if o == AssignOutcome::Assigned { 201 } else { 200 },
-                        }),
-                        Err(e @ (ApiError::Problem(_) | ApiError::OAuth(_))) => error_entry(&email, e),
-                        Err(e) => return Err(e),
-                    },
-                };
-                results.push(r);
-            }
-            Ok((StatusCode::OK, Json(Value::Array(results))))
+            let results = assign_many(&state, &license.id, &list, state.now()).await?;
+            Ok((StatusCode::OK, Json(Value::Array(results.iter().map(BulkEntry::to_json).collect()))))
         }
         _ => Err(ApiError::unprocessable("invalid_request", "send either `email` or `emails`")),
     }
+}
+
+/// What happened to one address of a bulk assignment.
+#[derive(Debug, Clone)]
+pub struct BulkEntry {
+    /// The address as normalised (or as given, when it is not an address).
+    pub email: String,
+    /// `assigned`, `already_assigned` or `error`.
+    pub status: &'static str,
+    pub http_status: u16,
+    pub code: Option<&'static str>,
+    pub detail: Option<String>,
+}
+
+impl BulkEntry {
+    fn done(email: String, o: AssignOutcome) -> Self {
+        let http_status = if o == AssignOutcome::Assigned { 201 } else { 200 };
+        BulkEntry { email, status: outcome_name(o), http_status, code: None, detail: None }
+    }
+
+    fn failed(email: &str, e: &ApiError) -> Self {
+        let detail = match e {
+            ApiError::Problem(p) => p.detail.clone(),
+            ApiError::OAuth(o) => o.description.clone(),
+            ApiError::Internal(_) => String::new(),
+        };
+        BulkEntry {
+            email: email.to_string(),
+            status: "error",
+            http_status: e.status().as_u16(),
+            code: Some(e.code()),
+            detail: Some(detail),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({ "email": self.email, "status": self.status, "http_status": self.http_status });
+        if let (Some(code), Some(detail)) = (self.code, &self.detail) {
+            v["code"] = json!(code);
+            v["detail"] = json!(detail);
+        }
+        v
+    }
+}
+
+pub const MAX_BULK: usize = 1000;
+
+/// Assign each address of `list` in turn (1 to [`MAX_BULK`]), answering per address: one refused
+/// address (malformed, seats exhausted, ...) does not stop the others. A repeated address is
+/// reported as already assigned.
+pub async fn assign_many(state: &AppState, license_id: &str, list: &[String], now: Millis) -> Result<Vec<BulkEntry>> {
+    if list.is_empty() || list.len() > MAX_BULK {
+        return Err(ApiError::unprocessable("invalid_request", format!("`emails` takes 1 to {MAX_BULK} addresses")));
+    }
+    let mut results = Vec::with_capacity(list.len());
+    let mut seen = HashSet::new();
+    for raw in list {
+        let r = match accounts::normalize_email(raw) {
+            Err(e) => BulkEntry::failed(raw, &e),
+            Ok(email) if !seen.insert(email.clone()) => BulkEntry::done(email, AssignOutcome::AlreadyAssigned),
+            Ok(email) => match assign(state, license_id, &email, now).await {
+                Ok(o) => BulkEntry::done(email, o),
+                Err(e @ (ApiError::Problem(_) | ApiError::OAuth(_))) => BulkEntry::failed(&email, &e),
+                Err(e) => return Err(e),
+            },
+        };
+        results.push(r);
+    }
+    Ok(results)
 }
 
 fn outcome_name(o: AssignOutcome) -> &'static str {
@@ -285,15 +338,6 @@ fn outcome_name(o: AssignOutcome) -> &'static str {
         AssignOutcome::Assigned => "assigned",
         AssignOutcome::AlreadyAssigned => "already_assigned",
     }
-}
-
-fn error_entry(email: &str, e: ApiError) -> Value {
-    let detail = match &e {
-        ApiError::Problem(p) => p.detail.clone(),
-        ApiError::OAuth(o) => o.description.clone(),
-        ApiError::Internal(_) => String::new(),
-    };
-    json!({ "email": email, "status": "error", "http_status": e.status().as_u16(), "code": e.code(), "detail": detail })
 }
 
 pub async fn list_assignments(
@@ -343,10 +387,36 @@ pub async fn create_share_link(
         return Err(ApiError::forbidden("admin_only", "share links are made by the entity's administrators"));
     };
     let days = body.expires_in_days.unwrap_or(SHARE_DEFAULT_DAYS);
+    let link = new_share_link(&state, &license, creator, days, state.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": link.id,
+            "license_id": license.id,
+            "url": link.url,
+            "expires_at": clock::rfc3339(link.expires_at),
+        })),
+    ))
+}
+
+/// A share link just made: its URL holds the secret and is shown this once.
+pub struct NewLink {
+    pub id: String,
+    pub url: String,
+    pub expires_at: Millis,
+}
+
+/// Make a share link of `license` by administrator `creator`, live for `days` (1 to 90).
+pub async fn new_share_link(
+    state: &AppState,
+    license: &License,
+    creator: &str,
+    days: i64,
+    now: Millis,
+) -> Result<NewLink> {
     if !(1..=90).contains(&days) {
         return Err(ApiError::unprocessable("invalid_request", "`expires_in_days` must be between 1 and 90"));
     }
-    let now = state.now();
     let secret = random_secret(SHARE_PREFIX);
     let link_id = store::new_id();
     let expires_at = now + days * 86_400_000;
@@ -360,15 +430,16 @@ pub async fn create_share_link(
         expires_at,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": link_id,
-            "license_id": license.id,
-            "url": state.url(&format!("/share/{secret}")),
-            "expires_at": clock::rfc3339(expires_at),
-        })),
-    ))
+    Ok(NewLink { id: link_id, url: state.url(&format!("/share/{secret}")), expires_at })
+}
+
+/// Stop a share link of `license`.
+pub async fn stop_share_link(state: &AppState, license: &License, link_id: &str, now: Millis) -> Result<()> {
+    if store::licenses::revoke_share_link(&state.db.pool, &license.id, link_id, now).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("no such share link"))
+    }
 }
 
 pub async fn list_share_links(
@@ -399,11 +470,8 @@ pub async fn delete_share_link(
     ApiPath((id, link_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let license = license_for(&state, &admin, &id).await?;
-    if store::licenses::revoke_share_link(&state.db.pool, &license.id, &link_id, state.now()).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("no such share link"))
-    }
+    stop_share_link(&state, &license, &link_id, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The license a live share link points at.
@@ -488,13 +556,20 @@ pub async fn add_admin(
 ) -> Result<(StatusCode, Json<Value>)> {
     let e = entity_for(&state, &admin, &slug).await?;
     let email = accounts::normalize_email(&body.email)?;
-    let now = state.now();
+    let added = add_admin_to(&state, &e, &email, state.now()).await?;
+    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "entity": e.slug, "email": email, "admin": true }))))
+}
+
+/// Make `email` (normalised) an administrator of `e`, creating the account when needed and mailing
+/// them. False when they were one already.
+pub async fn add_admin_to(state: &AppState, e: &Entity, email: &str, now: Millis) -> Result<bool> {
     let mut tx = state.db.begin_write().await?;
-    let (user, created) = accounts::find_or_create(&mut tx, &email, &e.id, now).await?;
+    let (user, created) = accounts::find_or_create(&mut tx, email, &e.id, now).await?;
     let added = store::entities::add_admin(&mut *tx, &e.id, &user.id, now).await?;
     if added {
         if created || user.password_hash.is_none() {
-            accounts::welcome(&mut tx, &state, &user, created, &e.name, None, now).await?;
+            accounts::welcome(&mut tx, state, &user, created, &e.name, None, now).await?;
         } else {
             let login_url = state.url("/login");
             mail::enqueue(
@@ -508,8 +583,7 @@ pub async fn add_admin(
     }
     tx.commit().await?;
     state.wake_mailer();
-    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "entity": e.slug, "email": email, "admin": true }))))
+    Ok(added)
 }
 
 pub async fn list_admins(
@@ -532,11 +606,17 @@ pub async fn remove_admin(
 ) -> Result<StatusCode> {
     let e = entity_for(&state, &admin, &slug).await?;
     let email = accounts::normalize_email(&raw)?;
+    remove_admin_from(&state, &e, &email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `email` (normalised) is no longer an administrator of `e`; an entity keeps at least one.
+pub async fn remove_admin_from(state: &AppState, e: &Entity, email: &str) -> Result<()> {
     let mut tx = state.db.begin_write().await?;
     // Serialise removals per entity (the row lock) so two at once cannot leave it with none.
     store::entities::lock_entity(&mut *tx, &e.id).await?;
-    let not_admin = || ApiError::not_found(format!("{email} is not an administrator of {slug}"));
-    let user = store::accounts::user_by_email(&mut *tx, &email).await?.ok_or_else(not_admin)?;
+    let not_admin = || ApiError::not_found(format!("{email} is not an administrator of {}", e.slug));
+    let user = store::accounts::user_by_email(&mut *tx, email).await?.ok_or_else(not_admin)?;
     let count = store::entities::count_admins(&mut *tx, &e.id).await?;
     if !store::entities::remove_admin(&mut *tx, &e.id, &user.id).await? {
         return Err(not_admin());
@@ -545,7 +625,7 @@ pub async fn remove_admin(
         return Err(ApiError::conflict("last_admin", "an entity keeps at least one administrator; add another first"));
     }
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize)]

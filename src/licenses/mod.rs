@@ -1,8 +1,8 @@
 //! Licenses: what the vendor sold an entity (operator API), and what the entity's administrators do
 //! with it (assignments, share links, users, administrators, groups).
 
-mod admin;
-mod operator;
+pub mod admin;
+pub mod operator;
 pub mod reports;
 pub mod seats;
 

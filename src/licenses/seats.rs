@@ -373,8 +373,7 @@ pub async fn release_json(
     if !token.starts_with(crate::auth::OPERATOR_KEY_PREFIX) {
         let claims = crate::auth::user_from(&state, token).await?;
         if let Some(l) = lease.as_ref().filter(|l| l.user_id == claims.sub) {
-            leases_store::end(&state.db.pool, &l.id, "released", now).await?;
-            state.metrics.event("seat_release", "owner");
+            release(&state, l, now).await?;
             return Ok(StatusCode::NO_CONTENT);
         }
     }
@@ -385,11 +384,28 @@ pub async fn release_json(
     };
     admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
     let lease = lease.ok_or_else(|| ApiError::not_found("no such lease"))?;
-    if leases_store::end(&state.db.pool, &lease.id, "revoked", now).await? {
+    disconnect(&state, &lease, now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The owner releases their seat (the product exits). False when it was not live any more.
+pub async fn release(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
+    let ended = leases_store::end(&state.db.pool, &lease.id, "released", now).await?;
+    if ended {
+        state.metrics.event("seat_release", "owner");
+    }
+    Ok(ended)
+}
+
+/// An administrator of the lease's entity disconnects it: the product's next heartbeat gets 410.
+/// False when it was not live any more.
+pub async fn disconnect(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
+    let ended = leases_store::end(&state.db.pool, &lease.id, "revoked", now).await?;
+    if ended {
         state.metrics.event("seat_release", "disconnected");
         tracing::info!(lease = %lease.id, license = %lease.license_id, "seat disconnected by an administrator");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(ended)
 }
 
 /// An administrator's view of the live seats of a license.

@@ -582,7 +582,7 @@ async fn consume(
     };
     tx.commit().await.map_err(internal)?;
     let cookie = session::start(state, &user.id, "saml").await.map_err(internal)?;
-    let to = return_to.unwrap_or_else(|| "/account".into());
+    let to = return_to.unwrap_or_else(|| "/portal".into());
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     tracing::info!(entity = %slug, user = %user.id, "signed in with SAML");

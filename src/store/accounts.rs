@@ -103,24 +103,51 @@ pub struct EntityUser {
     pub created_at: Millis,
 }
 
-pub async fn entity_users<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<EntityUser>> {
-    sqlx::query_as(
-        "SELECT u.id, u.email, \
+const ENTITY_USERS: &str = "SELECT u.id, u.email, \
                 CASE WHEN u.entity_id = $1 THEN 1 ELSE 0 END AS home, \
                 CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, \
                 CASE WHEN EXISTS (SELECT 1 FROM entity_admins a WHERE a.entity_id = $1 AND a.user_id = u.id) \
                      THEN 1 ELSE 0 END AS is_admin, \
                 u.created_at \
          FROM users u \
-         WHERE u.entity_id = $1 \
+         WHERE (u.entity_id = $1 \
             OR EXISTS (SELECT 1 FROM assignments s JOIN licenses l ON l.id = s.license_id \
                        WHERE s.user_id = u.id AND l.entity_id = $1) \
-            OR EXISTS (SELECT 1 FROM entity_admins a WHERE a.entity_id = $1 AND a.user_id = u.id) \
-         ORDER BY u.email",
-    )
-    .bind(entity_id)
-    .fetch_all(db)
-    .await
+            OR EXISTS (SELECT 1 FROM entity_admins a WHERE a.entity_id = $1 AND a.user_id = u.id)) \
+           AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\')";
+
+pub async fn entity_users<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<EntityUser>> {
+    entity_users_page(db, entity_id, None, i64::from(i32::MAX), 0).await
+}
+
+/// One page of an entity's users by email, optionally only those whose email contains `search`.
+pub async fn entity_users_page<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<EntityUser>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{ENTITY_USERS} ORDER BY u.email LIMIT $3 OFFSET $4")))
+        .bind(entity_id)
+        .bind(search.map(super::licenses::contains_pattern).unwrap_or_default())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn count_entity_users<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    search: Option<&str>,
+) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM ({ENTITY_USERS}) t")))
+        .bind(entity_id)
+        .bind(search.map(super::licenses::contains_pattern).unwrap_or_default())
+        .fetch_one(db)
+        .await?;
+    Ok(n)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -309,3 +309,70 @@ pub async fn denials<'e>(
     .fetch_all(db)
     .await
 }
+
+/// One page of a license's live seats, oldest first.
+pub async fn live_seat_page<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    now: Millis,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<SeatRow>> {
+    sqlx::query_as(
+        "SELECT l.id, u.email, l.machine, l.created_at, l.last_heartbeat_at, l.idle_seconds, l.expires_at \
+         FROM leases l JOIN users u ON u.id = l.user_id \
+         WHERE l.license_id = $1 AND l.ended_at IS NULL AND l.expires_at > $2 ORDER BY l.created_at, l.id \
+         LIMIT $3 OFFSET $4",
+    )
+    .bind(license_id)
+    .bind(now)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+/// (license id, live seats) of every license of an entity that has any.
+pub async fn live_counts_of_entity<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    now: Millis,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT l.license_id, COUNT(*) FROM leases l JOIN licenses c ON c.id = l.license_id \
+         WHERE c.entity_id = $1 AND l.ended_at IS NULL AND l.expires_at > $2 GROUP BY l.license_id",
+    )
+    .bind(entity_id)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// A live seat of a user, as they see it.
+#[derive(Debug, Clone, FromRow)]
+pub struct OwnSeat {
+    pub id: String,
+    pub license_id: String,
+    pub product_name: String,
+    pub kind: String,
+    pub machine: Option<String>,
+    pub created_at: Millis,
+    pub last_heartbeat_at: Millis,
+    pub idle_seconds: i64,
+}
+
+pub async fn live_seats_of_user<'e>(
+    db: impl AnyExecutor<'e>,
+    user_id: &str,
+    now: Millis,
+) -> sqlx::Result<Vec<OwnSeat>> {
+    sqlx::query_as(
+        "SELECT l.id, l.license_id, p.name AS product_name, c.kind, l.machine, l.created_at, l.last_heartbeat_at, l.idle_seconds \
+         FROM leases l JOIN licenses c ON c.id = l.license_id JOIN products p ON p.id = c.product_id \
+         WHERE l.user_id = $1 AND l.ended_at IS NULL AND l.expires_at > $2 ORDER BY l.created_at",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}

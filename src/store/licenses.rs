@@ -276,3 +276,69 @@ pub async fn licenses_held_by<'e>(db: impl AnyExecutor<'e>, user_id: &str) -> sq
     .fetch_all(db)
     .await
 }
+
+/// `text` as a LIKE pattern that matches it anywhere, its wildcards taken literally (use with
+/// `ESCAPE '\'`).
+pub fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// An assignee as the license's administrators see it in a list.
+#[derive(Debug, Clone, FromRow)]
+pub struct AssigneeRow {
+    pub user_id: String,
+    pub email: String,
+    pub created_at: Millis,
+    pub has_password: i64,
+    /// The last heartbeat (or checkout) of any of the user's seats on this license.
+    pub last_use: Option<Millis>,
+}
+
+/// One page of a license's assignees by email, optionally only those whose email contains `search`.
+pub async fn assignee_page<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<AssigneeRow>> {
+    sqlx::query_as(
+        "SELECT a.user_id, u.email, a.created_at, \
+                CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, \
+                (SELECT MAX(s.last_heartbeat_at) FROM leases s WHERE s.user_id = a.user_id AND s.license_id = a.license_id) AS last_use \
+         FROM assignments a JOIN users u ON u.id = a.user_id \
+         WHERE a.license_id = $1 AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\') \
+         ORDER BY u.email LIMIT $3 OFFSET $4",
+    )
+    .bind(license_id)
+    .bind(search.map(contains_pattern).unwrap_or_default())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_assignees<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    search: Option<&str>,
+) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM assignments a JOIN users u ON u.id = a.user_id \
+         WHERE a.license_id = $1 AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\')",
+    )
+    .bind(license_id)
+    .bind(search.map(contains_pattern).unwrap_or_default())
+    .fetch_one(db)
+    .await?;
+    Ok(n)
+}

@@ -61,7 +61,7 @@ pub async fn login_page(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<LoginQuery>,
 ) -> Response {
-    let return_to = safe_return_to(q.return_to.as_deref()).unwrap_or_else(|| "/account".into());
+    let return_to = safe_return_to(q.return_to.as_deref()).unwrap_or_else(|| "/portal".into());
     if let Ok(Some(_)) = session::current(&state, &headers).await {
         return Redirect::to(&return_to).into_response();
     }
@@ -92,13 +92,13 @@ pub async fn login_email(
     let Ok(Form(f)) = form else {
         return t.attach(page(
             StatusCode::BAD_REQUEST,
-            &LoginPage { email: "", return_to: "/account", csrf: t.token(), error: Some("Enter your email.") },
+            &LoginPage { email: "", return_to: "/portal", csrf: t.token(), error: Some("Enter your email.") },
         ));
     };
     if let Err(refused) = csrf::check(&state, &headers, f.csrf.as_deref()) {
         return refused.into_response();
     }
-    let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/account".into());
+    let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/portal".into());
     let Ok(email) = accounts::normalize_email(&f.email) else {
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,7 +140,7 @@ pub async fn login_password(
             StatusCode::BAD_REQUEST,
             &PasswordPage {
                 email: "",
-                return_to: "/account",
+                return_to: "/portal",
                 csrf: t.token(),
                 error: Some("Enter your email and password."),
             },
@@ -150,7 +150,7 @@ pub async fn login_password(
     if let Err(refused) = csrf::check(&state, &headers, f.csrf.as_deref()) {
         return refused.into_response();
     }
-    let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/account".into());
+    let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/portal".into());
     let again = |status, msg: &str| {
         page(status, &PasswordPage { email: &f.email, return_to: &return_to, csrf: t.token(), error: Some(msg) })
     };
@@ -160,7 +160,7 @@ pub async fn login_password(
                 StatusCode::SEE_OTHER,
                 [
                     (header::SET_COOKIE, cookie),
-                    (header::LOCATION, return_to.parse().unwrap_or(header::HeaderValue::from_static("/account"))),
+                    (header::LOCATION, return_to.parse().unwrap_or(header::HeaderValue::from_static("/portal"))),
                 ],
             )
                 .into_response(),

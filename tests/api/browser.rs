@@ -141,7 +141,7 @@ async fn the_code_exchange_checks_pkce_client_redirect_and_time() {
     let email = licensed_user(&app).await;
     let redirect = "http://127.0.0.1:5000/cb";
     let r = password_sign_in(&app, "/login", &email, PASSWORD).await;
-    assert_eq!(location(&r), "/account");
+    assert_eq!(location(&r), "/portal");
     let code = || async {
         let r = app.get(&authorize_path("readyapi", redirect, "s", VERIFIER), None).await;
         query_param(&location(&r), "code").unwrap()
@@ -244,7 +244,7 @@ async fn sign_in_never_redirects_off_site_and_sign_out_needs_the_form() {
                 &[("email", &email), ("password", PASSWORD), ("return_to", evil)],
             )
             .await;
-        assert_eq!(location(&r), "/account", "{evil}");
+        assert_eq!(location(&r), "/portal", "{evil}");
     }
     let account = app.get("/account", None).await.text().await.unwrap();
     assert!(account.contains(&email));

@@ -9,6 +9,7 @@ mod helpers;
 mod licenses;
 mod mail;
 mod operations;
+mod portal;
 mod product;
 mod seats;
 mod secrets;

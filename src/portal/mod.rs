@@ -1,0 +1,267 @@
+//! The portal: server-rendered pages under `/portal` for everyone who signs in. Every user sees
+//! their licenses and live seats; a license administrator manages their entity's licenses,
+//! assignees, share links, live seats, users and administrators.
+//!
+//! Pages call the same area functions as the JSON API (`licenses::admin`, `licenses::seats`, the
+//! store), so both always agree. Who may see what is decided here, server-side, on every request:
+//! [`Viewer`] is a signed-in browser (else a redirect to sign-in), and [`admin::entity_of`] /
+//! [`admin::license_of`] answer 404 to anyone who does not administer the entity, exactly as for
+//! an id that does not exist. Forms POST with the session's CSRF token and answer with a 303
+//! redirect carrying a flash message; pages work without JavaScript, which only improves them
+//! (local times, copy buttons) from a static file under a strict Content-Security-Policy.
+
+mod admin;
+mod me;
+pub mod view;
+
+use askama::Template;
+use axum::{
+    Router,
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use crate::{
+    browser::{
+        cookies, csrf, login_path, message,
+        session::{self, BrowserUser},
+        strict_page,
+    },
+    crypto::{b64url, b64url_decode, ct_eq},
+    error::ApiError,
+    state::AppState,
+    store,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(me::home))
+        .route("/portal/seats/{lease_id}/release", post(me::release))
+        .route("/portal/seats/{lease_id}/disconnect", get(admin::disconnect_confirm).post(admin::disconnect))
+        .route("/portal/entities/{slug}", get(admin::entity_home))
+        .route("/portal/entities/{slug}/licenses", get(admin::licenses))
+        .route("/portal/entities/{slug}/users", get(admin::users))
+        .route("/portal/entities/{slug}/admins", post(admin::add_admin))
+        .route("/portal/entities/{slug}/admins/remove", post(admin::remove_admin))
+        .route("/portal/licenses/{id}", get(admin::license))
+        .route("/portal/licenses/{id}/assign", post(admin::assign))
+        .route("/portal/licenses/{id}/revoke", get(admin::revoke_confirm).post(admin::revoke))
+        .route("/portal/licenses/{id}/share-links", post(admin::share_link_create))
+        .route("/portal/licenses/{id}/share-links/{link_id}/delete", post(admin::share_link_delete))
+        .route("/portal/licenses/{id}/seats", get(admin::seats))
+        .route("/static/portal.css", get(stylesheet))
+        .route("/static/portal.js", get(script))
+}
+
+const CSS: &str = include_str!("../../static/portal.css");
+const JS: &str = include_str!("../../static/portal.js");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}
+
+/// A signed-in browser. Without a session, a page redirects to sign-in (and back afterwards).
+pub struct Viewer {
+    pub bu: BrowserUser,
+    /// The form token of this session.
+    pub csrf: String,
+    /// Slugs of the entities this user administers.
+    pub admin_of: Vec<String>,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match session::current(state, &parts.headers).await {
+            Ok(Some(bu)) => {
+                let admin_of = store::entities::administered_by(&state.db.pool, &bu.user.id)
+                    .await
+                    .map_err(|e| ApiError::from(e).into_response())?;
+                let csrf = session::csrf_token(state, &bu.session_hash);
+                Ok(Viewer { bu, csrf, admin_of })
+            }
+            Ok(None) => {
+                // Come back to the page after signing in; a form post comes back to the portal.
+                let back = match parts.method {
+                    Method::GET => parts.uri.path_and_query().map_or("/portal", |p| p.as_str()),
+                    _ => "/portal",
+                };
+                Err(Redirect::to(&login_path(back, None)).into_response())
+            }
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+impl Viewer {
+    /// Check a form of this session: its origin and token. Refused: a 403 page, nothing done.
+    pub fn check_form(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        presented: Option<&str>,
+    ) -> Result<(), csrf::Refused> {
+        csrf::check_session(state, headers, &self.bu.session_hash, presented)
+    }
+}
+
+/// A form that carries only its token.
+#[derive(Deserialize)]
+pub struct TokenForm {
+    pub csrf: Option<String>,
+}
+
+/// The same answer for "no such page" and "not yours": nothing leaks across entities.
+pub fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "Not found", "There is no such page, or it is not yours to see.")
+}
+
+const FLASH_COOKIE: &str = "lk_flash";
+
+/// A one-time message shown on the page a form redirects to.
+#[derive(Debug, Clone)]
+pub struct Flash {
+    pub ok: bool,
+    pub text: String,
+}
+
+fn flash_mac(state: &AppState, payload: &str) -> String {
+    state.master.keyed_hash(&[b"portal-flash", payload.as_bytes()])
+}
+
+fn read_flash(state: &AppState, headers: &HeaderMap) -> Option<Flash> {
+    let raw = cookies::get(headers, FLASH_COOKIE)?;
+    let (payload, mac) = raw.split_once('.')?;
+    if !ct_eq(flash_mac(state, payload).as_bytes(), mac.as_bytes()) {
+        return None;
+    }
+    let text = String::from_utf8(b64url_decode(payload)?).ok()?;
+    let (kind, text) = text.split_at_checked(1)?;
+    Some(Flash { ok: kind == "o", text: text.to_string() })
+}
+
+/// A 303 redirect to `to` (a local path) that shows `text` there once.
+pub fn see_other(state: &AppState, to: &str, ok: bool, text: &str) -> Response {
+    let text: String = text.chars().take(400).collect();
+    let payload = b64url(format!("{}{text}", if ok { 'o' } else { 'e' }).as_bytes());
+    let value = format!("{payload}.{}", flash_mac(state, &payload));
+    let mut r = Redirect::to(to).into_response();
+    r.headers_mut().append(header::SET_COOKIE, cookies::set(state, FLASH_COOKIE, &value, 60, false));
+    r
+}
+
+/// What every portal page shows around its content: who is signed in, the navigation, the
+/// sign-out form and the flash message.
+pub struct Shell {
+    pub email: String,
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    /// Entities the viewer administers (their slugs).
+    pub entities: Vec<String>,
+    /// The entity whose pages are shown, when one is.
+    pub entity: Option<String>,
+    /// The navigation entry to mark as current.
+    pub section: &'static str,
+}
+
+impl Shell {
+    pub fn new(state: &AppState, headers: &HeaderMap, v: &Viewer, section: &'static str, entity: Option<&str>) -> Self {
+        Shell {
+            email: v.bu.user.email.clone(),
+            csrf: v.csrf.clone(),
+            flash: read_flash(state, headers),
+            entities: v.admin_of.clone(),
+            entity: entity.map(str::to_string).or_else(|| v.admin_of.first().cloned()),
+            section,
+        }
+    }
+
+    pub fn is(&self, section: &str) -> bool {
+        self.section == section
+    }
+
+    pub fn current(&self, section: &str) -> &'static str {
+        if self.section == section { "page" } else { "false" }
+    }
+}
+
+/// Render a portal page (strict policy); a shown flash message is cleared.
+pub fn show(state: &AppState, status: StatusCode, shell: &Shell, t: &impl Template) -> Response {
+    let mut r = strict_page(status, t);
+    if shell.flash.is_some() {
+        r.headers_mut().append(header::SET_COOKIE, cookies::set(state, FLASH_COOKIE, "", 0, false));
+    }
+    r
+}
+
+/// An internal error as the generic 500 (logged with its cause, never shown).
+pub fn fail(e: impl Into<ApiError>) -> Response {
+    e.into().into_response()
+}
+
+/// A page of a long list: `page` counts from 1.
+pub struct Pager {
+    pub page: i64,
+    pub pages: i64,
+    pub total: i64,
+    pub first_row: i64,
+    pub last_row: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    pub const SIZE: i64 = 50;
+
+    /// `link(page)` makes the address of another page.
+    pub fn new(requested: Option<i64>, total: i64, link: impl Fn(i64) -> String) -> Pager {
+        let pages = ((total + Self::SIZE - 1) / Self::SIZE).max(1);
+        let page = requested.unwrap_or(1).clamp(1, pages);
+        let first_row = if total == 0 { 0 } else { (page - 1) * Self::SIZE + 1 };
+        Pager {
+            page,
+            pages,
+            total,
+            first_row,
+            last_row: (page * Self::SIZE).min(total),
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+        }
+    }
+
+    pub fn offset(&self) -> i64 {
+        (self.page - 1) * Self::SIZE
+    }
+}
+
+/// `k=v&...` for links, values URL-encoded, empty values left out.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    q.finish()
+}
+
+/// A path with a query string (none when empty).
+pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let q = query(pairs);
+    if q.is_empty() { path.to_string() } else { format!("{path}?{q}") }
+}

@@ -1,0 +1,464 @@
+//! The portal's pages over HTTP: what each kind of user sees, the forms (CSRF, 303 and flash),
+//! and that nobody reaches another entity's pages, even with a guessed id.
+
+use reqwest::{Client, Response, StatusCode, multipart};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+struct Portal {
+    app: TestApp,
+    /// The administrator of `acme`, signed in.
+    admin: Client,
+    admin_email: String,
+    /// A `portal` token of the same administrator, for checking through the JSON API.
+    token: String,
+    license: String,
+}
+
+async fn portal(kind: &str, seats: i64) -> Portal {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    app.create_entity("acme").await;
+    let admin_email = app.email("admin-acme");
+    let license = app.create_license("acme", "readyapi", kind, seats).await;
+    let admin = app.signed_in_browser(&admin_email).await;
+    let token = app.token_for(&admin_email, "portal").await;
+    Portal { app, admin, admin_email, token, license }
+}
+
+fn location(r: &Response) -> String {
+    r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+async fn page(app: &TestApp, b: &Client, path: &str) -> (StatusCode, String) {
+    let r = b.get(app.url(path)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// Open `path` in browser `b`, take the session's form token, post `fields` to `action`.
+async fn post_form(app: &TestApp, b: &Client, path: &str, action: &str, fields: &[(&str, &str)]) -> Response {
+    let (status, html) = page(app, b, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {html}");
+    let csrf = csrf_of(&html);
+    let mut all = fields.to_vec();
+    all.push(("csrf", &csrf));
+    b.post(app.url(action)).form(&all).send().await.unwrap()
+}
+
+async fn assign_form(app: &TestApp, b: &Client, license: &str, emails: &str, csv: Option<&str>) -> Response {
+    let (_, html) = page(app, b, &format!("/portal/licenses/{license}")).await;
+    let mut form = multipart::Form::new().text("csrf", csrf_of(&html)).text("emails", emails.to_string());
+    if let Some(csv) = csv {
+        form = form
+            .part("file", multipart::Part::text(csv.to_string()).file_name("people.csv").mime_str("text/csv").unwrap());
+    }
+    b.post(app.url(&format!("/portal/licenses/{license}/assign"))).multipart(form).send().await.unwrap()
+}
+
+async fn assignees(p: &Portal) -> Vec<String> {
+    let r = p.app.get(&format!("/api/v1/licenses/{}/assignments", p.license), Some(&p.token)).await;
+    let v: Value = r.json().await.unwrap();
+    v.as_array().unwrap().iter().map(|a| a["email"].as_str().unwrap().to_string()).collect()
+}
+
+async fn checkout(app: &TestApp, email: &str, machine: &str) -> Value {
+    let t = app.token_for(email, "readyapi").await;
+    let r = app.post("/api/v1/seats", Some(&t), json!({ "product": "readyapi", "machine": machine })).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut v: Value = r.json().await.unwrap();
+    v["token"] = json!(t);
+    v
+}
+
+async fn heartbeat(app: &TestApp, seat: &Value, idle: i64) -> Response {
+    let path = format!("/api/v1/seats/{}/heartbeat", seat["lease_id"].as_str().unwrap());
+    app.post(&path, seat["token"].as_str(), json!({ "idle_seconds": idle })).await
+}
+
+#[tokio::test]
+async fn the_portal_is_the_landing_page_and_shows_a_users_licenses_and_seats() {
+    let p = portal("floating", 5).await;
+    let app = &p.app;
+    // No session: sign in first, and come back.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/portal"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/login?return_to=%2Fportal");
+
+    let email = app.email("ada");
+    app.assign(&p.license, &email).await;
+    let ada = app.signed_in_browser(&email).await;
+    let (status, html) = page(app, &ada, "/portal").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("READYAPI") && html.contains("floating"), "{html}");
+    assert!(html.contains("None of your products holds a seat"), "{html}");
+    assert!(!html.contains("/portal/entities/"), "a plain user is offered no administration: {html}");
+
+    let seat = checkout(app, &email, "ada-laptop").await;
+    let (_, html) = page(app, &ada, "/portal").await;
+    assert!(html.contains("ada-laptop"), "{html}");
+    let lease = seat["lease_id"].as_str().unwrap();
+    // Releasing needs the session's token.
+    let r = ada.post(app.url(&format!("/portal/seats/{lease}/release"))).form(&[("csrf", "forged")]).send().await;
+    assert_eq!(r.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(heartbeat(app, &seat, 0).await.status(), StatusCode::OK, "the seat is still live");
+    let r = post_form(app, &ada, "/portal", &format!("/portal/seats/{lease}/release"), &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/portal");
+    let (_, html) = page(app, &ada, "/portal").await;
+    assert!(html.contains("Seat released"), "the flash shows once: {html}");
+    let (_, html) = page(app, &ada, "/portal").await;
+    assert!(!html.contains("Seat released"), "and only once: {html}");
+    assert_problem(heartbeat(app, &seat, 0).await, StatusCode::GONE, "lease_revoked").await;
+
+    // Somebody else's seat cannot be released from here.
+    let bob = app.email("bob");
+    app.assign(&p.license, &bob).await;
+    let bobs = checkout(app, &bob, "bob-pc").await;
+    let r =
+        post_form(app, &ada, "/portal", &format!("/portal/seats/{}/release", bobs["lease_id"].as_str().unwrap()), &[])
+            .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(heartbeat(app, &bobs, 0).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn portal_pages_send_a_strict_policy_and_no_inline_script() {
+    let p = portal("floating", 5).await;
+    for path in ["/portal", "/portal/entities/acme/licenses", &format!("/portal/licenses/{}", p.license)] {
+        let r = p.admin.get(p.app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>") && !html.contains("onclick") && !html.contains("style="), "{path}");
+        assert!(html.contains("<script src=\"/static/portal.js\""), "{path}");
+    }
+    let css = p.app.get("/static/portal.css", None).await;
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(css.text().await.unwrap().contains("@media (max-width: 600px)"));
+}
+
+#[tokio::test]
+async fn an_administrator_assigns_one_many_and_a_csv_and_sees_each_result() {
+    let p = portal("fixed", 4).await;
+    let app = &p.app;
+    let lic = &p.license;
+    let (status, html) = page(app, &p.admin, "/portal/entities/acme/licenses").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("/portal/licenses/{lic}")), "{html}");
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(html.contains("Nobody holds this license yet"), "an empty state says what to do: {html}");
+
+    // One address: back to the license with a message.
+    let one = app.email("one");
+    let r = assign_form(app, &p.admin, lic, &one, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/portal/licenses/{lic}"));
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(html.contains(&format!("{one} is assigned")), "{html}");
+    assert!(html.contains("invited"), "{html}");
+
+    // A pasted list and a CSV: one page with what happened to each address.
+    let (two, three, four, five) = (app.email("two"), app.email("three"), app.email("four"), app.email("five"));
+    let csv = format!("email,name\n{four},Four\n{five},Five\n");
+    let r = assign_form(app, &p.admin, lic, &format!("{two}, {three}\nnot-an-address {one}"), Some(&csv)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("3 assigned, 1 already assigned, 2 not assigned"), "{html}");
+    assert!(html.contains("not-an-address"), "{html}");
+    assert!(html.contains("all 4 seats of this license are assigned"), "the fifth is refused with the reason: {html}");
+    let mut got = assignees(&p).await;
+    got.sort();
+    let mut want = vec![one.clone(), two.clone(), three.clone(), four.clone()];
+    want.sort();
+    assert_eq!(got, want, "the JSON API sees what the portal did");
+
+    // Nothing to assign: a message, nothing changes.
+    let r = assign_form(app, &p.admin, lic, "  ", None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(assignees(&p).await.len(), 4);
+}
+
+#[tokio::test]
+async fn revoking_asks_first_and_shows_the_reassignments_left() {
+    let p = portal("fixed", 2).await;
+    let app = &p.app;
+    let lic = &p.license;
+    let ada = app.email("ada");
+    app.assign(lic, &ada).await;
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(html.contains("Reassignments left"), "{html}");
+    let confirm = format!("/portal/licenses/{lic}/revoke?email={}", ada.replace('@', "%40"));
+    assert!(html.contains(&confirm), "a revoke link per assignee: {html}");
+    let (status, html) = page(app, &p.admin, &confirm).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("Revoke {ada}?")) && html.contains("allows 2 more"), "{html}");
+    assert_eq!(assignees(&p).await, vec![ada.clone()], "opening the confirmation changes nothing");
+    let r = post_form(app, &p.admin, &confirm, &format!("/portal/licenses/{lic}/revoke"), &[("email", &ada)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(assignees(&p).await.is_empty());
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(html.contains("no longer holds this license"), "{html}");
+    // A refusal of the service reads as a message.
+    let r = post_form(app, &p.admin, &confirm, &format!("/portal/licenses/{lic}/revoke"), &[("email", &ada)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(html.contains("is not assigned this license"), "{html}");
+}
+
+#[tokio::test]
+async fn share_links_are_shown_once_and_can_be_stopped() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    let lic = &p.license;
+    let r = post_form(
+        app,
+        &p.admin,
+        &format!("/portal/licenses/{lic}"),
+        &format!("/portal/licenses/{lic}/share-links"),
+        &[("days", "3")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let url = html.split("value=\"").find(|s| s.starts_with("http")).unwrap().split('"').next().unwrap().to_string();
+    assert!(url.contains("/share/lk_sh_"), "{url}");
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), StatusCode::OK);
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(!html.contains(&url), "the secret link is not shown again");
+    assert!(html.contains(">live<"), "{html}");
+    let links: Value =
+        app.get(&format!("/api/v1/licenses/{lic}/share-links"), Some(&p.token)).await.json().await.unwrap();
+    let id = links[0]["id"].as_str().unwrap();
+    let r = post_form(
+        app,
+        &p.admin,
+        &format!("/portal/licenses/{lic}"),
+        &format!("/portal/licenses/{lic}/share-links/{id}/delete"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), StatusCode::GONE);
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}")).await;
+    assert!(html.contains("share link is stopped") && html.contains(">stopped<"), "{html}");
+}
+
+#[tokio::test]
+async fn live_seats_show_idle_time_and_disconnect_after_confirmation() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    let lic = &p.license;
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}/seats")).await;
+    assert!(html.contains("No seat is in use right now"), "{html}");
+    let ada = app.email("ada");
+    app.assign(lic, &ada).await;
+    let seat = checkout(app, &ada, "build-agent-7").await;
+    assert_eq!(heartbeat(app, &seat, 660).await.status(), StatusCode::OK);
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}/seats")).await;
+    assert!(html.contains(&ada) && html.contains("build-agent-7") && html.contains("11 min"), "{html}");
+    let lease = seat["lease_id"].as_str().unwrap();
+    let confirm = format!("/portal/seats/{lease}/disconnect");
+    assert!(html.contains(&confirm), "{html}");
+    let (status, html) = page(app, &p.admin, &confirm).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("Disconnect {ada}?")), "{html}");
+    assert_eq!(heartbeat(app, &seat, 0).await.status(), StatusCode::OK, "asking changes nothing");
+    let r = post_form(app, &p.admin, &confirm, &confirm, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/portal/licenses/{lic}/seats"));
+    assert_problem(heartbeat(app, &seat, 0).await, StatusCode::GONE, "lease_revoked").await;
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{lic}/seats")).await;
+    assert!(html.contains("Seat disconnected"), "{html}");
+}
+
+#[tokio::test]
+async fn users_and_administrators_are_listed_searched_added_and_removed() {
+    let p = portal("floating", 300).await;
+    let app = &p.app;
+    let emails: Vec<String> = (0..60).map(|i| app.email(&format!("user{i:02}"))).collect();
+    let r = app
+        .post(&format!("/api/v1/licenses/{}/assignments", p.license), Some(&p.token), json!({ "emails": emails }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/users").await;
+    assert!(html.contains("Showing 1–50 of 61") && html.contains("Page 1 of 2"), "{html}");
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/users?page=2").await;
+    assert!(html.contains("Showing 51–61 of 61"), "{html}");
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/users?q=USER4").await;
+    assert!(html.contains("Showing 1–10 of 10"), "search ignores case: {html}");
+    // A LIKE wildcard in the search is taken literally.
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/users?q=%25").await;
+    assert!(html.contains("No user&#39;s email contains") || html.contains("No user's email contains"), "{html}");
+    let (_, html) = page(app, &p.admin, &format!("/portal/licenses/{}?q=user1", p.license)).await;
+    assert!(html.contains("Showing 1–10 of 10"), "{html}");
+
+    let grace = app.email("grace");
+    let r =
+        post_form(app, &p.admin, "/portal/entities/acme/users", "/portal/entities/acme/admins", &[("email", &grace)])
+            .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let admins: Value = app.get("/api/v1/entities/acme/admins", Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(admins.as_array().unwrap().len(), 2);
+    let r = post_form(
+        app,
+        &p.admin,
+        "/portal/entities/acme/users",
+        "/portal/entities/acme/admins/remove",
+        &[("email", &grace)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // The last administrator stays.
+    let r = post_form(
+        app,
+        &p.admin,
+        "/portal/entities/acme/users",
+        "/portal/entities/acme/admins/remove",
+        &[("email", &p.admin_email)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/users").await;
+    assert!(html.contains("keeps at least one administrator"), "{html}");
+    let admins: Value = app.get("/api/v1/entities/acme/admins", Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(admins.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_token_or_from_elsewhere_change_nothing() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    let lic = &p.license;
+    let ada = app.email("ada");
+    app.assign(lic, &ada).await;
+    let seat = checkout(app, &ada, "pc").await;
+    let lease = seat["lease_id"].as_str().unwrap();
+    let posts = [
+        (format!("/portal/licenses/{lic}/revoke"), vec![("email", ada.as_str())]),
+        (format!("/portal/licenses/{lic}/share-links"), vec![]),
+        (format!("/portal/seats/{lease}/disconnect"), vec![]),
+        ("/portal/entities/acme/admins".to_string(), vec![("email", "evil@example.com")]),
+    ];
+    let (_, html) = page(app, &p.admin, "/portal").await;
+    let good = csrf_of(&html);
+    for (action, fields) in &posts {
+        for token in [None, Some("forged"), Some(good.as_str())] {
+            let mut all = fields.clone();
+            if let Some(t) = token {
+                all.push(("csrf", t));
+            }
+            let mut req = p.admin.post(app.url(action)).form(&all);
+            if token == Some(good.as_str()) {
+                // The right token, posted from another site.
+                req = req.header("origin", "https://evil.example");
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{action} {token:?}");
+        }
+    }
+    let form = multipart::Form::new().text("emails", app.email("mallory"));
+    let r = p.admin.post(app.url(&format!("/portal/licenses/{lic}/assign"))).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(assignees(&p).await, vec![ada.clone()]);
+    assert_eq!(heartbeat(app, &seat, 0).await.status(), StatusCode::OK);
+    let links: Value =
+        app.get(&format!("/api/v1/licenses/{lic}/share-links"), Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(links.as_array().unwrap().len(), 0);
+    let admins: Value = app.get("/api/v1/entities/acme/admins", Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(admins.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn another_entitys_administrator_and_plain_users_get_404_even_with_guessed_ids() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    let lic = &p.license;
+    let ada = app.email("ada");
+    app.assign(lic, &ada).await;
+    let seat = checkout(app, &ada, "pc").await;
+    let lease = seat["lease_id"].as_str().unwrap().to_string();
+    app.create_entity("globex").await;
+    let globex = app.signed_in_browser(&app.email("admin-globex")).await;
+    let plain = app.signed_in_browser(&ada).await;
+    let gets = [
+        "/portal/entities/acme".to_string(),
+        "/portal/entities/acme/licenses".to_string(),
+        "/portal/entities/acme/users".to_string(),
+        format!("/portal/licenses/{lic}"),
+        format!("/portal/licenses/{lic}/seats"),
+        format!("/portal/licenses/{lic}/revoke?email={}", ada.replace('@', "%40")),
+        format!("/portal/seats/{lease}/disconnect"),
+        "/portal/entities/nope/licenses".to_string(),
+        "/portal/licenses/01900000-0000-7000-8000-000000000000".to_string(),
+    ];
+    for b in [&globex, &plain] {
+        for path in &gets {
+            let (status, html) = page(app, b, path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert!(!html.contains(&ada) && !html.contains("READYAPI"), "{path} leaks: {html}");
+        }
+        // Their own session's token, on the other entity's forms.
+        let (_, html) = page(app, b, "/portal").await;
+        let csrf = csrf_of(&html);
+        let posts = [
+            (format!("/portal/licenses/{lic}/revoke"), vec![("email", ada.as_str()), ("csrf", &csrf)]),
+            (format!("/portal/licenses/{lic}/share-links"), vec![("csrf", &csrf)]),
+            (format!("/portal/seats/{lease}/disconnect"), vec![("csrf", &csrf)]),
+            ("/portal/entities/acme/admins".to_string(), vec![("email", "evil@example.com"), ("csrf", &csrf)]),
+            (
+                "/portal/entities/acme/admins/remove".to_string(),
+                vec![("email", p.admin_email.as_str()), ("csrf", &csrf)],
+            ),
+        ];
+        for (action, fields) in &posts {
+            let r = b.post(app.url(action)).form(fields).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{action}");
+        }
+        let form = multipart::Form::new().text("csrf", csrf.clone()).text("emails", app.email("mallory"));
+        let r = b.post(app.url(&format!("/portal/licenses/{lic}/assign"))).multipart(form).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(assignees(&p).await, vec![ada.clone()]);
+    assert_eq!(heartbeat(app, &seat, 0).await.status(), StatusCode::OK);
+    let admins: Value = app.get("/api/v1/entities/acme/admins", Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(admins.as_array().unwrap().len(), 1);
+    // And globex's administrator sees their own entity, with an empty state.
+    let (status, html) = page(app, &globex, "/portal/entities/globex/licenses").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("has no license yet"), "{html}");
+}
+
+#[tokio::test]
+async fn licenses_filter_by_product_and_group_and_count_seats_in_use() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    app.create_product("soapui").await;
+    let r = app
+        .post(
+            "/api/v1/entities/acme/licenses",
+            app.op(),
+            json!({ "product": "soapui", "type": "fixed", "seats": 7, "group": "QA" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ada = app.email("ada");
+    app.assign(&p.license, &ada).await;
+    checkout(app, &ada, "pc").await;
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/licenses").await;
+    assert!(html.contains("2 of 2 licenses") && html.contains("READYAPI") && html.contains("SOAPUI"), "{html}");
+    assert!(html.contains(&format!("<a href=\"/portal/licenses/{}/seats\">1</a>", p.license)), "in use now: {html}");
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/licenses?group=QA").await;
+    let readyapi = format!("href=\"/portal/licenses/{}\"", p.license);
+    assert!(html.contains("1 of 2 licenses") && !html.contains(&readyapi), "{html}");
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/licenses?product=readyapi").await;
+    assert!(html.contains("1 of 2 licenses") && html.contains(&readyapi), "{html}");
+}
