@@ -4,6 +4,7 @@
 
 mod accounts;
 mod browser;
+mod chromium;
 mod cli;
 mod helpers;
 mod licenses;
