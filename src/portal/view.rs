@@ -65,8 +65,8 @@ mod tests {
     #[test]
     fn times_read_in_utc() {
         let w = when(1_795_000_000_000);
-        assert_eq!(w.iso, "2026-11-18T09:46:40Z");
-        assert_eq!(w.text, "2026-11-18 09:46 UTC");
+        assert_eq!(w.iso, "2026-11-18T11:06:40Z");
+        assert_eq!(w.text, "2026-11-18 11:06 UTC");
         assert_eq!(expiry(None, 0), "never");
         assert_eq!(expiry(Some(1_795_000_000_000), 0), "2026-11-18");
         assert_eq!(expiry(Some(1_000), 2_000), "expired 1970-01-01");
