@@ -46,6 +46,8 @@ impl App {
         db.migrate().await?;
         let now = clock.now();
         crate::tokens::keys::ensure_key(&db, &master, now).await?;
+        crate::tokens::license_keys::ensure_key(&db, &master, now).await?;
+        let onprem = crate::onprem::Local::load(&config, &db, &master, now).await?;
         // Keys stay published as long as the longest-lived token they sign (access or lease token).
         let retention = config.access_token_ttl.ms().max(config.offline_grace.ms());
         let keys = KeyRing::load(db.clone(), master.clone(), retention, now).await?;
@@ -78,6 +80,7 @@ impl App {
             metrics: Metrics::default(),
             known_clients: Default::default(),
             base_url,
+            onprem,
         });
         Ok(App { state, listener, addr, tls })
     }
@@ -173,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oauth::router())
         .merge(crate::accounts::router())
         .merge(crate::licenses::router())
+        .merge(crate::onprem::router())
         .merge(crate::saml::router())
         .merge(crate::web::router())
         .merge(crate::portal::router());
@@ -186,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         ));
     }
     r.method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::onprem::everyone::layer))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

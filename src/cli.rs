@@ -2,8 +2,9 @@
 //! command takes only the settings it uses: `serve` the whole [`Config`], the administrative
 //! commands the database (and the master key where they touch sealed keys), `product` its own.
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -12,7 +13,10 @@ use crate::{
     config::{Config, DatabaseArgs, LogFormat, StoreArgs},
     crypto::{MasterKey, random_secret, secret_hash},
     store::{self, Db},
-    tokens::keys::{self, KeyAlg},
+    tokens::{
+        keys::{self, KeyAlg},
+        license_keys,
+    },
 };
 
 #[derive(Parser)]
@@ -37,8 +41,53 @@ pub enum Command {
     /// Token-signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
-    /// Run a simulated product: sign in, hold a seat, heartbeat, release on Ctrl-C.
-    Product(crate::product::ProductArgs),
+    /// Run a simulated product: sign in, hold a seat, heartbeat, release on Ctrl-C; or its
+    /// offline-license commands.
+    Product(crate::product::ProductCmd),
+    /// On-premise license server: fingerprint, entitlement import, usage and return files.
+    #[command(subcommand)]
+    Onprem(OnpremCmd),
+}
+
+#[derive(Subcommand)]
+pub enum OnpremCmd {
+    /// Print this server's fingerprint (its key pair is made on first use).
+    Fingerprint {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Import an entitlement file from the vendor.
+    Import {
+        /// The entitlement file (`-` for stdin).
+        file: PathBuf,
+        /// The vendor's license key (PEM public key or JWKS document).
+        #[arg(long, env = "LATCHKEY_LICENSE_PUBLIC_KEY_FILE")]
+        license_public_key_file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write a usage file (per license and day: peak seats, denials, distinct users) for the vendor.
+    Usage {
+        /// First day, YYYY-MM-DD (default: 30 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Stop serving a license here and write the return file for the vendor.
+    Return {
+        #[arg(long)]
+        license: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,6 +110,26 @@ pub enum KeysCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Print the license signing key's public half (PEM and JWK; `--format jwks`: every published key).
+    LicensePublic {
+        #[arg(long, value_enum, default_value = "pem-and-jwk")]
+        format: PublicFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Add a new license signing key; older keys stay published while anything they signed is valid.
+    LicenseRotate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PublicFormat {
+    PemAndJwk,
+    Pem,
+    Jwk,
+    Jwks,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -117,13 +186,105 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Operator key `{name}` created. It is shown only now: store it in your secrets manager.");
             Ok(())
         }
-        Command::Product(args) => crate::product::run(args).await,
+        Command::Product(args) => crate::product::main(args).await,
+        Command::Onprem(cmd) => onprem(cmd, clock.now()).await,
+        Command::Keys(KeysCmd::LicensePublic { format, store }) => {
+            let (db, master) = open_store(&store).await?;
+            license_keys::ensure_key(&db, &master, clock.now()).await?;
+            let (_, jwk, pem) = license_keys::current_public(&db).await?;
+            match format {
+                PublicFormat::PemAndJwk => {
+                    print!("{pem}");
+                    println!("{jwk}");
+                }
+                PublicFormat::Pem => print!("{pem}"),
+                PublicFormat::Jwk => println!("{jwk}"),
+                PublicFormat::Jwks => println!("{}", license_keys::jwks(&db, clock.now()).await?),
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCmd::LicenseRotate { store }) => {
+            let (db, master) = open_store(&store).await?;
+            let kid = license_keys::rotate(&db, &master, clock.now()).await?;
+            println!("{kid}");
+            eprintln!(
+                "New license signing key {kid} signs from now on; publish the new JWKS to products and on-premise servers."
+            );
+            Ok(())
+        }
         Command::Keys(KeysCmd::Rotate { alg, store }) => {
             let (db, master) = open_store(&store).await?;
             let kid = keys::rotate(&db, &master, alg, clock.now()).await?;
             println!("{kid}");
             eprintln!("New signing key {kid} ({alg:?}) signs from now on; running servers pick it up within a minute.");
             Ok(())
+        }
+    }
+}
+
+/// Print a file on stdout, or write it to `out`.
+fn emit(text: &str, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match out {
+        Some(p) => {
+            std::fs::write(p, format!("{text}\n")).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("written to {}", p.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+fn day(field: &str, s: &str) -> anyhow::Result<time::Date> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .with_context(|| format!("--{field} takes a date like 2026-11-27"))
+}
+
+async fn onprem(cmd: OnpremCmd, now: crate::clock::Millis) -> anyhow::Result<()> {
+    use crate::onprem::server;
+    let api = |e: crate::error::ApiError| anyhow::anyhow!("{}", e.detail_text());
+    match cmd {
+        OnpremCmd::Fingerprint { store } => {
+            let (db, master) = open_store(&store).await?;
+            println!("{}", server::fingerprint(&db, &master, now).await?);
+            eprintln!("Give this fingerprint to your vendor; entitlements made from it work only on this server.");
+            Ok(())
+        }
+        OnpremCmd::Import { file, license_public_key_file, store } => {
+            let keys = crate::onprem::jws::PublicKeys::from_file(&license_public_key_file)?;
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let (db, master) = open_store(&store).await?;
+            let done = server::import(&db, &master, &keys, &text, now).await.map_err(api)?;
+            let c = &done.claims;
+            println!(
+                "imported: license {} of {} for {}, {} seats until {}",
+                c.license_id,
+                c.product,
+                c.entity,
+                c.seats,
+                crate::clock::rfc3339(c.exp * 1000)
+            );
+            Ok(())
+        }
+        OnpremCmd::Usage { from, to, out, store } => {
+            let to = match to {
+                Some(s) => day("to", &s)?,
+                None => crate::clock::utc_day(now),
+            };
+            let from = match from {
+                Some(s) => day("from", &s)?,
+                None => to.checked_sub(time::Duration::days(29)).unwrap_or(to),
+            };
+            let (db, master) = open_store(&store).await?;
+            emit(&server::usage_file(&db, &master, from, to, now).await?, out.as_deref())
+        }
+        OnpremCmd::Return { license, out, store } => {
+            let (db, master) = open_store(&store).await?;
+            let file = server::return_file(&db, &master, &license, now).await.map_err(api)?;
+            emit(&file, out.as_deref())
         }
     }
 }

@@ -135,9 +135,26 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// On an on-premise license server: the vendor's license signing key (a PEM public key or
+    /// the vendor's JWKS document). Setting it makes this server an on-premise server.
+    #[arg(long, env = "LATCHKEY_LICENSE_PUBLIC_KEY_FILE")]
+    pub license_public_key_file: Option<PathBuf>,
+
+    /// On an on-premise server: who may take a seat. `accounts` (users signed in) or `everyone`
+    /// (any caller on the network, no token; the machine name is the identity).
+    #[arg(long, env = "LATCHKEY_ONPREM_ACCESS", value_enum, default_value = "accounts")]
+    pub onprem_access: OnpremAccess,
+
     /// Set from the global `--log-format` (every command logs, not only `serve`).
     #[arg(skip)]
     pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnpremAccess {
+    #[default]
+    Accounts,
+    Everyone,
 }
 
 /// The database alone: what `migrate` and `operator-key` open.
@@ -190,6 +207,8 @@ impl fmt::Debug for Config {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("offline_grace", &self.offline_grace)
             .field("clock_skew", &self.clock_skew)
+            .field("license_public_key_file", &self.license_public_key_file)
+            .field("onprem_access", &self.onprem_access)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +265,10 @@ impl Config {
             );
         }
         validate_database_url(&self.database_url)?;
+        anyhow::ensure!(
+            self.onprem_access == OnpremAccess::Accounts || self.license_public_key_file.is_some(),
+            "LATCHKEY_ONPREM_ACCESS=everyone is for on-premise servers (set LATCHKEY_LICENSE_PUBLIC_KEY_FILE)"
+        );
         anyhow::ensure!(self.access_token_ttl.0 >= Duration::from_secs(30), "access token TTL below 30s");
         anyhow::ensure!(self.refresh_token_ttl.0 > self.access_token_ttl.0, "refresh TTL must exceed access TTL");
         anyhow::ensure!(

@@ -186,6 +186,15 @@ impl ApiError {
         }
     }
 
+    /// `code: detail` of a client error, for a command line to print (internal errors: their cause).
+    pub fn detail_text(&self) -> String {
+        match self {
+            ApiError::Problem(p) => format!("{}: {}", p.code, p.detail),
+            ApiError::OAuth(o) => format!("{}: {}", o.error, o.description),
+            ApiError::Internal(e) => format!("{e:#}"),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Problem(p) => p.code,

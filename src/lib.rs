@@ -14,6 +14,7 @@ pub mod licenses;
 pub mod mail;
 pub mod metrics;
 pub mod oauth;
+pub mod onprem;
 pub mod ops;
 pub mod portal;
 pub mod product;

@@ -20,17 +20,27 @@ use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 
+/// `latchkey product`: online (no subcommand) or the offline-license commands.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ProductCmd {
+    #[command(subcommand)]
+    pub command: Option<offline::OfflineCmd>,
+    #[command(flatten)]
+    pub online: ProductArgs,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ProductArgs {
     /// Base URL of the latchkey server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// The product's SKU (its OAuth client id).
-    #[arg(long)]
-    pub product: String,
+    #[arg(long, required = true)]
+    pub product: Option<String>,
     /// The user's email.
-    #[arg(long)]
-    pub email: String,
+    #[arg(long, required = true)]
+    pub email: Option<String>,
     /// The computer's name (default: this host's name).
     #[arg(long)]
     pub machine: Option<String>,
@@ -139,7 +149,18 @@ impl Session {
     }
 }
 
+pub mod offline;
+
+pub async fn main(cmd: ProductCmd) -> anyhow::Result<()> {
+    match cmd.command {
+        Some(c) => offline::run(c).await,
+        None => run(cmd.online).await,
+    }
+}
+
 pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
+    let product = args.product.clone().context("--product is required")?;
+    let email = args.email.clone().context("--email is required")?;
     let base = args.server.trim_end_matches('/').to_string();
     let machine = args
         .machine
@@ -150,7 +171,7 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
     let password = match std::env::var(&args.password_env) {
         Ok(p) => p,
         Err(_) => {
-            eprint!("Password for {}: ", args.email);
+            eprint!("Password for {}: ", email);
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
             line.trim_end_matches(['\r', '\n']).to_string()
@@ -168,7 +189,7 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
     let tokens = match Session::token_call(
         &http,
         &base,
-        &[("grant_type", "password"), ("username", &args.email), ("password", &password), ("client_id", &args.product)],
+        &[("grant_type", "password"), ("username", &email), ("password", &password), ("client_id", &product)],
     )
     .await?
     {
@@ -176,18 +197,18 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
         Err(e) if e["error"] == "sso_required" => {
             bail!(
                 "{} signs in with its company account: open {} (or use a product that supports SSO)",
-                args.email,
+                email,
                 e["login_url"]
             )
         }
         Err(e) => bail!("sign-in refused: {}", e["error_description"].as_str().unwrap_or("unknown error")),
     };
-    say(format!("signed in as {}", args.email));
+    say(format!("signed in as {}", email));
     let mut s = Session {
         http,
         base,
         issuer,
-        product: args.product.clone(),
+        product: product.clone(),
         token_expires_at: now_s() + tokens.expires_in,
         tokens,
         jwks: None,

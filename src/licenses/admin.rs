@@ -90,6 +90,9 @@ pub struct LicensePatch {
     group: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     idle_timeout_minutes: Option<Option<i64>>,
+    /// Private networks (the operator's switches): offline license files, on-premise servers.
+    offline_allowed: Option<bool>,
+    onprem_allowed: Option<bool>,
 }
 
 /// The operator may change everything; an administrator only the group and the idle policy.
@@ -101,9 +104,18 @@ pub async fn patch_license(
     ApiJson(body): ApiJson<LicensePatch>,
 ) -> Result<Json<Value>> {
     let license = license_for(&state, &admin, &id).await?;
-    if !admin.is_operator() && (body.seats.is_some() || body.expires_at.is_some()) {
-        return Err(ApiError::forbidden("operator_only", "only the vendor can change seats or expiry"));
+    if !admin.is_operator()
+        && (body.seats.is_some()
+            || body.expires_at.is_some()
+            || body.offline_allowed.is_some()
+            || body.onprem_allowed.is_some())
+    {
+        return Err(ApiError::forbidden(
+            "operator_only",
+            "only the vendor can change seats, expiry, offline_allowed or onprem_allowed",
+        ));
     }
+    crate::onprem::check_switches(&license, body.offline_allowed, body.onprem_allowed)?;
     // Validate everything before changing anything.
     let seats = body.seats.map(check_seats).transpose()?;
     let expires_at = match &body.expires_at {
@@ -151,6 +163,12 @@ pub async fn patch_license(
     }
     if let Some(i) = idle {
         store::licenses::set_idle_timeout(&mut *tx, &license.id, i).await?;
+    }
+    if let Some(on) = body.offline_allowed {
+        store::onprem::set_offline_allowed(&mut *tx, &license.id, on).await?;
+    }
+    if let Some(on) = body.onprem_allowed {
+        store::onprem::set_onprem_allowed(&mut *tx, &license.id, on).await?;
     }
     let updated = store::licenses::license_by_id(&mut *tx, &license.id)
         .await?

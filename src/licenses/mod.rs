@@ -21,6 +21,7 @@ use crate::{
 };
 
 pub use admin::{AssignOutcome, accept_share_link, assign, share_link_license};
+pub use operator::check_slug;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -58,6 +59,8 @@ pub fn license_view(l: &License) -> Value {
         "group": l.group_name,
         "reassignments_left": if l.is_fixed() { Some((l.seats - l.changes_used).max(0)) } else { None },
         "idle_timeout_minutes": l.idle_timeout_s.map(|s| s / 60),
+        "offline_allowed": l.offline_allowed != 0,
+        "onprem_allowed": l.onprem_allowed != 0,
         "created_at": clock::rfc3339(l.created_at),
     })
 }

@@ -203,6 +203,9 @@ pub async fn usage(
     let intervals = store::leases::intervals(&state.db.pool, &entity.id, clock::day_start(from), range_end).await?;
     let denials = store::leases::denials(&state.db.pool, &entity.id, &from.to_string(), &to.to_string()).await?;
     let mut rows = compute(&licenses, &intervals, &denials, from, to, now);
+    let reported =
+        store::onprem::usage_of_entity(&state.db.pool, &entity.id, &from.to_string(), &to.to_string()).await?;
+    crate::onprem::vendor::merge_usage(&mut rows, &reported);
     rows.sort_by(|a, b| (a.date, &a.product, &a.license_id).cmp(&(b.date, &b.product, &b.license_id)));
     if csv {
         let mut resp = to_csv(&rows).into_response();
@@ -254,6 +257,8 @@ mod tests {
             idle_timeout_s: None,
             assigned: 0,
             created_at: 0,
+            offline_allowed: 0,
+            onprem_allowed: 0,
         }
     }
 

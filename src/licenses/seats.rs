@@ -17,6 +17,7 @@ use crate::{
     auth::{Admin, UserToken},
     clock::{self, Millis},
     error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
+    onprem::SeatRule,
     state::AppState,
     store::{
         self, Tx,
@@ -51,7 +52,7 @@ pub struct Checkout {
     machine: String,
 }
 
-fn check_machine(m: &str) -> Result<&str> {
+pub fn check_machine(m: &str) -> Result<&str> {
     let m = m.trim();
     if m.is_empty() || m.len() > 255 || m.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
@@ -62,7 +63,7 @@ fn check_machine(m: &str) -> Result<&str> {
     Ok(m)
 }
 
-fn lease_response(state: &AppState, lease: &Lease, product: &str, machine: &str, token: String) -> Value {
+pub fn lease_response(state: &AppState, lease: &Lease, product: &str, machine: &str, token: String) -> Value {
     json!({
         "lease_id": lease.id,
         "license_id": lease.license_id,
@@ -76,7 +77,7 @@ fn lease_response(state: &AppState, lease: &Lease, product: &str, machine: &str,
     })
 }
 
-fn sign_lease(
+pub fn sign_lease(
     state: &AppState,
     user_id: &str,
     lease_id: &str,
@@ -114,6 +115,7 @@ enum Attempt {
         seats: i64,
         in_use: i64,
     },
+    Refused(ApiError),
 }
 
 /// One license, under the caller's assignment lock: the caller's live lease on this machine, or a
@@ -128,13 +130,20 @@ async fn try_license(
     now: Millis,
 ) -> Result<Attempt> {
     let backend = state.db.backend;
+    // Private networks: a license moved on-premise gives no seat here; an on-premise server's
+    // seats come from its verified entitlement only (it takes the license's lock first, in the
+    // same order as revocations: license, then assignment).
+    let (entitled, fixed) = match crate::onprem::seat_rule(state, tx, &c.id, now).await? {
+        SeatRule::AsSold => (None, c.kind == "fixed"),
+        SeatRule::Entitled { seats } => (Some(seats), false),
+        SeatRule::Refused(e) => return Ok(Attempt::Refused(e)),
+    };
     if !store::slots::lock_assignment(tx, backend, &c.id, user_id).await? {
         return Ok(Attempt::Unassigned);
     }
     let expires_at = now + state.config.lease_ttl.ms();
     // A fixed seat has at most one live lease (the assignment lock makes sure of it): read it,
     // whatever its computer. A floating user may hold many: probe for this computer's only.
-    let fixed = c.kind == "fixed";
     let probe = (!fixed).then_some(mhash);
     let mine = leases_store::live_of_user(&mut **tx, user_id, &c.id, probe, now).await?;
     match mine {
@@ -150,7 +159,15 @@ async fn try_license(
     if !fixed && !store::slots::claim(tx, backend, &c.id, &id, now, expires_at).await? {
         // Refused: counting the live leases for the answer is the one step that reads the pool.
         let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
-        return Ok(Attempt::Full { seats: c.seats, in_use });
+        return Ok(Attempt::Full { seats: entitled.unwrap_or(c.seats), in_use });
+    }
+    if let Some(seats) = entitled {
+        // On-premise: slot rows live in the customer's database; the verified entitlement decides
+        // (counted under the license's lock that seat_rule took).
+        let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
+        if in_use >= seats {
+            return Ok(Attempt::Full { seats, in_use });
+        }
     }
     let lease = Lease {
         id,
@@ -219,6 +236,7 @@ pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &
         )
         .with("seats", seats)
         .with("in_use", in_use),
+        Some(Attempt::Refused(e)) => e,
         _ => ApiError::internal("no refusal recorded"),
     })
 }
@@ -384,24 +402,6 @@ pub async fn release_json(
     };
     admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
     let lease = lease.ok_or_else(|| ApiError::not_found("no such lease"))?;
-    disconnect(&state, &lease, now).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// The owner releases their seat (the product exits). False when it was not live any more.
-pub async fn release(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
-    let ended = leases_store::end(&state.db.pool, &lease.id, "released", now).await?;
-    if ended {
-        state.metrics.event("seat_release", "owner");
-    }
-    Ok(ended)
-}
-
-/// An administrator of the lease's entity disconnects it: the product's next heartbeat gets 410.
-/// False when it was not live any more.
-pub async fn disconnect(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
-    let ended = leases_store::end(&state.db.pool, &lease.id, "revoked", now).await?;
-    if ended {
         state.metrics.event("seat_release", "disconnected");
         tracing::info!(lease = %lease.id, license = %lease.license_id, "seat disconnected by an administrator");
     }

@@ -79,3 +79,68 @@ pub async fn live_signing_keys<'e>(db: impl AnyExecutor<'e>, cutoff: Millis) -> 
     .fetch_all(db)
     .await
 }
+
+/// The license signing key (Ed25519, private half sealed).
+#[derive(Clone, FromRow)]
+pub struct LicenseKeyRow {
+    pub kid: String,
+    pub sealed_private: String,
+    pub public_jwk: String,
+    pub created_at: Millis,
+    pub superseded_at: Option<Millis>,
+    pub signed_until: Option<Millis>,
+}
+
+const LICENSE_KEY_COLS: &str = "kid, sealed_private, public_jwk, created_at, superseded_at, signed_until";
+
+pub async fn insert_license_key<'e>(db: impl AnyExecutor<'e>, k: &LicenseKeyRow) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO license_keys (kid, sealed_private, public_jwk, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&k.kid)
+        .bind(&k.sealed_private)
+        .bind(&k.public_jwk)
+        .bind(k.created_at)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+pub async fn supersede_license_keys<'e>(db: impl AnyExecutor<'e>, except_kid: &str, now: Millis) -> sqlx::Result<()> {
+    sqlx::query("UPDATE license_keys SET superseded_at = $1 WHERE superseded_at IS NULL AND kid <> $2")
+        .bind(now)
+        .bind(except_kid)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// The key that signs now (the newest current one).
+pub async fn current_license_key<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<Option<LicenseKeyRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LICENSE_KEY_COLS} FROM license_keys WHERE superseded_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT 1"
+    )))
+    .fetch_optional(db)
+    .await
+}
+
+/// Keys to publish: the current one, and older ones while something they signed is valid.
+pub async fn published_license_keys<'e>(db: impl AnyExecutor<'e>, now: Millis) -> sqlx::Result<Vec<LicenseKeyRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {LICENSE_KEY_COLS} FROM license_keys WHERE superseded_at IS NULL OR signed_until > $1 \
+         ORDER BY created_at DESC, kid DESC"
+    )))
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// Remember that `kid` signed something valid until `until` (it stays published that long).
+pub async fn extend_license_key_use<'e>(db: impl AnyExecutor<'e>, kid: &str, until: Millis) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE license_keys SET signed_until = $1 WHERE kid = $2 AND (signed_until IS NULL OR signed_until < $1)",
+    )
+    .bind(until)
+    .bind(kid)
+    .execute(db)
+    .await
+    .map(|_| ())
+}

@@ -21,6 +21,8 @@ pub struct License {
     pub idle_timeout_s: Option<i64>,
     pub assigned: i64,
     pub created_at: Millis,
+    pub offline_allowed: i64,
+    pub onprem_allowed: i64,
 }
 
 impl License {
@@ -31,7 +33,8 @@ impl License {
 
 const LICENSE_SELECT: &str = "SELECT l.id, l.entity_id, e.slug AS entity_slug, l.product_id, p.sku AS product_sku, p.name AS product_name, \
        l.kind, l.seats, l.expires_at, l.group_id, g.name AS group_name, l.changes_used, l.idle_timeout_s, \
-       (SELECT COUNT(*) FROM assignments a WHERE a.license_id = l.id) AS assigned, l.created_at \
+       (SELECT COUNT(*) FROM assignments a WHERE a.license_id = l.id) AS assigned, l.created_at, \
+       l.offline_allowed, l.onprem_allowed \
      FROM licenses l \
      JOIN entities e ON e.id = l.entity_id \
      JOIN products p ON p.id = l.product_id \

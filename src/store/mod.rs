@@ -7,6 +7,7 @@ pub mod entities;
 pub mod keys;
 pub mod leases;
 pub mod licenses;
+pub mod onprem;
 pub mod outbox;
 pub mod sessions;
 pub mod slots;

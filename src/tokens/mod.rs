@@ -3,6 +3,7 @@
 //! revokes its whole family (RFC 9700 §4.14.2 reuse detection).
 
 pub mod keys;
+pub mod license_keys;
 
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,7 @@ mod licenses;
 mod mail;
 mod operations;
 mod portal;
+mod private_networks;
 mod product;
 mod seats;
 mod secrets;

@@ -9,7 +9,9 @@
 //! Decided not to be secrets: a device flow's `user_code` (typed by a person; whoever approves it
 //! binds their own account, and polling needs the hashed device code), an AuthnRequest ID (sent
 //! to the IdP in the clear), a product's `state` and PKCE challenge, emails and floating-license
-//! machine names (stored by design, see the data-minimisation notes).
+//! machine names (stored by design, see the data-minimisation notes), and signed license files: an
+//! on-premise server keeps its entitlements' text to verify them at each checkout (each is bound to
+//! that server's key), and the vendor keeps no offline license file at all.
 
 use base64::Engine;
 use reqwest::StatusCode;
@@ -79,6 +81,17 @@ async fn private_keys(app: &TestApp) -> Vec<(String, Vec<u8>)> {
         let der =
             app.state.master.decrypt(&r.get::<String, _>(1), latchkey::saml::config::sp_key_aad(&entity).as_bytes());
         out.push((format!("SAML SP key of {entity}"), der.unwrap()));
+    }
+    for r in sqlx::query("SELECT kid, sealed_private FROM license_keys").fetch_all(pool).await.unwrap() {
+        let kid: String = r.get(0);
+        let der = app.state.master.decrypt(&r.get::<String, _>(1), format!("license_keys:{kid}").as_bytes()).unwrap();
+        out.push((format!("license signing key {kid}"), der));
+    }
+    for r in sqlx::query("SELECT id, sealed_private FROM onprem_server_key").fetch_all(pool).await.unwrap() {
+        let id: String = r.get(0);
+        let der =
+            app.state.master.decrypt(&r.get::<String, _>(1), format!("onprem_server_key:{id}").as_bytes()).unwrap();
+        out.push((format!("on-premise server key {id}"), der));
     }
     out
 }
@@ -206,10 +219,25 @@ async fn no_table_holds_a_secret_in_the_clear() {
     ] {
         secret(what, v);
     }
+    // Private networks: an offline license (its computer kept as a keyed hash), and this server's
+    // own on-premise key pair.
+    let fixed = app.create_license("acme", "readyapi", "fixed", 1).await;
+    app.patch(&format!("/api/v1/licenses/{fixed}"), app.op(), json!({ "offline_allowed": true })).await;
+    app.assign(&fixed, &email).await;
+    let fingerprint = "computer-fingerprint-0123456789";
+    let request = latchkey::onprem::jws::encode_b64_json(
+        &json!({ "fingerprint": fingerprint, "user": email, "product": "readyapi" }),
+    );
+    let r =
+        app.post(&format!("/api/v1/licenses/{fixed}/offline"), Some(&admin_token), json!({ "request": request })).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    secret("computer fingerprint", fingerprint);
+    latchkey::onprem::server::identity(&app.state.db, &app.state.master, app.clock_now()).await.unwrap();
+
     let master = std::fs::read_to_string(app.dir.join("master.key")).unwrap();
     secret("master key", master.trim());
     let keys = private_keys(&app).await;
-    assert!(keys.len() >= 2, "a token signing key and an SP key: {}", keys.len());
+    assert!(keys.len() >= 4, "token, license, on-premise and SP keys: {}", keys.len());
     for (what, der) in &keys {
         secret(what, &base64::engine::general_purpose::STANDARD.encode(der));
         secret(what, &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(der));

@@ -1,0 +1,306 @@
+//! The vendor's side of on-premise servers: the published license keys, exporting a floating
+//! license to a server (an entitlement bound to that server's key), and reading back the server's
+//! usage and return files. While a license is exported, its online checkouts are refused.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    EntitlementClaims, MAX_FILE_LIFE_MS, ReturnClaims, UsageClaims, file_error,
+    jws::{self, PublicKeys},
+    secs,
+};
+use crate::{
+    auth::Admin,
+    clock,
+    error::{ApiError, ApiJson, ApiPath, Result},
+    state::AppState,
+    store::{self, licenses::License, onprem::Export},
+    tokens::license_keys,
+};
+
+/// `GET /.well-known/latchkey-license-keys.json`: the license signing keys as a JWKS.
+pub async fn license_jwks(State(state): State<AppState>) -> Result<Response> {
+    let v = license_keys::jwks(&state.db, state.now()).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
+        v.to_string(),
+    )
+        .into_response())
+}
+
+/// A server's fingerprint as `latchkey onprem fingerprint` prints it.
+#[derive(Debug, Clone)]
+pub struct Fingerprint {
+    pub server_id: String,
+    pub host: String,
+    pub key: Value,
+    pub thumbprint: String,
+}
+
+pub fn parse_fingerprint(text: &str) -> Result<Fingerprint> {
+    let bad = |why: &str| ApiError::unprocessable("invalid_fingerprint", format!("not a server fingerprint: {why}"));
+    let v = jws::decode_b64_json(text)
+        .ok_or_else(|| bad("expected the base64 text `latchkey onprem fingerprint` prints"))?;
+    let printable = |s: &str, max: usize| !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control);
+    let server_id = v["server_id"].as_str().filter(|s| printable(s, 64)).ok_or_else(|| bad("no server_id"))?;
+    let host = v["host"].as_str().filter(|s| printable(s, 255)).ok_or_else(|| bad("no host"))?;
+    PublicKeys::from_jwk(&v["key"]).ok_or_else(|| bad("no Ed25519 public key"))?;
+    let x = v["key"]["x"].as_str().ok_or_else(|| bad("no key"))?;
+    Ok(Fingerprint {
+        server_id: server_id.to_string(),
+        host: host.to_string(),
+        key: json!({ "kty": "OKP", "crv": "Ed25519", "x": x }),
+        thumbprint: jws::thumbprint(x),
+    })
+}
+
+async fn license_for(state: &AppState, admin: &Admin, id: &str) -> Result<License> {
+    let license = store::licenses::license_by_id(&state.db.pool, id).await?;
+    admin.require(state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
+    license.ok_or_else(|| ApiError::not_found("no such resource"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    fingerprint: String,
+}
+
+/// `POST /api/v1/licenses/{id}/onprem`: move a floating license to an on-premise server.
+#[tracing::instrument(skip_all)]
+pub async fn export_json(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ExportBody>,
+) -> Result<Json<Value>> {
+    let license = license_for(&state, &admin, &id).await?;
+    let now = state.now();
+    if license.is_fixed() || license.onprem_allowed == 0 {
+        return Err(ApiError::forbidden(
+            "onprem_not_allowed",
+            "this license may not move to an on-premise server; the vendor decides (`onprem_allowed`, floating licenses)",
+        ));
+    }
+    if license.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::gone("license_expired", "the license has expired"));
+    }
+    let fp = parse_fingerprint(&body.fingerprint)?;
+    if let Some(x) = store::onprem::active_export(&state.db.pool, &license.id, now).await? {
+        return Err(already_on_premise(&x));
+    }
+    let exp = license.expires_at.unwrap_or(i64::MAX).min(now + MAX_FILE_LIFE_MS);
+    let claims = EntitlementClaims {
+        iss: state.issuer().to_string(),
+        license_id: license.id.clone(),
+        entity: license.entity_slug.clone(),
+        entity_name: store::entities::entity_by_id(&state.db.pool, &license.entity_id)
+            .await?
+            .map(|e| e.name)
+            .unwrap_or_default(),
+        product: license.product_sku.clone(),
+        product_name: license.product_name.clone(),
+        seats: license.seats,
+        server: fp.thumbprint.clone(),
+        iat: secs(now),
+        exp: secs(exp),
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    // Signed before the transaction: signing records the key's use, and SQLite has one writer.
+    let token = license_keys::sign(&state.db, &state.master, jws::ENTITLEMENT_TYP, &claims, exp).await?;
+    let mut tx = state.db.begin_write().await?;
+    store::licenses::lock_license(&mut *tx, &license.id).await?;
+    if let Some(x) = store::onprem::active_export(&mut *tx, &license.id, now).await? {
+        return Err(already_on_premise(&x));
+    }
+    store::onprem::insert_export(
+        &mut *tx,
+        &Export {
+            entitlement_jti: claims.jti.clone(),
+            license_id: license.id.clone(),
+            server_id: fp.server_id.clone(),
+            server_host: fp.host.clone(),
+            server_key: fp.key.to_string(),
+            server_thumb: fp.thumbprint.clone(),
+            seats: license.seats,
+            issued_at: now,
+            expires_at: exp,
+            returned_at: None,
+        },
+    )
+    .await?;
+    // Seats held online end now: from here the license's seats are the on-premise server's.
+    // Checkouts in flight hold a slot each: wait for them, and keep new ones off the slots.
+    store::onprem::lock_slots(&mut tx, state.db.backend, &license.id).await?;
+    let ended = store::onprem::end_live_leases(&mut *tx, &license.id, "on_premise", now).await?;
+    tx.commit().await?;
+    tracing::info!(license = %license.id, server = %fp.server_id, seats = license.seats, ended, "license exported on-premise");
+    Ok(Json(json!({
+        "entitlement": token,
+        "license_id": license.id,
+        "server": fp.thumbprint,
+        "server_id": fp.server_id,
+        "seats": license.seats,
+        "expires_at": clock::rfc3339(exp),
+    })))
+}
+
+fn already_on_premise(x: &Export) -> ApiError {
+    ApiError::conflict(
+        "license_on_premise",
+        format!(
+            "the license is on the on-premise server `{}` until it is returned or {}",
+            x.server_host,
+            clock::rfc3339(x.expires_at)
+        ),
+    )
+}
+
+/// Which export of the license signed `token` (a file of type `typ` from an on-premise server):
+/// the file must verify with that server's key.
+fn signer_of<T: serde::de::DeserializeOwned>(
+    exports: &[Export],
+    token: &str,
+    typ: &str,
+    what: &str,
+) -> Result<(Export, T)> {
+    let mut err = jws::FileError::UnknownKey;
+    for x in exports {
+        let Some(keys) = serde_json::from_str::<Value>(&x.server_key).ok().as_ref().and_then(PublicKeys::from_jwk)
+        else {
+            continue;
+        };
+        match jws::verify::<T>(token, typ, &keys) {
+            Ok(c) => return Ok((x.clone(), c)),
+            Err(e @ (jws::FileError::Malformed | jws::FileError::WrongType)) => return Err(file_error(what, e)),
+            Err(e) => err = e,
+        }
+    }
+    if exports.is_empty() {
+        return Err(ApiError::conflict("not_on_premise", "this license was never moved to an on-premise server"));
+    }
+    Err(file_error(what, err))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    usage: String,
+}
+
+/// `POST /api/v1/licenses/{id}/onprem/usage`: import a server's usage file into the license's
+/// usage report (a day reported again replaces the earlier figures).
+#[tracing::instrument(skip_all)]
+pub async fn usage_json(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UsageBody>,
+) -> Result<Json<Value>> {
+    let license = license_for(&state, &admin, &id).await?;
+    let exports = store::onprem::exports_of(&state.db.pool, &license.id).await?;
+    let (export, claims) = signer_of::<UsageClaims>(&exports, &body.usage, jws::USAGE_TYP, "a usage file")?;
+    if claims.server != export.server_thumb {
+        return Err(ApiError::unprocessable("wrong_server", "the usage file names another server than signed it"));
+    }
+    let entry =
+        claims.licenses.iter().find(|l| l.license_id == license.id).ok_or_else(|| {
+            ApiError::unprocessable("invalid_file", "the usage file holds nothing about this license")
+        })?;
+    let mut days = Vec::new();
+    for d in &entry.days {
+        let date = time::Date::parse(&d.date, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| ApiError::unprocessable("invalid_file", "a day of the usage file is not YYYY-MM-DD"))?;
+        let sane = (0..=export.seats).contains(&d.peak_seats)
+            && (0..=100_000_000).contains(&d.denials)
+            && (0..=100_000_000).contains(&d.distinct_users);
+        if !sane {
+            return Err(ApiError::unprocessable(
+                "invalid_file",
+                format!("the usage of {} is out of range (peak above the {} seats, or negative)", d.date, export.seats),
+            ));
+        }
+        days.push(store::onprem::UsageDay {
+            license_id: license.id.clone(),
+            day: date.to_string(),
+            peak_seats: d.peak_seats,
+            denials: d.denials,
+            distinct_users: d.distinct_users,
+        });
+    }
+    if days.len() > 400 {
+        return Err(ApiError::unprocessable("invalid_file", "a usage file covers at most 400 days"));
+    }
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    for d in &days {
+        store::onprem::upsert_usage(&mut *tx, d, now).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(license = %license.id, days = days.len(), "on-premise usage imported");
+    Ok(Json(json!({ "license_id": license.id, "days": days.len(), "from": claims.from, "to": claims.to })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnBody {
+    #[serde(rename = "return")]
+    file: String,
+}
+
+/// `POST /api/v1/licenses/{id}/onprem/return`: the server gave the license back; it is available
+/// online again. A return file works once.
+#[tracing::instrument(skip_all)]
+pub async fn return_json(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ReturnBody>,
+) -> Result<Json<Value>> {
+    let license = license_for(&state, &admin, &id).await?;
+    let exports = store::onprem::exports_of(&state.db.pool, &license.id).await?;
+    let (export, claims) = signer_of::<ReturnClaims>(&exports, &body.file, jws::RETURN_TYP, "a return file")?;
+    if claims.server != export.server_thumb || claims.license_id != license.id {
+        return Err(ApiError::unprocessable("wrong_server", "the return file is for another server or license"));
+    }
+    // The file must give back an entitlement this server held.
+    let Some(target) =
+        exports.iter().find(|x| x.entitlement_jti == claims.entitlement && x.server_thumb == claims.server)
+    else {
+        return Err(ApiError::unprocessable("invalid_file", "the return file names an entitlement we never issued"));
+    };
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    store::licenses::lock_license(&mut *tx, &license.id).await?;
+    if !store::onprem::return_export(&mut *tx, &target.entitlement_jti, &claims.jti, now).await? {
+        return Err(ApiError::conflict(
+            "return_used",
+            "this license was already returned with this entitlement; a return file works once",
+        ));
+    }
+    tx.commit().await?;
+    tracing::info!(license = %license.id, server = %target.server_id, "on-premise license returned");
+    Ok(Json(json!({ "license_id": license.id, "returned_at": clock::rfc3339(now), "status": "online" })))
+}
+
+/// Add the days an on-premise server reported to the usage report's rows of the same license and
+/// day (while a license is on-premise, its online figures are zero).
+pub fn merge_usage(rows: &mut [crate::licenses::reports::Row], reported: &[store::onprem::UsageDay]) {
+    for u in reported {
+        if let Some(r) = rows.iter_mut().find(|r| r.license_id == u.license_id && r.date.to_string() == u.day) {
+            r.peak_concurrent += u.peak_seats;
+            r.denials += u.denials;
+            r.distinct_users += u.distinct_users;
+        }
+    }
+}
