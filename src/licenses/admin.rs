@@ -233,6 +233,12 @@ pub async fn revoke(state: &AppState, license_id: &str, email: &str, now: Millis
     if !store::licenses::is_assigned(&mut *tx, license_id, &user.id).await? {
         return Err(not_assigned());
     }
+    if store::onprem::has_live_offline(&mut *tx, license_id, &user.id, now).await? {
+        return Err(ApiError::conflict(
+            "offline_active",
+            format!("{email} holds an offline license file of this license; return it before revoking"),
+        ));
+    }
     if license.is_fixed() && license.changes_used >= license.seats {
         return Err(ApiError::conflict(
             "reassignment_limit",

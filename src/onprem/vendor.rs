@@ -86,6 +86,12 @@ pub async fn export_json(
 ) -> Result<Json<Value>> {
     let license = license_for(&state, &admin, &id).await?;
     let now = state.now();
+    if super::server::on_premise_mode(&state) {
+        return Err(ApiError::forbidden(
+            "onprem_not_allowed",
+            "an on-premise server serves its licenses itself; entitlements come from the vendor",
+        ));
+    }
     if license.is_fixed() || license.onprem_allowed == 0 {
         return Err(ApiError::forbidden(
             "onprem_not_allowed",

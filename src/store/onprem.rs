@@ -424,4 +424,20 @@ pub async fn lock_slots(conn: &mut sqlx::AnyConnection, backend: super::Backend,
             .await?;
     }
     Ok(())
+/// True when the user holds an offline license of the license (not returned, not expired).
+pub async fn has_live_offline<'e>(
+    db: impl AnyExecutor<'e>,
+    license_id: &str,
+    user_id: &str,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT jti FROM offline_licenses WHERE license_id = $1 AND user_id = $2 AND returned_at IS NULL AND expires_at > $3",
+    )
+    .bind(license_id)
+    .bind(user_id)
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
 }

@@ -544,6 +544,9 @@ async fn an_offline_license_runs_the_product_without_a_server_and_holds_its_seat
         "offline_active",
     )
     .await;
+    // Nor can the assignment be revoked under it.
+    let r = app.delete(&format!("/api/v1/licenses/{license}/assignments/{email}"), Some(&admin)).await;
+    assert_problem(r, StatusCode::CONFLICT, "offline_active").await;
     // An administrator cannot disconnect it; only the deactivation code frees it.
     let lease_id = seats[0]["lease_id"].as_str().unwrap();
     assert_problem(
