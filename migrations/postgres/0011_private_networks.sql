@@ -30,6 +30,7 @@ CREATE TABLE offline_licenses (
     returned_at       BIGINT
 );
 CREATE INDEX offline_licenses_license ON offline_licenses(license_id);
+CREATE INDEX offline_licenses_lease ON offline_licenses(lease_id);
 
 -- Vendor: a license moved to an on-premise server (bound to that server's key).
 CREATE TABLE onprem_exports (

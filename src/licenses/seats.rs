@@ -402,10 +402,42 @@ pub async fn release_json(
     };
     admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
     let lease = lease.ok_or_else(|| ApiError::not_found("no such lease"))?;
+    disconnect(&state, &lease, now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The owner releases their seat (the product exits). False when it was not live any more.
+pub async fn release(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
+    refuse_offline_seat(state, lease, now).await?;
+    let ended = leases_store::end(&state.db.pool, &lease.id, "released", now).await?;
+    if ended {
+        state.metrics.event("seat_release", "owner");
+    }
+    Ok(ended)
+}
+
+/// An administrator of the lease's entity disconnects it: the product's next heartbeat gets 410.
+/// False when it was not live any more.
+pub async fn disconnect(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
+    refuse_offline_seat(state, lease, now).await?;
+    let ended = leases_store::end(&state.db.pool, &lease.id, "revoked", now).await?;
+    if ended {
         state.metrics.event("seat_release", "disconnected");
         tracing::info!(lease = %lease.id, license = %lease.license_id, "seat disconnected by an administrator");
     }
     Ok(ended)
+}
+
+/// An offline license file's seat frees only with its deactivation code: the computer keeps
+/// running on its file whatever the server says.
+async fn refuse_offline_seat(state: &AppState, lease: &Lease, now: Millis) -> Result<()> {
+    if crate::onprem::offline::is_offline_lease(state, &lease.id, now).await? {
+        return Err(ApiError::conflict(
+            "offline_seat",
+            "this seat is held by an offline license file; it frees when the file is returned or expires",
+        ));
+    }
+    Ok(())
 }
 
 /// An administrator's view of the live seats of a license.

@@ -424,6 +424,8 @@ pub async fn lock_slots(conn: &mut sqlx::AnyConnection, backend: super::Backend,
             .await?;
     }
     Ok(())
+}
+
 /// True when the user holds an offline license of the license (not returned, not expired).
 pub async fn has_live_offline<'e>(
     db: impl AnyExecutor<'e>,

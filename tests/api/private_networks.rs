@@ -555,6 +555,9 @@ async fn an_offline_license_runs_the_product_without_a_server_and_holds_its_seat
         "offline_seat",
     )
     .await;
+    // Nor can its user release it online.
+    let r = app.delete(&format!("/api/v1/seats/{lease_id}"), Some(&t)).await;
+    assert_problem(r, StatusCode::CONFLICT, "offline_seat").await;
 
     // The product runs with no server at all (the server is not even named).
     let jwks = app.get("/.well-known/latchkey-license-keys.json", None).await.text().await.unwrap();
