@@ -411,8 +411,11 @@ async fn the_on_premise_seat_limit_holds_under_a_race() {
     let onprem = onprem_for(&v.app, false).await;
     let ent = export(&v, &fingerprint(&onprem).await).await;
     assert_eq!(import(&onprem, &ent).await.status(), StatusCode::CREATED);
-    // A database edit raising seats changes nothing here either.
+    // A database edit raising seats changes nothing here either, not even with the seat rows to go with it.
     sqlx::query("UPDATE licenses SET seats = 1000").execute(&onprem.state.db.pool).await.unwrap();
+    let mut conn = onprem.state.db.pool.acquire().await.unwrap();
+    latchkey::store::slots::add(&mut conn, &v.license, 995).await.unwrap();
+    drop(conn);
     let mut tokens = Vec::new();
     for i in 0..20 {
         tokens.push(onprem_user(&onprem, &v.license, &format!("r{i}")).await);
