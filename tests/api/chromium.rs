@@ -115,6 +115,18 @@ impl Browser {
         self.cmd(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
     }
 
+    /// The page once it holds `text` (a click's navigation may still be under way when it returns).
+    async fn wait_for(&self, text: &str) -> String {
+        for _ in 0..100 {
+            let html = self.source().await;
+            if html.contains(text) {
+                return html;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no {text:?} on {}: {}", self.url().await, self.source().await)
+    }
+
     async fn script(&self, js: &str) -> Value {
         self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": js, "args": [] }))).await
     }
@@ -185,31 +197,29 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     b.click("button[type=submit]").await;
     b.type_into("#password", PASSWORD).await;
     b.click("button[type=submit]").await;
+    let html = b.wait_for("You hold no license yet").await;
     assert_eq!(b.url().await, app.url("/portal"));
-    let html = b.source().await;
-    assert!(html.contains("You hold no license yet"), "{html}");
     assert!(html.contains("Europe/Berlin"), "the page's script ran under the policy: {html}");
     b.shots("01-my-licenses").await;
 
     b.click("nav a[href='/portal/entities/acme/licenses']").await;
-    assert!(b.source().await.contains("READYAPI"));
+    b.wait_for("READYAPI").await;
     b.shots("02-licenses").await;
     b.click(&format!("a[href='/portal/licenses/{license}']")).await;
+    b.wait_for("Nobody holds this license yet").await;
     b.shots("03-license-empty").await;
 
     // One address, then two in bulk: one pasted, one from a CSV file.
     let (ada, bob, cy) = (app.email("ada"), app.email("bob"), app.email("cy"));
     b.type_into("#emails", &ada).await;
     b.click("form[action$='/assign'] button[type=submit]").await;
-    let html = b.source().await;
-    assert!(html.contains(&format!("{ada} is assigned")), "{html}");
+    b.wait_for(&format!("{ada} is assigned")).await;
     let csv = std::env::temp_dir().join(format!("latchkey-{}.csv", uuid::Uuid::new_v4()));
     std::fs::write(&csv, format!("email,name\n{cy},Cy\n")).unwrap();
     b.type_into("#emails", &format!("{bob}\nnot-an-address")).await;
     b.type_into("#file", csv.to_str().unwrap()).await;
     b.click("form[action$='/assign'] button[type=submit]").await;
-    let html = b.source().await;
-    assert!(html.contains("2 assigned, 0 already assigned, 1 not assigned"), "{html}");
+    b.wait_for("2 assigned, 0 already assigned, 1 not assigned").await;
     b.shots("04-assign-results").await;
     let _ = std::fs::remove_file(&csv);
     b.goto(&app.url(&format!("/portal/licenses/{license}"))).await;
@@ -230,20 +240,21 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     assert_eq!(beat().await.status(), StatusCode::OK);
 
     b.click(&format!("a[href='/portal/licenses/{license}/seats']")).await;
-    let html = b.source().await;
+    let html = b.wait_for("qa-laptop-7").await;
     assert!(html.contains(&bob) && html.contains("qa-laptop-7") && html.contains("25 min"), "{html}");
     b.shots("06-seats").await;
     b.click(&format!("a[href='/portal/seats/{lease_id}/disconnect']")).await;
-    assert!(b.source().await.contains(&format!("Disconnect {bob}?")));
+    b.wait_for(&format!("Disconnect {bob}?")).await;
     b.shots("07-disconnect-confirm").await;
     b.click("button.danger").await;
-    let html = b.source().await;
-    assert!(html.contains("Seat disconnected") && html.contains("No seat is in use right now"), "{html}");
+    let html = b.wait_for("Seat disconnected").await;
+    assert!(html.contains("No seat is in use right now"), "{html}");
     b.shots("08-seat-disconnected").await;
     assert_problem(beat().await, StatusCode::GONE, "lease_revoked").await;
 
     // Users and administrators, for the screenshots.
     b.click("nav a[href='/portal/entities/acme/users']").await;
-    assert!(b.source().await.contains(&cy));
+    let html = b.wait_for("Add an administrator").await;
+    assert!(html.contains(cy.as_str()), "{html}");
     b.shots("09-users").await;
 }
