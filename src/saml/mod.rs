@@ -44,16 +44,15 @@ use axum::{
 /// thread while the others wait, and costs nothing after.
 pub(crate) fn libxml_ready() {
     static READY: std::sync::Once = std::sync::Once::new();
-    // Parses a tiny document (libxml2 starts) and loads no key (xmlsec starts, under samael's lock).
+    // Parses a tiny document (libxml2 starts) and loads a certificate (xmlsec starts, under
+    // samael's lock). A valid certificate, so that xmlsec has nothing to print on stderr.
     READY.call_once(|| {
-        let _ = metadata::load_probe(b"");
+        let _ = metadata::load_probe(&probe_certificate().unwrap_or_default());
     });
 }
 
-/// Initialises libxml2 and xmlsec (they start lazily, under a global lock, on first use) and
-/// proves xmlsec can load a certificate. Call once at start-up, off the async executor, and
-/// fail readiness if it errs. Silent on success.
-pub fn warm_up() -> anyhow::Result<()> {
+/// A throw-away self-signed certificate (P-256), DER.
+fn probe_certificate() -> anyhow::Result<Vec<u8>> {
     use openssl::{
         asn1::Asn1Time,
         ec::{EcGroup, EcKey},
@@ -76,7 +75,14 @@ pub fn warm_up() -> anyhow::Result<()> {
     b.set_not_before(&from)?;
     b.set_not_after(&until)?;
     b.sign(&key, MessageDigest::sha256())?;
-    anyhow::ensure!(metadata::xmlsec_can_load(&b.build().to_der()?), "xmlsec cannot load a certificate");
+    Ok(b.build().to_der()?)
+}
+
+/// Initialises libxml2 and xmlsec (they start lazily, under a global lock, on first use) and
+/// proves xmlsec can load a certificate. Call once at start-up, off the async executor, and
+/// fail readiness if it errs. Silent on success.
+pub fn warm_up() -> anyhow::Result<()> {
+    anyhow::ensure!(metadata::xmlsec_can_load(&probe_certificate()?), "xmlsec cannot load a certificate");
     Ok(())
 }
 
