@@ -373,7 +373,16 @@ async fn why_not_live(state: &AppState, claims: &AccessClaims, lease_id: &str, n
         None if lease.expires_at <= now => {
             ApiError::gone("lease_expired", "this lease lapsed without heartbeats; check out a seat again")
         }
-        None => ApiError::internal("live lease refused a heartbeat"),
+        // An offline license file's seat lives until the file's expiry or its return: a
+        // heartbeat would cut it to one lease TTL and free the seat while the file still runs.
+        None => match crate::onprem::offline::is_offline_lease(state, &lease.id, now).await {
+            Ok(true) => ApiError::conflict(
+                "offline_seat",
+                "this seat is held by an offline license file; it takes no heartbeats",
+            ),
+            Ok(false) => ApiError::internal("live lease refused a heartbeat"),
+            Err(e) => e,
+        },
     }
 }
 

@@ -150,6 +150,7 @@ pub async fn heartbeat<'e>(db: impl AnyExecutor<'e>, backend: Backend, a: &BeatA
          WHERE id = $4 AND user_id || '' = $5 AND ended_at IS NULL AND expires_at > $1 \
            AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $6 AND f.revoked_at IS NOT NULL) \
            AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = $7) \
+           AND NOT EXISTS (SELECT 1 FROM offline_licenses o WHERE o.lease_id = leases.id) \
          RETURNING license_id, machine, \
            (SELECT c.idle_timeout_s FROM licenses c WHERE c.id = leases.license_id) AS idle_timeout_s, \
            (SELECT c.expires_at FROM licenses c WHERE c.id = leases.license_id) AS license_expires_at, \

@@ -561,6 +561,12 @@ async fn an_offline_license_runs_the_product_without_a_server_and_holds_its_seat
     // Nor can its user release it online.
     let r = app.delete(&format!("/api/v1/seats/{lease_id}"), Some(&t)).await;
     assert_problem(r, StatusCode::CONFLICT, "offline_seat").await;
+    // Nor heartbeat it: that would cut its life to one lease TTL and free the seat while the file
+    // still runs. The seat is still held one lease TTL (5 minutes) later.
+    let r = app.post(&format!("/api/v1/seats/{lease_id}/heartbeat"), Some(&t), json!({})).await;
+    assert_problem(r, StatusCode::CONFLICT, "offline_seat").await;
+    app.advance(std::time::Duration::from_secs(6 * 60));
+    assert_problem(checkout(&app, Some(&t), "other-pc").await, StatusCode::CONFLICT, "seat_in_use").await;
 
     // The product runs with no server at all (the server is not even named).
     let jwks = app.get("/.well-known/latchkey-license-keys.json", None).await.text().await.unwrap();
