@@ -78,3 +78,79 @@ async fn oversized_bodies_are_refused() {
     let r = app.post("/api/v1/products", app.op(), json!({ "sku": "big", "name": big })).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// Every route the server has under the JSON API's prefixes, with its methods, read from the
+/// routers' source (`.route("/path", get(..).post(..))`), so a route added without its
+/// description fails here, and so does a description of a route that is gone.
+fn served_api_routes() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    // SCIM (`/scim/v2/...`) is described by its own discovery endpoints (RFC 7644), not here.
+    const API: [&str; 7] = ["/api/", "/oauth/", "/.well-known/", "/healthz", "/readyz", "/metrics", "/openapi.json"];
+    let mut routes = std::collections::BTreeMap::new();
+    let mut stack = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            for chunk in src.split(".route(").skip(1) {
+                let Some(rest) = chunk.trim_start().strip_prefix('"') else { continue };
+                let Some((route, handlers)) = rest.split_once('"') else { continue };
+                if !API.iter().any(|p| route.starts_with(p)) {
+                    continue;
+                }
+                // The method router ends where the statement or the next route does.
+                let handlers = handlers.split(";").next().unwrap();
+                let methods: &mut std::collections::BTreeSet<String> = routes.entry(route.to_string()).or_default();
+                for m in ["get", "post", "put", "patch", "delete"] {
+                    if handlers.contains(&format!("{m}(")) {
+                        methods.insert(m.to_string());
+                    }
+                }
+            }
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_no_other() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let described: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(p, ops)| {
+            let methods = ops
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                .cloned()
+                .collect();
+            (p.clone(), methods)
+        })
+        .collect();
+    let served = served_api_routes();
+    assert!(served.len() > 30, "the route scan found too few routes: {served:?}");
+    let mut problems = Vec::new();
+    for (path, methods) in &served {
+        match described.get(path) {
+            None => problems.push(format!("{path} is served but not described")),
+            Some(d) if d != methods => problems.push(format!("{path}: served {methods:?}, described {d:?}")),
+            _ => {}
+        }
+    }
+    for path in described.keys() {
+        if !served.contains_key(path) {
+            problems.push(format!("{path} is described but not served"));
+        }
+    }
+    assert!(problems.is_empty(), "openapi.json and the routers disagree:\n{}", problems.join("\n"));
+}
