@@ -178,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::licenses::router())
         .merge(crate::onprem::router())
         .merge(crate::saml::router())
+        .merge(crate::scim::router())
         .merge(crate::web::router())
         .merge(crate::portal::router());
     for (name, value) in static_headers {

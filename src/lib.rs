@@ -19,6 +19,7 @@ pub mod ops;
 pub mod portal;
 pub mod product;
 pub mod saml;
+pub mod scim;
 pub mod state;
 pub mod store;
 pub mod tls;

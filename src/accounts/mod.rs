@@ -67,6 +67,7 @@ pub async fn find_or_create(tx: &mut Tx, email: &str, entity_id: &str, now: Mill
         password_hash: None,
         password_changed_at: None,
         created_at: now,
+        deactivated_at: None,
     };
     // ON CONFLICT DO NOTHING: a concurrent request creating the same account wins quietly and we
     // read its row instead.

@@ -30,6 +30,9 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Bro
     let now = state.now();
     let Some(s) = store::sessions::session(&state.db.pool, &hash, now).await? else { return Ok(None) };
     let Some(user) = store::accounts::user_by_id(&state.db.pool, &s.user_id).await? else { return Ok(None) };
+    if user.deactivated_at.is_some() {
+        return Ok(None);
+    }
     if s.amr == "pwd" && crate::saml::sso_login_url_for(&state.db.pool, state, &user).await?.is_some() {
         return Ok(None);
     }

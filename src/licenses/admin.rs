@@ -93,6 +93,9 @@ pub struct LicensePatch {
     /// Private networks (the operator's switches): offline license files, on-premise servers.
     offline_allowed: Option<bool>,
     onprem_allowed: Option<bool>,
+    /// The SCIM group whose membership becomes the assignment list (`null` unbinds).
+    #[serde(default, deserialize_with = "nullable")]
+    scim_group: Option<Option<String>>,
 }
 
 /// The operator may change everything; an administrator only the group and the idle policy.
@@ -133,9 +136,20 @@ pub async fn patch_license(
         Some(None) => Some(None),
         None => None,
     };
+    if let Some(Some(g)) = &body.scim_group
+        && store::scim::group(&state.db.pool, &license.entity_id, g).await?.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "unknown_scim_group",
+            format!("`{g}` is not a SCIM group of this license's organisation (see GET /scim/v2/{{slug}}/Groups)"),
+        ));
+    }
     let now = state.now();
     let mut tx = state.db.begin_write().await?;
     store::licenses::lock_license(&mut *tx, &license.id).await?;
+    if let Some(g) = &body.scim_group {
+        store::scim::bind_license(&mut *tx, &license.id, g.as_deref()).await?;
+    }
     if let Some(seats) = seats {
         let assigned = store::licenses::count_assignments(&mut *tx, &license.id).await?;
         if license.is_fixed() && seats < assigned {
@@ -170,11 +184,20 @@ pub async fn patch_license(
     if let Some(on) = body.onprem_allowed {
         store::onprem::set_onprem_allowed(&mut *tx, &license.id, on).await?;
     }
-    let updated = store::licenses::license_by_id(&mut *tx, &license.id)
+    tx.commit().await?;
+    // Bound to a group now: its members become the assignment list, within the seat rules.
+    let sync = match &body.scim_group {
+        Some(Some(_)) => Some(crate::scim::sync::sync_license(&state, &license.id).await?),
+        _ => None,
+    };
+    let updated = store::licenses::license_by_id(&state.db.pool, &license.id)
         .await?
         .ok_or_else(|| ApiError::internal("license vanished"))?;
-    tx.commit().await?;
-    Ok(Json(license_view(&updated)))
+    let mut view = license_view(&updated);
+    if let Some(report) = sync {
+        view["scim_sync"] = report.to_json();
+    }
+    Ok(Json(view))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +236,10 @@ pub async fn assign(state: &AppState, license_id: &str, email: &str, now: Millis
         .ok_or_else(|| ApiError::internal("license without entity"))?;
     let (user, created) = accounts::find_or_create(&mut tx, email, &license.entity_id, now).await?;
     store::licenses::insert_assignment(&mut *tx, license_id, &user.id, now).await?;
+    if user.deactivated_at.is_some() {
+        // Deactivated by its organisation: the seat is reserved, usable once it is active again.
+        store::scim::suspend_assignment(&mut *tx, license_id, &user.id, now).await?;
+    }
     accounts::welcome(&mut tx, state, &user, created, &entity.name, Some(&license.product_name), now).await?;
     tx.commit().await?;
     state.wake_mailer();

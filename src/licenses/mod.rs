@@ -20,7 +20,7 @@ use crate::{
     store::licenses::License,
 };
 
-pub use admin::{AssignOutcome, accept_share_link, assign, share_link_license};
+pub use admin::{AssignOutcome, accept_share_link, assign, revoke, share_link_license};
 pub use operator::check_slug;
 
 pub fn router() -> Router<AppState> {
@@ -61,6 +61,10 @@ pub fn license_view(l: &License) -> Value {
         "idle_timeout_minutes": l.idle_timeout_s.map(|s| s / 60),
         "offline_allowed": l.offline_allowed != 0,
         "onprem_allowed": l.onprem_allowed != 0,
+        "scim_group": l.scim_group_id,
+        // What the last synchronisation with the SCIM group could not do (none: everything was done).
+        "scim_sync_failures": l.scim_sync_report.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok())
+            .unwrap_or_else(|| json!([])),
         "created_at": clock::rfc3339(l.created_at),
     })
 }

@@ -259,6 +259,8 @@ mod tests {
             created_at: 0,
             offline_allowed: 0,
             onprem_allowed: 0,
+            scim_group_id: None,
+            scim_sync_report: None,
         }
     }
 

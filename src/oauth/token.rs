@@ -124,6 +124,10 @@ pub async fn password_login(
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
     attempt.succeeded(state).await?;
+    if user.deactivated_at.is_some() {
+        // Said only to whoever knows the password.
+        return Err(ApiError::invalid_grant("this account has been deactivated by your organisation"));
+    }
     let entity = store::entities::entity_by_id(&state.db.pool, &user.entity_id)
         .await?
         .ok_or_else(|| ApiError::internal("account without entity"))?;

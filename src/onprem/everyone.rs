@@ -88,6 +88,7 @@ async fn everyone_account(
                 password_hash: None,
                 password_changed_at: None,
                 created_at: now,
+                deactivated_at: None,
             };
             if !store::accounts::insert_user_if_absent(&mut *tx, &u).await? {
                 return Err(ApiError::internal("the everyone account's address is taken"));

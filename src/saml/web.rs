@@ -580,6 +580,9 @@ async fn consume(
         }
         None => return Err(no_access().about(&validated)),
     };
+    if user.deactivated_at.is_some() {
+        return Err(deactivated().about(&validated));
+    }
     tx.commit().await.map_err(internal)?;
     let cookie = session::start(state, &user.id, "saml").await.map_err(internal)?;
     let to = return_to.unwrap_or_else(|| "/portal".into());
@@ -607,6 +610,14 @@ fn not_our_domain(domain: &str) -> Refusal {
         format!(
             "this organisation's IdP signs in only addresses of its verified email domains, and {domain} is not one of them"
         ),
+    )
+}
+
+fn deactivated() -> Refusal {
+    Refusal::new(
+        StatusCode::FORBIDDEN,
+        "account_deactivated",
+        "your organisation has deactivated this account (through its provisioning); ask your administrator",
     )
 }
 

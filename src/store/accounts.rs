@@ -12,6 +12,8 @@ pub struct User {
     pub password_hash: Option<String>,
     pub password_changed_at: Option<Millis>,
     pub created_at: Millis,
+    /// Set while the account's organisation has deactivated it (SCIM `active:false`).
+    pub deactivated_at: Option<Millis>,
 }
 
 impl std::fmt::Debug for User {
@@ -21,11 +23,12 @@ impl std::fmt::Debug for User {
             .field("email", &self.email)
             .field("entity_id", &self.entity_id)
             .field("has_password", &self.password_hash.is_some())
+            .field("deactivated", &self.deactivated_at.is_some())
             .finish()
     }
 }
 
-const USER_COLS: &str = "id, email, entity_id, password_hash, password_changed_at, created_at";
+const USER_COLS: &str = "id, email, entity_id, password_hash, password_changed_at, created_at, deactivated_at";
 
 /// Insert unless the email already has an account; true when inserted.
 pub async fn insert_user_if_absent<'e>(db: impl AnyExecutor<'e>, u: &User) -> sqlx::Result<bool> {

@@ -191,7 +191,7 @@ pub async fn candidates<'e>(db: impl AnyExecutor<'e>, user_id: &str, product: &s
     sqlx::query_as(
         "SELECT l.id, l.kind, l.seats, l.expires_at FROM assignments a \
          JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id \
-         WHERE a.user_id = $1 AND p.sku = $2",
+         WHERE a.user_id = $1 AND p.sku = $2 AND a.suspended_at IS NULL",
     )
     .bind(user_id)
     .bind(product)

@@ -23,6 +23,10 @@ pub struct License {
     pub created_at: Millis,
     pub offline_allowed: i64,
     pub onprem_allowed: i64,
+    /// The SCIM group whose membership is this license's assignment list.
+    pub scim_group_id: Option<String>,
+    /// What the last synchronisation with that group could not do (JSON array).
+    pub scim_sync_report: Option<String>,
 }
 
 impl License {
@@ -34,7 +38,7 @@ impl License {
 const LICENSE_SELECT: &str = "SELECT l.id, l.entity_id, e.slug AS entity_slug, l.product_id, p.sku AS product_sku, p.name AS product_name, \
        l.kind, l.seats, l.expires_at, l.group_id, g.name AS group_name, l.changes_used, l.idle_timeout_s, \
        (SELECT COUNT(*) FROM assignments a WHERE a.license_id = l.id) AS assigned, l.created_at, \
-       l.offline_allowed, l.onprem_allowed \
+       l.offline_allowed, l.onprem_allowed, l.scim_group_id, l.scim_sync_report \
      FROM licenses l \
      JOIN entities e ON e.id = l.entity_id \
      JOIN products p ON p.id = l.product_id \

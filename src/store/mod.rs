@@ -9,6 +9,7 @@ pub mod leases;
 pub mod licenses;
 pub mod onprem;
 pub mod outbox;
+pub mod scim;
 pub mod sessions;
 pub mod slots;
 pub mod sso;

@@ -13,6 +13,7 @@ mod operations;
 mod portal;
 mod private_networks;
 mod product;
+mod scim;
 mod seats;
 mod secrets;
 mod sso;

@@ -2,7 +2,7 @@
 //! lists, so a table added later is read too, and every column of it that holds text.
 //!
 //! What counts as a secret: anything that lets its holder act as someone (passwords, operator
-//! keys, refresh and access tokens, lease tokens, setup/reset and share links, authorization
+//! keys, refresh and access tokens, lease tokens, SCIM tokens, setup/reset and share links, authorization
 //! codes and PKCE verifiers, device codes, browser session and SSO binding cookies, RelayState
 //! handles) and every private key. Such values are stored as SHA-256 hashes (`*_hash` columns),
 //! argon2id hashes (passwords) or sealed with the master key (`*sealed*` columns).
@@ -195,7 +195,16 @@ async fn no_table_holds_a_secret_in_the_clear() {
     let binding = cookie_value(&r, "lk_sso_bind");
     let relay = browser::query_param(&browser::location(&r), "RelayState").unwrap();
 
+    // A SCIM token of acme, used once.
+    let r = app.post("/api/v1/entities/acme/scim-tokens", Some(&admin_token), json!({ "name": "okta" })).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let scim_token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    assert!(scim_token.starts_with("lk_scim_"), "{scim_token}");
+    let r = app.get("/scim/v2/acme/Users", Some(&scim_token)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
     for (what, v) in [
+        ("SCIM token", scim_token.as_str()),
         ("admin setup link", admin_setup.as_str()),
         ("setup link", &setup),
         ("reset link", &reset),

@@ -1,0 +1,289 @@
+//! SCIM 2.0 provisioning (RFC 7643/7644), one service per entity at `/scim/v2/{slug}`: the
+//! entity's IdP (Okta, Microsoft Entra ID, ...) creates, updates and deactivates the accounts of
+//! the entity's verified email domains and manages groups whose membership licenses can follow.
+//! Requests are parsed leniently (the shapes Okta and Entra really send: capitalised op names,
+//! `"False"` strings, path-less PATCH, `emails[type eq "work"].value`), answers are strict, and
+//! every error is an RFC 7644 error document in `application/scim+json`.
+//!
+//! Who may call: a bearer token made by the entity's administrators (`tokens.rs`), bound to
+//! that entity; only its SHA-256 is stored.
+
+pub mod filter;
+mod groups;
+mod meta;
+pub mod patch;
+pub mod sync;
+mod tokens;
+mod users;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, RawPathParams, Request},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde_json::{Value, json};
+
+use crate::{crypto::secret_hash, error::ApiError, state::AppState, store};
+
+pub use tokens::TOKEN_PREFIX;
+
+pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// The largest SCIM request body taken (a group PATCH of a thousand members fits many times).
+pub const MAX_BODY: usize = 256 * 1024;
+/// The most resources one list answers (`count` is capped to it).
+pub const MAX_COUNT: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/entities/{slug}/scim-tokens", post(tokens::create).get(tokens::list))
+        .route("/api/v1/entities/{slug}/scim-tokens/{id}", delete(tokens::revoke))
+        .route("/scim/v2/{slug}/Users", get(users::list).post(users::create))
+        .route(
+            "/scim/v2/{slug}/Users/{id}",
+            get(users::get).put(users::replace).patch(users::patch).delete(users::delete),
+        )
+        .route("/scim/v2/{slug}/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/scim/v2/{slug}/Groups/{id}",
+            get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete),
+        )
+        .route("/scim/v2/{slug}/ServiceProviderConfig", get(meta::service_provider_config))
+        .route("/scim/v2/{slug}/ResourceTypes", get(meta::resource_types))
+        .route("/scim/v2/{slug}/ResourceTypes/{name}", get(meta::resource_type))
+        .route("/scim/v2/{slug}/Schemas", get(meta::schemas))
+        .route("/scim/v2/{slug}/Schemas/{id}", get(meta::schema))
+}
+
+/// An RFC 7644 §3.12 error.
+#[derive(Debug)]
+pub struct ScimError {
+    pub status: StatusCode,
+    pub scim_type: Option<&'static str>,
+    pub detail: String,
+}
+
+pub type ScimResult<T> = Result<T, ScimError>;
+
+impl ScimError {
+    pub fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+        ScimError { status, scim_type, detail: detail.into() }
+    }
+    pub fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, None, detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, Some("uniqueness"), detail)
+    }
+    fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "send `Authorization: Bearer <token>` with a live SCIM token of this organisation",
+        )
+    }
+}
+
+impl From<ApiError> for ScimError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Problem(p) => {
+                let scim_type = match p.status {
+                    StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Some("invalidValue"),
+                    _ => None,
+                };
+                let status =
+                    if p.status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { p.status };
+                ScimError { status, scim_type, detail: p.detail }
+            }
+            ApiError::OAuth(o) => ScimError { status: o.status, scim_type: None, detail: o.description },
+            ApiError::Internal(err) => {
+                let id = crate::error::current_request_id();
+                tracing::error!(request_id = %id, error = ?err, "internal error");
+                ScimError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    scim_type: None,
+                    detail: format!("something went wrong on our side; quote request id {id}"),
+                }
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for ScimError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "schemas": [ERROR_URN],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = t.into();
+        }
+        let mut resp = scim_json(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// A SCIM answer: JSON as `application/scim+json`.
+pub fn scim_json(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))], body.to_string()).into_response()
+}
+
+/// The entity a SCIM request is for, proven by its bearer token.
+#[derive(Debug, Clone)]
+pub struct ScimCaller {
+    pub entity_id: String,
+    pub slug: String,
+}
+
+impl FromRequestParts<AppState> for ScimCaller {
+    type Rejection = ScimError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| ScimError::unauthorized())?;
+        let slug = params.iter().find(|(k, _)| *k == "slug").map(|(_, v)| v.to_string()).unwrap_or_default();
+        let token = crate::auth::bearer(parts).map_err(|_| ScimError::unauthorized())?;
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Err(ScimError::unauthorized());
+        }
+        // A token of another entity, a revoked one and an unknown one get the same answer.
+        let Some((token_id, entity_id, token_slug, last_used)) =
+            store::scim::token_by_hash(&state.db.pool, &secret_hash(token)).await?
+        else {
+            return Err(ScimError::unauthorized());
+        };
+        if token_slug != slug {
+            tracing::warn!(entity = %token_slug, "a SCIM token was presented for another organisation");
+            return Err(ScimError::unauthorized());
+        }
+        let now = state.now();
+        if last_used.is_none_or(|t| now - t >= 60_000) {
+            store::scim::touch_token(&state.db.pool, &token_id, now).await?;
+        }
+        Ok(ScimCaller { entity_id, slug })
+    }
+}
+
+/// A SCIM request body: `application/scim+json` (or `application/json`), a JSON object, at most
+/// `MAX_BODY` bytes, no NUL characters.
+pub struct ScimBody(pub serde_json::Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for ScimBody {
+    type Rejection = ScimError;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if mime != SCIM_JSON && mime != "application/json" {
+            return Err(ScimError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                "send the body as application/scim+json",
+            ));
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| {
+            ScimError::new(StatusCode::PAYLOAD_TOO_LARGE, None, format!("the body is larger than {MAX_BODY} bytes"))
+        })?;
+        decode_body(&bytes).map(ScimBody)
+    }
+}
+
+/// Decode a SCIM body (also used by the fuzz suite).
+pub fn decode_body(bytes: &[u8]) -> ScimResult<serde_json::Map<String, Value>> {
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) || bytes.contains(&0) {
+        return Err(ScimError::bad("invalidValue", "text must not contain NUL characters"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ScimError::bad("invalidSyntax", "the body must be a JSON object")),
+        Err(e) => Err(ScimError::bad("invalidSyntax", format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// The query parameters of a list: filter, startIndex (1-based), count.
+#[derive(Debug, Clone)]
+pub struct ListParams {
+    pub filter: Option<filter::Filter>,
+    pub start_index: i64,
+    pub count: i64,
+    pub excluded: Vec<String>,
+}
+
+impl ListParams {
+    pub fn parse(query: Option<&str>) -> ScimResult<ListParams> {
+        let mut p = ListParams { filter: None, start_index: 1, count: 100, excluded: Vec::new() };
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let number = |what: &str| {
+                v.trim().parse::<i64>().map_err(|_| {
+                    ScimError::bad("invalidValue", format!("`{what}` must be an integer, not `{}`", v.escape_default()))
+                })
+            };
+            match k.to_ascii_lowercase().as_str() {
+                "filter" => {
+                    let f = filter::parse(&v)
+                        .map_err(|e| ScimError::bad("invalidFilter", format!("the filter does not parse: {e}")))?;
+                    p.filter = Some(f);
+                }
+                // RFC 7644 §3.4.2.4: below 1 means 1, a negative count means 0.
+                "startindex" => p.start_index = number("startIndex")?.max(1),
+                "count" => p.count = number("count")?.clamp(0, MAX_COUNT),
+                "excludedattributes" => {
+                    p.excluded = v.split(',').map(|a| a.trim().to_ascii_lowercase()).collect();
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.start_index - 1
+    }
+}
+
+pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_URN],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+/// A SCIM boolean as IdPs send it: `true`/`false`, or the strings `"True"`/`"False"` (any case).
+pub fn parse_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// The value of `key` in a SCIM object, matching the attribute name case-insensitively.
+pub fn attr<'v>(obj: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
+    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+}

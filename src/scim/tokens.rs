@@ -1,0 +1,103 @@
+//! The SCIM tokens of an entity: made by its administrators (or the operator key), shown once,
+//! stored as SHA-256 hashes, revocable.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::Admin,
+    clock,
+    crypto::{random_secret, secret_hash},
+    error::{ApiError, ApiJson, ApiPath, Result},
+    state::AppState,
+    store::{self, entities::Entity},
+};
+
+/// SCIM bearer tokens start with this, so that they are recognisable in a leak.
+pub const TOKEN_PREFIX: &str = "lk_scim_";
+const MAX_TOKENS: usize = 20;
+
+async fn entity_for(state: &AppState, admin: &Admin, slug: &str) -> Result<Entity> {
+    let entity = store::entities::entity_by_slug(&state.db.pool, slug).await?;
+    admin.require(state, entity.as_ref().map(|e| e.id.as_str())).await?;
+    entity.ok_or_else(|| ApiError::not_found("no such resource"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<NewToken>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable("invalid_request", "`name` takes 1 to 100 printable characters"));
+    }
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    store::entities::lock_entity(&mut *tx, &e.id).await?;
+    let live = store::scim::tokens_of(&mut *tx, &e.id).await?.iter().filter(|t| t.revoked_at.is_none()).count();
+    if live >= MAX_TOKENS {
+        return Err(ApiError::conflict(
+            "too_many_scim_tokens",
+            format!("{} has {MAX_TOKENS} live SCIM tokens; revoke one first", e.slug),
+        ));
+    }
+    let secret = random_secret(TOKEN_PREFIX);
+    let id = store::new_id();
+    store::scim::insert_token(&mut *tx, &id, &e.id, name, &secret_hash(&secret), now).await?;
+    tx.commit().await?;
+    tracing::info!(entity = %e.slug, token = %id, "SCIM token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id,
+            "name": name,
+            "token": secret,
+            "created_at": clock::rfc3339(now),
+            "scim_base_url": state.url(&format!("/scim/v2/{}", e.slug)),
+        })),
+    ))
+}
+
+pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): ApiPath<String>) -> Result<Json<Value>> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    let rows = store::scim::tokens_of(&state.db.pool, &e.id).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "name": t.name,
+                "created_at": clock::rfc3339(t.created_at),
+                "last_used_at": t.last_used_at.map(clock::rfc3339),
+                "revoked_at": t.revoked_at.map(clock::rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(items)))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath((slug, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    let e = entity_for(&state, &admin, &slug).await?;
+    if store::scim::revoke_token(&state.db.pool, &e.id, &id, state.now()).await? {
+        tracing::info!(entity = %e.slug, token = %id, "SCIM token revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such live SCIM token"))
+    }
+}
