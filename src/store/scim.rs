@@ -221,6 +221,12 @@ pub async fn deactivate(tx: &mut Tx, user_id: &str, now: Millis) -> sqlx::Result
         .bind(user_id)
         .execute(&mut **tx)
         .await?;
+    // Assignments first: a checkout holding one of them finishes before, and its lease ends below.
+    sqlx::query("UPDATE assignments SET suspended_at = $1 WHERE user_id = $2 AND suspended_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE leases SET ended_at = $1, end_reason = 'deactivated' \
          WHERE user_id = $2 AND ended_at IS NULL AND expires_at > $1",
@@ -229,11 +235,6 @@ pub async fn deactivate(tx: &mut Tx, user_id: &str, now: Millis) -> sqlx::Result
     .bind(user_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE assignments SET suspended_at = $1 WHERE user_id = $2 AND suspended_at IS NULL")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -31,8 +31,8 @@ use crate::clock::Millis;
 
 /// Take the caller's assignment to the license for this transaction, so that two checkouts of the
 /// same user and license (a product re-run racing itself) find one another's lease, and a
-/// concurrent revocation either waits for the checkout or makes it find no assignment. Returns
-/// false when the user is not (any more) assigned. Checkouts of other users are not held up.
+/// concurrent revocation (or suspension) either waits for the checkout or makes it find no
+/// assignment. Returns false when the user is not (any more) assigned, or the assignment is suspended. Checkouts of other users are not held up.
 pub async fn lock_assignment(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -40,9 +40,14 @@ pub async fn lock_assignment(
     user_id: &str,
 ) -> sqlx::Result<bool> {
     let sql = match backend {
-        Backend::Postgres => "SELECT user_id FROM assignments WHERE license_id = $1 AND user_id = $2 FOR NO KEY UPDATE",
+        Backend::Postgres => {
+            "SELECT user_id FROM assignments WHERE license_id = $1 AND user_id = $2 AND suspended_at IS NULL \
+             FOR NO KEY UPDATE"
+        }
         // The transaction already holds the database's only write lock.
-        Backend::Sqlite => "SELECT user_id FROM assignments WHERE license_id = $1 AND user_id = $2",
+        Backend::Sqlite => {
+            "SELECT user_id FROM assignments WHERE license_id = $1 AND user_id = $2 AND suspended_at IS NULL"
+        }
     };
     let row: Option<(String,)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(license_id).bind(user_id).fetch_optional(conn).await?;
