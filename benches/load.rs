@@ -28,7 +28,8 @@
 //!   fills the pools), in `--rounds` parts; one heartbeat for each lease; then per round the
 //!   closed-loop heartbeat maximum and the open loop over every lease. On PostgreSQL each closed
 //!   loop is followed by `pgbench -N -c 50 -j 2` on the same server (the commit limit it is
-//!   compared with). Resident memory after each open loop (1,000 against 100,000 leases).
+//!   compared with). Resident memory after the closed loops at 1,000 and at 100,000 leases, and
+//!   after each open loop. `--heartbeat-rate 0` / `--checkout-rate 0` leave the open loops out.
 //!
 //! Every measurement reports CPU time per operation of the server and of the client, and on
 //! PostgreSQL of the database processes serving the server's database (plus the WAL writer,
@@ -59,7 +60,16 @@ use std::{
 use argon2::password_hash::PasswordVerifier;
 use serde_json::{Value, json};
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The PostgreSQL server on 127.0.0.1 (trust authentication, user `postgres`) the benchmark
+/// creates its databases on: port 5432 unless `LATCHKEY_BENCH_PG_PORT` names another (a private
+/// cluster keeps other users of a shared server, and their connections, out of the figures).
+fn pg_port() -> String {
+    std::env::var("LATCHKEY_BENCH_PG_PORT").unwrap_or_else(|_| "5432".into())
+}
+
+fn pg_url(db: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:{}/{db}", pg_port())
+}
 const PASSWORD: &str = "bench-Winter-Orchard-7319";
 const PRODUCT: &str = "bench";
 
@@ -161,7 +171,7 @@ fn build_server() -> PathBuf {
 
 async fn pg_exec(sql: &str) {
     use sqlx::Connection;
-    let mut c = sqlx::postgres::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL at 127.0.0.1:5432");
+    let mut c = sqlx::postgres::PgConnection::connect(&pg_url("postgres")).await.expect("PostgreSQL on 127.0.0.1");
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.expect(sql);
 }
 
@@ -176,7 +186,7 @@ impl Server {
             Backend::Postgres => {
                 let name = format!("latchkey_bench_{}", &id[..12]);
                 pg_exec(&format!("CREATE DATABASE {name}")).await;
-                (format!("postgres://postgres@127.0.0.1:5432/{name}"), Some(name))
+                (pg_url(&name), Some(name))
             }
         };
         let base = format!("http://127.0.0.1:{port}");
@@ -248,6 +258,20 @@ impl Server {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Where the resident memory is, in MiB: anonymous (heap, stacks), file-backed, shared memory
+    /// (SQLite's WAL index is a shared mapping).
+    fn rss_parts(&self) -> Value {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            s.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        json!({"anon_mib": mib(field("RssAnon:")), "file_mib": mib(field("RssFile:")), "shmem_mib": mib(field("RssShmem:"))})
     }
 
     async fn stop(mut self) {
@@ -632,7 +656,7 @@ async fn with_cpu<F: Future<Output = Outcome>>(s: &Server, f: F) -> (Outcome, Va
 /// checkpointer and background writer), and the server's WAL flushes so far.
 async fn pg_cpu(db: &str) -> (HashMap<i32, f64>, i64) {
     use sqlx::Connection;
-    let mut c = sqlx::postgres::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL at 127.0.0.1:5432");
+    let mut c = sqlx::postgres::PgConnection::connect(&pg_url("postgres")).await.expect("PostgreSQL on 127.0.0.1");
     let pids: Vec<(i32,)> = sqlx::query_as(
         "SELECT pid FROM pg_stat_activity WHERE (datname = $1 AND pid <> pg_backend_pid()) \
            OR backend_type IN ('walwriter', 'checkpointer', 'background writer')",
@@ -782,7 +806,23 @@ fn client() -> reqwest::Client {
 
 fn pgbench(db: &str, secs: u64) -> f64 {
     let out = Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-N", "-n", "-c", "50", "-j", "2", "-T", &secs.to_string(), db])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg_port(),
+            "-U",
+            "postgres",
+            "-N",
+            "-n",
+            "-c",
+            "50",
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            db,
+        ])
         .stderr(Stdio::null())
         .output()
         .expect("pgbench (Debian postgresql-client)");
@@ -811,7 +851,7 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
         let name = format!("latchkey_pgbench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         pg_exec(&format!("CREATE DATABASE {name}")).await;
         let st = Command::new("pgbench")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", "10", &name])
+            .args(["-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-i", "-q", "-s", "10", &name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -890,10 +930,16 @@ async fn refresh(a: &Args, bin: &Path, rep: &Report) {
 
 /// A running fleet has heartbeaten every lease before: one heartbeat for each of the `n` leases
 /// first, so the measurement sees the database's steady state, not the pages checkouts just wrote.
-async fn warm_up(s: &Server, rep: &Report, n: u64, heartbeat: Op) {
+async fn warm_up(s: &Server, rep: &Report, n: u64, heartbeat: Op) -> u64 {
     let (_, mut v) = with_cpu(s, closed_loop(50, Duration::from_secs(3600), Some(n), heartbeat)).await;
     v["live_leases"] = n.into();
+    // Resident memory after a closed loop, which queues no backlog of requests (an overloaded
+    // open loop does, and the allocator keeps what the backlog took).
+    let rss = s.rss_kib().0;
+    v["rss_now_mib"] = mib(rss).into();
+    v["rss_parts"] = s.rss_parts();
     rep.emit("heartbeat_warmup", v);
+    rss
 }
 
 /// A scale-10 pgbench database on the benchmark's PostgreSQL server (the baseline `pgbench -N`
@@ -905,7 +951,7 @@ async fn pgbench_db(backend: Backend) -> Option<String> {
     let name = format!("latchkey_pgbench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     pg_exec(&format!("CREATE DATABASE {name}")).await;
     let st = Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", "10", &name])
+        .args(["-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-i", "-q", "-s", "10", &name])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -1013,18 +1059,21 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         v["rss_idle_mib"] = mib(idle).into();
         v["rss_now_mib"] = mib(rss).into();
         v["rss_peak_mib"] = mib(hwm).into();
+        v["rss_parts"] = s.rss_parts();
         rep.emit("heartbeat_open", v);
         rss
     };
     let small = 1_000.min(a.leases) as u64;
     fill(small, None).await;
-    warm_up(&s, rep, live(), heartbeat_op()).await;
+    let closed_small = warm_up(&s, rep, live(), heartbeat_op()).await;
     let mut rss_small = 0;
     for round in 0..a.rounds {
-        rss_small = rss_small.max(open_round(round).await);
+        if a.heartbeat_rate > 0.0 {
+            rss_small = rss_small.max(open_round(round).await);
+        }
     }
     // Checkouts on schedule, while the pools are still mostly free.
-    for round in 0..a.rounds {
+    for round in (0..a.rounds).filter(|_| a.checkout_rate > 0.0) {
         let (_, mut v) = with_cpu(&s, open_loop(a.checkout_rate, dur, checkout_op())).await;
         v["round"] = round.into();
         v["offered_per_s"] = a.checkout_rate.into();
@@ -1039,7 +1088,7 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
             if round + 1 == a.rounds { (a.leases as u64).saturating_sub(live()) } else { to_fill / a.rounds as u64 };
         fill(part, Some(round)).await;
     }
-    warm_up(&s, rep, live(), heartbeat_op()).await;
+    let closed_large = warm_up(&s, rep, live(), heartbeat_op()).await;
     let mut rss_large = 0;
     for round in 0..a.rounds {
         let (o, mut v) = against_healthz(&s, &c, dur, heartbeat_op()).await;
@@ -1047,7 +1096,9 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
         v["live_leases"] = live().into();
         with_pgbench(&mut v, o.rate(), pg_bench.as_deref(), a.seconds);
         rep.emit("heartbeat_closed", v);
-        rss_large = rss_large.max(open_round(round).await);
+        if a.heartbeat_rate > 0.0 {
+            rss_large = rss_large.max(open_round(round).await);
+        }
     }
     rep.emit(
         "seats_memory",
@@ -1055,6 +1106,8 @@ async fn seats(a: &Args, bin: &Path, rep: &Report) {
             "leases_small": small, "leases_large": live(),
             "rss_small_mib": mib(rss_small), "rss_large_mib": mib(rss_large),
             "ratio_large_to_small": round2(rss_large as f64 / rss_small as f64),
+            "rss_small_closed_loop_mib": mib(closed_small), "rss_large_closed_loop_mib": mib(closed_large),
+            "ratio_closed_loop": round2(closed_large as f64 / closed_small as f64),
             "licenses": f.products.len(),
         }),
     );
