@@ -48,8 +48,9 @@ impl App {
         crate::tokens::keys::ensure_key(&db, &master, now).await?;
         crate::tokens::license_keys::ensure_key(&db, &master, now).await?;
         let onprem = crate::onprem::Local::load(&config, &db, &master, now).await?;
-        // Keys stay published as long as the longest-lived token they sign (access or lease token).
-        let retention = config.access_token_ttl.ms().max(config.offline_grace.ms());
+        // Keys stay published as long as the longest-lived token they sign (access or lease token)
+        // and, since they sign audit checkpoints too, as long as audit events are kept.
+        let retention = config.access_token_ttl.ms().max(config.offline_grace.ms()).max(config.audit_retention.ms());
         let keys = KeyRing::load(db.clone(), master.clone(), retention, now).await?;
         let listener =
             TcpListener::bind(config.listen_addr()?).await.with_context(|| format!("binding {}", config.listen))?;
@@ -78,6 +79,7 @@ impl App {
             mail_wake: Notify::new(),
             background: Default::default(),
             metrics: Metrics::default(),
+            audit: Default::default(),
             known_clients: Default::default(),
             base_url,
             onprem,
@@ -100,6 +102,7 @@ impl App {
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(crate::mail::run_worker(state.clone(), stop_rx.clone()));
         workers.spawn(housekeeping(state.clone(), stop_rx.clone()));
+        workers.spawn(crate::audit::sealer::run(state.clone(), stop_rx.clone()));
         let router = router(state.clone());
         tracing::info!(%addr, public_url = %state.base_url, tls = tls.is_some(), "latchkey listening");
         let shutdown = async move {
@@ -180,7 +183,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::saml::router())
         .merge(crate::scim::router())
         .merge(crate::web::router())
-        .merge(crate::portal::router());
+        .merge(crate::portal::router())
+        .merge(crate::audit::api::router());
     for (name, value) in static_headers {
         r = r.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
     }

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     app::App,
+    audit,
     clock::{Clock, SystemClock},
     config::{Config, DatabaseArgs, LogFormat, StoreArgs},
     crypto::{MasterKey, random_secret, secret_hash},
@@ -47,6 +48,19 @@ pub enum Command {
     /// On-premise license server: fingerprint, entitlement import, usage and return files.
     #[command(subcommand)]
     Onprem(OnpremCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Check every audit chain and signed checkpoint; exits non-zero naming the first event that
+    /// was changed, removed or inserted.
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +108,13 @@ pub enum OnpremCmd {
 pub enum OperatorKeyCmd {
     /// Print a new operator key on stdout, once; only its hash is stored.
     Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke an operator key: it stops working at once.
+    Revoke {
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -181,7 +202,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(!name.is_empty() && name.len() <= 100, "--name takes 1 to 100 characters");
             let db = open_db(&db).await?;
             let key = random_secret(crate::auth::OPERATOR_KEY_PREFIX);
-            store::keys::insert_operator_key(&db.pool, &store::new_id(), name, &secret_hash(&key), clock.now()).await?;
+            let (id, now) = (store::new_id(), clock.now());
+            let mut tx = db.begin_write().await?;
+            store::keys::insert_operator_key(&mut *tx, &id, name, &secret_hash(&key), now).await?;
+            audit::Event::new("operator_key.created")
+                .target(audit::Target::new("operator_key", &id, Some(name)))
+                .record(&mut tx, &audit::Context::system("cli"), now)
+                .await?;
+            tx.commit().await?;
             println!("{key}");
             eprintln!("Operator key `{name}` created. It is shown only now: store it in your secrets manager.");
             Ok(())
@@ -212,9 +240,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::OperatorKey(OperatorKeyCmd::Revoke { name, db }) => {
+            let db = open_db(&db).await?;
+            let now = clock.now();
+            let mut tx = db.begin_write().await?;
+            let revoked = store::keys::revoke_operator_keys(&mut *tx, name.trim(), now).await?;
+            anyhow::ensure!(!revoked.is_empty(), "no active operator key is named `{}`", name.trim());
+            for id in &revoked {
+                audit::Event::new("operator_key.revoked")
+                    .target(audit::Target::new("operator_key", id, Some(name.trim())))
+                    .record(&mut tx, &audit::Context::system("cli"), now)
+                    .await?;
+            }
+            tx.commit().await?;
+            eprintln!("Operator key `{}` revoked.", name.trim());
+            Ok(())
+        }
+        Command::Audit(AuditCmd::Verify { db }) => {
+            let db = open_db(&db).await?;
+            let report = crate::audit::verify::verify_db(&db).await?;
+            for c in &report.chains {
+                println!("{}", c.line());
+            }
+            if report.chains.is_empty() {
+                println!("no audit events yet");
+            }
+            if report.unsealed > 0 {
+                println!("{} events wait to be sealed (a running server seals them within seconds)", report.unsealed);
+            }
+            anyhow::ensure!(report.ok(), "the audit log was tampered with (see the FAILED lines)");
+            Ok(())
+        }
         Command::Keys(KeysCmd::Rotate { alg, store }) => {
             let (db, master) = open_store(&store).await?;
-            let kid = keys::rotate(&db, &master, alg, clock.now()).await?;
+            let kid = keys::rotate(&db, &master, alg, &audit::Context::system("cli"), clock.now()).await?;
             println!("{kid}");
             eprintln!("New signing key {kid} ({alg:?}) signs from now on; running servers pick it up within a minute.");
             Ok(())

@@ -145,6 +145,15 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_ONPREM_ACCESS", value_enum, default_value = "accounts")]
     pub onprem_access: OnpremAccess,
 
+    /// How long audit events are kept; older ones are pruned up to a signed checkpoint.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value = "400d")]
+    pub audit_retention: Span,
+
+    /// Benchmarks only (set in code, never by flag or variable): record no audit events, to
+    /// measure what recording costs.
+    #[arg(skip)]
+    pub audit_off_for_benchmarks: bool,
+
     /// Set from the global `--log-format` (every command logs, not only `serve`).
     #[arg(skip)]
     pub log_format: LogFormat,

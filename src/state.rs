@@ -23,6 +23,8 @@ pub struct Inner {
     /// Work requests started and do not wait for.
     pub background: crate::background::Background,
     pub metrics: Metrics,
+    /// This process as the audit sealer.
+    pub audit: crate::audit::Sealer,
     /// Client ids known to be registered (products are never deleted).
     pub known_clients: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Public base URL, no trailing slash; also the token issuer.

@@ -190,7 +190,12 @@ pub async fn end_sign_ins(tx: &mut Tx, state: &AppState, user: &User, now: Milli
 
 /// Set a password through a setup or reset link. The link is spent only when the password is
 /// accepted; every other link of the account and every sign-in before it end with it.
-pub async fn set_password_with_link(state: &AppState, token: &str, password: &str) -> Result<User> {
+pub async fn set_password_with_link(
+    state: &AppState,
+    ctx: &crate::audit::Context,
+    token: &str,
+    password: &str,
+) -> Result<User> {
     let now = state.now();
     let (_, user) = peek_link(state, token, now).await?;
     password::check_policy(password, &user.email)?;
@@ -209,6 +214,16 @@ pub async fn set_password_with_link(state: &AppState, token: &str, password: &st
     store::accounts::set_password(&mut *tx, &user.id, &hash, now).await?;
     store::accounts::spend_all_links(&mut *tx, &user.id, now).await?;
     end_sign_ins(&mut tx, state, &user, now).await?;
+    let mut event =
+        crate::audit::Event::new("user.password_set").target(crate::audit::Target::user(&user.id, &user.email));
+    if let Some(e) = store::entities::entity_by_id(&mut *tx, &user.entity_id).await? {
+        event = event.entity(&e.id, &e.slug);
+    }
+    let first = user.password_hash.is_none();
+    event
+        .details(serde_json::json!({ "first_password": first }))
+        .record(&mut tx, &ctx.as_actor(crate::audit::Actor::user(&user.id, &user.email)), now)
+        .await?;
     tx.commit().await?;
     tracing::info!(user = %user.id, "password set");
     Ok(user)
@@ -256,8 +271,12 @@ struct SetPassword {
 }
 
 #[tracing::instrument(skip_all)]
-async fn set_password_json(State(state): State<AppState>, ApiJson(body): ApiJson<SetPassword>) -> Result<StatusCode> {
-    set_password_with_link(&state, &body.token, &body.password).await?;
+async fn set_password_json(
+    State(state): State<AppState>,
+    ctx: crate::audit::Context,
+    ApiJson(body): ApiJson<SetPassword>,
+) -> Result<StatusCode> {
+    set_password_with_link(&state, &ctx, &body.token, &body.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -49,6 +49,23 @@ pub async fn start(state: &AppState, user_id: &str, amr: &str) -> Result<HeaderV
     Ok(cookies::set(state, SESSION_COOKIE, &secret, SESSION_TTL_MS / 1000, false))
 }
 
+/// Start a session for a sign-in, recording `event` (`user.signed_in`) in the same transaction.
+pub async fn start_signed_in(
+    state: &AppState,
+    ctx: &crate::audit::Context,
+    event: crate::audit::Event,
+    user_id: &str,
+    amr: &str,
+) -> Result<HeaderValue> {
+    let secret = random_secret("lk_ss_");
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    store::sessions::insert_session(&mut *tx, &secret_hash(&secret), user_id, amr, now, now + SESSION_TTL_MS).await?;
+    event.record(&mut tx, ctx, now).await?;
+    tx.commit().await?;
+    Ok(cookies::set(state, SESSION_COOKIE, &secret, SESSION_TTL_MS / 1000, false))
+}
+
 pub async fn end(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue> {
     if let Some(secret) = cookies::get(headers, SESSION_COOKIE) {
         store::sessions::delete_session(&state.db.pool, &secret_hash(&secret)).await?;

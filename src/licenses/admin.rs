@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{check_group_name, check_idle_minutes, check_seats, license_view, nullable, parse_time};
 use crate::{
     accounts,
+    audit::{self, Actor, Target},
     auth::{Admin, UserToken},
     clock::{self, Millis},
     crypto::{random_secret, secret_hash},
@@ -32,13 +33,25 @@ async fn license_for(state: &AppState, admin: &Admin, id: &str) -> Result<Licens
 }
 
 /// The id of the entity's group `name`, created when missing.
-pub(super) async fn group_id(tx: &mut Tx, entity_id: &str, name: &str, now: Millis) -> Result<String> {
+pub(super) async fn group_id(
+    tx: &mut Tx,
+    ctx: &audit::Context,
+    entity_id: &str,
+    entity_slug: &str,
+    name: &str,
+    now: Millis,
+) -> Result<String> {
     if let Some(g) = store::entities::group_by_name(&mut **tx, entity_id, name).await? {
         return Ok(g.id);
     }
     let g =
         store::entities::Group { id: store::new_id(), entity_id: entity_id.into(), name: name.into(), created_at: now };
     store::entities::insert_group(&mut **tx, &g).await?;
+    audit::Event::new("group.created")
+        .entity(entity_id, entity_slug)
+        .target(Target::new("group", &g.id, Some(&g.name)))
+        .record(tx, ctx, now)
+        .await?;
     Ok(g.id)
 }
 
@@ -103,6 +116,7 @@ pub struct LicensePatch {
 pub async fn patch_license(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicensePatch>,
 ) -> Result<Json<Value>> {
@@ -145,12 +159,15 @@ pub async fn patch_license(
         ));
     }
     let now = state.now();
+    let ctx = ctx.by_admin(&admin);
+    let mut changes = serde_json::Map::new();
     let mut tx = state.db.begin_write().await?;
     store::licenses::lock_license(&mut *tx, &license.id).await?;
     if let Some(g) = &body.scim_group {
         store::scim::bind_license(&mut *tx, &license.id, g.as_deref()).await?;
     }
     if let Some(seats) = seats {
+        changes.insert("seats".into(), json!({ "from": license.seats, "to": seats }));
         let assigned = store::licenses::count_assignments(&mut *tx, &license.id).await?;
         if license.is_fixed() && seats < assigned {
             return Err(ApiError::conflict(
@@ -167,22 +184,40 @@ pub async fn patch_license(
     }
     if let Some(e) = expires_at {
         store::licenses::set_expiry(&mut *tx, &license.id, e).await?;
+        let show = |t: Option<Millis>| t.map(clock::rfc3339);
+        changes.insert("expires_at".into(), json!({ "from": show(license.expires_at), "to": show(e) }));
     }
     if let Some(g) = group {
-        let gid = match g {
-            Some(name) => Some(group_id(&mut tx, &license.entity_id, &name, now).await?),
+        let gid = match &g {
+            Some(name) => Some(group_id(&mut tx, &ctx, &license.entity_id, &license.entity_slug, name, now).await?),
             None => None,
         };
         store::licenses::set_group(&mut *tx, &license.id, gid.as_deref()).await?;
+        changes.insert("group".into(), json!({ "from": license.group_name, "to": g }));
     }
     if let Some(i) = idle {
         store::licenses::set_idle_timeout(&mut *tx, &license.id, i).await?;
+        let show = |s: Option<i64>| s.map(|s| s / 60);
+        changes.insert("idle_timeout_minutes".into(), json!({ "from": show(license.idle_timeout_s), "to": show(i) }));
     }
     if let Some(on) = body.offline_allowed {
         store::onprem::set_offline_allowed(&mut *tx, &license.id, on).await?;
+        changes.insert("offline_allowed".into(), json!({ "to": on }));
     }
     if let Some(on) = body.onprem_allowed {
         store::onprem::set_onprem_allowed(&mut *tx, &license.id, on).await?;
+        changes.insert("onprem_allowed".into(), json!({ "to": on }));
+    }
+    if let Some(g) = &body.scim_group {
+        changes.insert("scim_group".into(), json!({ "to": g }));
+    }
+    if !changes.is_empty() {
+        audit::Event::new("license.updated")
+            .entity(&license.entity_id, &license.entity_slug)
+            .target(Target::license(&license))
+            .details(Value::Object(changes))
+            .record(&mut tx, &ctx, now)
+            .await?;
     }
     tx.commit().await?;
     // Bound to a group now: its members become the assignment list, within the seat rules.
@@ -208,7 +243,25 @@ pub enum AssignOutcome {
 
 /// Assign `email` (normalised) to a license, creating the account and queueing its mail when needed.
 /// Serialised per license (the row lock), so concurrent assignments never exceed the seats.
-pub async fn assign(state: &AppState, license_id: &str, email: &str, now: Millis) -> Result<AssignOutcome> {
+pub async fn assign(
+    state: &AppState,
+    ctx: &audit::Context,
+    license_id: &str,
+    email: &str,
+    now: Millis,
+) -> Result<AssignOutcome> {
+    assign_via(state, ctx, license_id, email, None, now).await
+}
+
+/// [`assign`], through the share link `link` when given (the acceptance is recorded with it).
+async fn assign_via(
+    state: &AppState,
+    ctx: &audit::Context,
+    license_id: &str,
+    email: &str,
+    link: Option<&str>,
+    now: Millis,
+) -> Result<AssignOutcome> {
     let mut tx = state.db.begin_write().await?;
     if !store::licenses::lock_license(&mut *tx, license_id).await? {
         return Err(ApiError::not_found("no such license"));
@@ -241,6 +294,22 @@ pub async fn assign(state: &AppState, license_id: &str, email: &str, now: Millis
         store::scim::suspend_assignment(&mut *tx, license_id, &user.id, now).await?;
     }
     accounts::welcome(&mut tx, state, &user, created, &entity.name, Some(&license.product_name), now).await?;
+    if let Some(link) = link {
+        audit::Event::new("share_link.accepted")
+            .entity(&entity.id, &entity.slug)
+            .target(Target::new("share_link", link, None))
+            .target(Target::license(&license))
+            .target(Target::user(&user.id, &user.email))
+            .record(&mut tx, ctx, now)
+            .await?;
+    }
+    audit::Event::new("assignment.created")
+        .entity(&entity.id, &entity.slug)
+        .target(Target::license(&license))
+        .target(Target::user(&user.id, &user.email))
+        .details(json!({ "account_created": created, "share_link": link }))
+        .record(&mut tx, ctx, now)
+        .await?;
     tx.commit().await?;
     state.wake_mailer();
     tracing::info!(license = %license_id, user = %user.id, created, "license assigned");
@@ -248,7 +317,7 @@ pub async fn assign(state: &AppState, license_id: &str, email: &str, now: Millis
 }
 
 /// Revoke an assignment. A fixed license allows as many revokes as it has seats.
-pub async fn revoke(state: &AppState, license_id: &str, email: &str, now: Millis) -> Result<()> {
+pub async fn revoke(state: &AppState, ctx: &audit::Context, license_id: &str, email: &str, now: Millis) -> Result<()> {
     let mut tx = state.db.begin_write().await?;
     store::licenses::lock_license(&mut *tx, license_id).await?;
     let license = store::licenses::license_by_id(&mut *tx, license_id)
@@ -276,7 +345,14 @@ pub async fn revoke(state: &AppState, license_id: &str, email: &str, now: Millis
     if license.is_fixed() {
         store::licenses::spend_change(&mut *tx, license_id).await?;
     }
-    super::seats::end_leases_of_assignment(&mut tx, license_id, &user.id, now).await?;
+    let ended = super::seats::end_leases_of_assignment(&mut tx, license_id, &user.id, now).await?;
+    audit::Event::new("assignment.revoked")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(Target::license(&license))
+        .target(Target::user(&user.id, &user.email))
+        .details(json!({ "seats_ended": ended }))
+        .record(&mut tx, ctx, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license_id, user = %user.id, "assignment revoked");
     Ok(())
@@ -293,14 +369,16 @@ pub struct AssignBody {
 pub async fn assign_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let license = license_for(&state, &admin, &id).await?;
+    let ctx = ctx.by_admin(&admin);
     match (body.email, body.emails) {
         (Some(raw), None) => {
             let email = accounts::normalize_email(&raw)?;
-            let outcome = assign(&state, &license.id, &email, state.now()).await?;
+            let outcome = assign(&state, &ctx, &license.id, &email, state.now()).await?;
             let status = match outcome {
                 AssignOutcome::Assigned => StatusCode::CREATED,
                 AssignOutcome::AlreadyAssigned => StatusCode::OK,
@@ -308,7 +386,7 @@ pub async fn assign_json(
             Ok((status, Json(json!({ "license_id": license.id, "email": email, "status": outcome_name(outcome) }))))
         }
         (None, Some(list)) => {
-            let results = assign_many(&state, &license.id, &list, state.now()).await?;
+            let results = assign_many(&state, &ctx, &license.id, &list, state.now()).await?;
             Ok((StatusCode::OK, Json(Value::Array(results.iter().map(BulkEntry::to_json).collect()))))
         }
         _ => Err(ApiError::unprocessable("invalid_request", "send either `email` or `emails`")),
@@ -363,7 +441,13 @@ pub const MAX_BULK: usize = 1000;
 /// Assign each address of `list` in turn (1 to [`MAX_BULK`]), answering per address: one refused
 /// address (malformed, seats exhausted, ...) does not stop the others. A repeated address is
 /// reported as already assigned.
-pub async fn assign_many(state: &AppState, license_id: &str, list: &[String], now: Millis) -> Result<Vec<BulkEntry>> {
+pub async fn assign_many(
+    state: &AppState,
+    ctx: &audit::Context,
+    license_id: &str,
+    list: &[String],
+    now: Millis,
+) -> Result<Vec<BulkEntry>> {
     if list.is_empty() || list.len() > MAX_BULK {
         return Err(ApiError::unprocessable("invalid_request", format!("`emails` takes 1 to {MAX_BULK} addresses")));
     }
@@ -373,7 +457,7 @@ pub async fn assign_many(state: &AppState, license_id: &str, list: &[String], no
         let r = match accounts::normalize_email(raw) {
             Err(e) => BulkEntry::failed(raw, &e),
             Ok(email) if !seen.insert(email.clone()) => BulkEntry::done(email, AssignOutcome::AlreadyAssigned),
-            Ok(email) => match assign(state, license_id, &email, now).await {
+            Ok(email) => match assign(state, ctx, license_id, &email, now).await {
                 Ok(o) => BulkEntry::done(email, o),
                 Err(e @ (ApiError::Problem(_) | ApiError::OAuth(_))) => BulkEntry::failed(&email, &e),
                 Err(e) => return Err(e),
@@ -409,11 +493,12 @@ pub async fn list_assignments(
 pub async fn revoke_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath((id, raw)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let license = license_for(&state, &admin, &id).await?;
     let email = accounts::normalize_email(&raw)?;
-    revoke(&state, &license.id, &email, state.now()).await?;
+    revoke(&state, &ctx.by_admin(&admin), &license.id, &email, state.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -430,6 +515,7 @@ pub struct NewShareLink {
 pub async fn create_share_link(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<NewShareLink>,
 ) -> Result<(StatusCode, Json<Value>)> {
@@ -438,7 +524,7 @@ pub async fn create_share_link(
         return Err(ApiError::forbidden("admin_only", "share links are made by the entity's administrators"));
     };
     let days = body.expires_in_days.unwrap_or(SHARE_DEFAULT_DAYS);
-    let link = new_share_link(&state, &license, creator, days, state.now()).await?;
+    let link = new_share_link(&state, &ctx.by_admin(&admin), &license, creator, days, state.now()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -460,6 +546,7 @@ pub struct NewLink {
 /// Make a share link of `license` by administrator `creator`, live for `days` (1 to 90).
 pub async fn new_share_link(
     state: &AppState,
+    ctx: &audit::Context,
     license: &License,
     creator: &str,
     days: i64,
@@ -471,8 +558,9 @@ pub async fn new_share_link(
     let secret = random_secret(SHARE_PREFIX);
     let link_id = store::new_id();
     let expires_at = now + days * 86_400_000;
+    let mut tx = state.db.begin_write().await?;
     store::licenses::insert_share_link(
-        &state.db.pool,
+        &mut *tx,
         &link_id,
         &license.id,
         &secret_hash(&secret),
@@ -481,16 +569,37 @@ pub async fn new_share_link(
         expires_at,
     )
     .await?;
+    audit::Event::new("share_link.created")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(Target::new("share_link", &link_id, None))
+        .target(Target::license(license))
+        .details(json!({ "expires_at": clock::rfc3339(expires_at) }))
+        .record(&mut tx, ctx, now)
+        .await?;
+    tx.commit().await?;
     Ok(NewLink { id: link_id, url: state.url(&format!("/share/{secret}")), expires_at })
 }
 
 /// Stop a share link of `license`.
-pub async fn stop_share_link(state: &AppState, license: &License, link_id: &str, now: Millis) -> Result<()> {
-    if store::licenses::revoke_share_link(&state.db.pool, &license.id, link_id, now).await? {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("no such share link"))
+pub async fn stop_share_link(
+    state: &AppState,
+    ctx: &audit::Context,
+    license: &License,
+    link_id: &str,
+    now: Millis,
+) -> Result<()> {
+    let mut tx = state.db.begin_write().await?;
+    if !store::licenses::revoke_share_link(&mut *tx, &license.id, link_id, now).await? {
+        return Err(ApiError::not_found("no such share link"));
     }
+    audit::Event::new("share_link.deleted")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(Target::new("share_link", link_id, None))
+        .target(Target::license(license))
+        .record(&mut tx, ctx, now)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn list_share_links(
@@ -518,15 +627,21 @@ pub async fn list_share_links(
 pub async fn delete_share_link(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath((id, link_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let license = license_for(&state, &admin, &id).await?;
-    stop_share_link(&state, &license, &link_id, state.now()).await?;
+    stop_share_link(&state, &ctx.by_admin(&admin), &license, &link_id, state.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The license a live share link points at.
 pub async fn share_link_license(state: &AppState, secret: &str, now: Millis) -> Result<License> {
+    Ok(live_share_link(state, secret, now).await?.1)
+}
+
+/// The live share link's id and license.
+async fn live_share_link(state: &AppState, secret: &str, now: Millis) -> Result<(String, License)> {
     let invalid = || ApiError::new(StatusCode::NOT_FOUND, "invalid_share_link", "this share link is not valid");
     if !secret.starts_with(SHARE_PREFIX) || secret.len() > 100 {
         return Err(invalid());
@@ -538,23 +653,32 @@ pub async fn share_link_license(state: &AppState, secret: &str, now: Millis) -> 
     if link.expires_at <= now {
         return Err(ApiError::gone("share_link_expired", "this share link has expired"));
     }
-    store::licenses::license_by_id(&state.db.pool, &link.license_id).await?.ok_or_else(invalid)
+    let license = store::licenses::license_by_id(&state.db.pool, &link.license_id).await?.ok_or_else(invalid)?;
+    Ok((link.id, license))
 }
 
 /// Whoever holds a live share link may have `email` assigned, while seats last.
-pub async fn accept_share_link(state: &AppState, secret: &str, email: &str) -> Result<(License, AssignOutcome)> {
+/// `ctx`: whoever accepts (the signed-in user, or a newcomer who only typed an email).
+pub async fn accept_share_link(
+    state: &AppState,
+    ctx: &audit::Context,
+    secret: &str,
+    email: &str,
+) -> Result<(License, AssignOutcome)> {
     let now = state.now();
-    let license = share_link_license(state, secret, now).await?;
-    let outcome = assign(state, &license.id, email, now).await?;
+    let (link, license) = live_share_link(state, secret, now).await?;
+    let outcome = assign_via(state, ctx, &license.id, email, Some(&link), now).await?;
     Ok((license, outcome))
 }
 
 pub async fn accept_share_link_json(
     State(state): State<AppState>,
     UserToken(claims): UserToken,
+    ctx: audit::Context,
     ApiPath(secret): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let (license, outcome) = accept_share_link(&state, &secret, &claims.email).await?;
+    let ctx = ctx.by(Actor::user(&claims.sub, &claims.email));
+    let (license, outcome) = accept_share_link(&state, &ctx, &secret, &claims.email).await?;
     let status = if outcome == AssignOutcome::Assigned { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
@@ -602,23 +726,36 @@ pub struct EmailBody {
 pub async fn add_admin(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let e = entity_for(&state, &admin, &slug).await?;
     let email = accounts::normalize_email(&body.email)?;
-    let added = add_admin_to(&state, &e, &email, state.now()).await?;
+    let added = add_admin_to(&state, &ctx.by_admin(&admin), &e, &email, state.now()).await?;
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({ "entity": e.slug, "email": email, "admin": true }))))
 }
 
 /// Make `email` (normalised) an administrator of `e`, creating the account when needed and mailing
 /// them. False when they were one already.
-pub async fn add_admin_to(state: &AppState, e: &Entity, email: &str, now: Millis) -> Result<bool> {
+pub async fn add_admin_to(
+    state: &AppState,
+    ctx: &audit::Context,
+    e: &Entity,
+    email: &str,
+    now: Millis,
+) -> Result<bool> {
     let mut tx = state.db.begin_write().await?;
     let (user, created) = accounts::find_or_create(&mut tx, email, &e.id, now).await?;
     let added = store::entities::add_admin(&mut *tx, &e.id, &user.id, now).await?;
     if added {
+        audit::Event::new("admin.added")
+            .entity(&e.id, &e.slug)
+            .target(Target::user(&user.id, &user.email))
+            .details(json!({ "account_created": created }))
+            .record(&mut tx, ctx, now)
+            .await?;
         if created || user.password_hash.is_none() {
             accounts::welcome(&mut tx, state, &user, created, &e.name, None, now).await?;
         } else {
@@ -653,16 +790,17 @@ pub async fn list_admins(
 pub async fn remove_admin(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath((slug, raw)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let e = entity_for(&state, &admin, &slug).await?;
     let email = accounts::normalize_email(&raw)?;
-    remove_admin_from(&state, &e, &email).await?;
+    remove_admin_from(&state, &ctx.by_admin(&admin), &e, &email).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `email` (normalised) is no longer an administrator of `e`; an entity keeps at least one.
-pub async fn remove_admin_from(state: &AppState, e: &Entity, email: &str) -> Result<()> {
+pub async fn remove_admin_from(state: &AppState, ctx: &audit::Context, e: &Entity, email: &str) -> Result<()> {
     let mut tx = state.db.begin_write().await?;
     // Serialise removals per entity (the row lock) so two at once cannot leave it with none.
     store::entities::lock_entity(&mut *tx, &e.id).await?;
@@ -675,6 +813,11 @@ pub async fn remove_admin_from(state: &AppState, e: &Entity, email: &str) -> Res
     if count <= 1 {
         return Err(ApiError::conflict("last_admin", "an entity keeps at least one administrator; add another first"));
     }
+    audit::Event::new("admin.removed")
+        .entity(&e.id, &e.slug)
+        .target(Target::user(&user.id, &user.email))
+        .record(&mut tx, ctx, state.now())
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -688,22 +831,31 @@ pub struct NewGroup {
 pub async fn create_group(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewGroup>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let e = entity_for(&state, &admin, &slug).await?;
     let name = check_group_name(&body.name)?;
     let g = store::entities::Group { id: store::new_id(), entity_id: e.id.clone(), name, created_at: state.now() };
-    match store::entities::insert_group(&state.db.pool, &g).await {
-        Ok(()) => Ok((
-            StatusCode::CREATED,
-            Json(json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) })),
-        )),
+    let mut tx = state.db.begin_write().await?;
+    match store::entities::insert_group(&mut *tx, &g).await {
+        Ok(()) => {}
         Err(err) if store::is_unique_violation(&err) => {
-            Err(ApiError::conflict("group_exists", format!("{} already has a group named `{}`", e.slug, g.name)))
+            return Err(ApiError::conflict(
+                "group_exists",
+                format!("{} already has a group named `{}`", e.slug, g.name),
+            ));
         }
-        Err(err) => Err(err.into()),
+        Err(err) => return Err(err.into()),
     }
+    audit::Event::new("group.created")
+        .entity(&e.id, &e.slug)
+        .target(Target::new("group", &g.id, Some(&g.name)))
+        .record(&mut tx, &ctx.by_admin(&admin), g.created_at)
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))))
 }
 
 pub async fn list_groups(

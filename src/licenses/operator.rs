@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::{check_group_name, check_idle_minutes, check_seats, license_view, parse_time};
 use crate::{
     accounts,
+    audit::{self, Actor, Target},
     auth::{Operator, PORTAL_CLIENT},
     clock,
     error::{ApiError, ApiJson, ApiPath, Result},
@@ -44,7 +45,8 @@ pub struct NewEntity {
 #[tracing::instrument(skip_all)]
 pub async fn create_entity(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
+    ctx: audit::Context,
     ApiJson(body): ApiJson<NewEntity>,
 ) -> Result<(StatusCode, Json<Value>)> {
     check_slug(&body.slug)?;
@@ -65,6 +67,19 @@ pub async fn create_entity(
     }
     let (admin, created) = accounts::find_or_create(&mut tx, &email, &entity.id, now).await?;
     store::entities::add_admin(&mut *tx, &entity.id, &admin.id, now).await?;
+    let ctx = ctx.by(Actor::operator(&op));
+    audit::Event::new("entity.created")
+        .entity(&entity.id, &entity.slug)
+        .target(Target::entity(&entity.id, &entity.slug))
+        .details(json!({ "name": entity.name }))
+        .record(&mut tx, &ctx, now)
+        .await?;
+    audit::Event::new("admin.added")
+        .entity(&entity.id, &entity.slug)
+        .target(Target::user(&admin.id, &admin.email))
+        .details(json!({ "account_created": created }))
+        .record(&mut tx, &ctx, now)
+        .await?;
     if created || admin.password_hash.is_none() {
         accounts::welcome(&mut tx, &state, &admin, created, &entity.name, None, now).await?;
     } else {
@@ -104,7 +119,8 @@ fn product_view(p: &Product) -> Value {
 #[tracing::instrument(skip_all)]
 pub async fn create_product(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
+    ctx: audit::Context,
     ApiJson(body): ApiJson<NewProduct>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let sku = body.sku.as_str();
@@ -125,13 +141,21 @@ pub async fn create_product(
         return Err(ApiError::unprocessable("invalid_request", "`name` must have 1 to 200 characters"));
     }
     let p = Product { id: store::new_id(), sku: sku.to_string(), name: name.to_string(), created_at: state.now() };
-    match store::entities::insert_product(&state.db.pool, &p).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(product_view(&p)))),
+    let mut tx = state.db.begin_write().await?;
+    match store::entities::insert_product(&mut *tx, &p).await {
+        Ok(()) => {}
         Err(e) if store::is_unique_violation(&e) => {
-            Err(ApiError::conflict("product_exists", format!("a product with SKU `{sku}` exists already")))
+            return Err(ApiError::conflict("product_exists", format!("a product with SKU `{sku}` exists already")));
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
+    audit::Event::new("product.created")
+        .target(Target::new("product", &p.id, Some(&p.sku)))
+        .details(json!({ "name": p.name }))
+        .record(&mut tx, &ctx.by(Actor::operator(&op)), p.created_at)
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(product_view(&p))))
 }
 
 pub async fn list_products(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
@@ -154,7 +178,8 @@ pub struct NewLicense {
 #[tracing::instrument(skip_all)]
 pub async fn create_license(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
+    ctx: audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewLicense>,
 ) -> Result<(StatusCode, Json<Value>)> {
@@ -176,9 +201,10 @@ pub async fn create_license(
     let idle = body.idle_timeout_minutes.map(check_idle_minutes).transpose()?;
     let group = body.group.as_deref().map(check_group_name).transpose()?;
     let id = store::new_id();
+    let ctx = ctx.by(Actor::operator(&op));
     let mut tx = state.db.begin_write().await?;
     let group_id = match &group {
-        Some(name) => Some(super::admin::group_id(&mut tx, &entity.id, name, now).await?),
+        Some(name) => Some(super::admin::group_id(&mut tx, &ctx, &entity.id, &entity.slug, name, now).await?),
         None => None,
     };
     store::licenses::insert_license(
@@ -201,6 +227,19 @@ pub async fn create_license(
     }
     let license =
         store::licenses::license_by_id(&mut *tx, &id).await?.ok_or_else(|| ApiError::internal("license vanished"))?;
+    audit::Event::new("license.created")
+        .entity(&entity.id, &entity.slug)
+        .target(Target::license(&license))
+        .details(json!({
+            "product": product.sku,
+            "type": body.kind,
+            "seats": seats,
+            "expires_at": expires_at.map(clock::rfc3339),
+            "group": group,
+            "idle_timeout_minutes": body.idle_timeout_minutes,
+        }))
+        .record(&mut tx, &ctx, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %id, entity = %slug, product = %product.sku, seats, kind = %body.kind, "license created");
     Ok((StatusCode::CREATED, Json(license_view(&license))))

@@ -132,7 +132,7 @@ fn seat_hours(ms: i64) -> f64 {
     (ms as f64 / 3_600_000.0 * 100.0).round() / 100.0
 }
 
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     // Quote when needed; neutralise spreadsheet formulas (a group name is typed by a person).
     let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
+    audit::{self, Actor, Target},
     auth::{Admin, UserToken},
     clock::{self, Millis},
     error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
@@ -120,8 +121,10 @@ enum Attempt {
 
 /// One license, under the caller's assignment lock: the caller's live lease on this machine, or a
 /// new one if the license allows it.
+#[allow(clippy::too_many_arguments)]
 async fn try_license(
     state: &AppState,
+    ctx: &audit::Context,
     tx: &mut Tx,
     c: &Candidate,
     user_id: &str,
@@ -150,6 +153,7 @@ async fn try_license(
         Some(l) if l.machine_hash == mhash => {
             // The same computer asking again (a crashed product re-run): its lease, refreshed.
             leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
+            checked_out(ctx, tx, c, &l.id, machine, true, now).await?;
             return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l }));
         }
         Some(_) => return Ok(Attempt::InUse),
@@ -184,12 +188,40 @@ async fn try_license(
         end_reason: None,
     };
     leases_store::insert(&mut **tx, &lease).await?;
+    checked_out(ctx, tx, c, &lease.id, machine, false, now).await?;
     Ok(Attempt::Granted(lease))
+}
+
+async fn checked_out(
+    ctx: &audit::Context,
+    tx: &mut Tx,
+    c: &Candidate,
+    lease_id: &str,
+    machine: &str,
+    again: bool,
+    now: Millis,
+) -> Result<()> {
+    // A fixed seat's computer is not stored anywhere (only its keyed hash): not here either.
+    let machine = (c.kind != "fixed").then_some(machine);
+    audit::Event::new("seat.checked_out")
+        .entity_of_license(&c.id)
+        .target(Target::new("lease", lease_id, None))
+        .target(Target::new("license", &c.id, None))
+        .details(json!({ "machine": machine, "same_computer_again": again }))
+        .record(tx, ctx, now)
+        .await?;
+    Ok(())
 }
 
 /// Check out a seat of `product` for the user on `machine`: the fixed seat assigned to them first,
 /// then the floating pools, earliest expiry first.
-pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &str) -> Result<(Lease, String)> {
+pub async fn checkout(
+    state: &AppState,
+    ctx: &audit::Context,
+    user_id: &str,
+    product: &str,
+    machine: &str,
+) -> Result<(Lease, String)> {
     let now = state.now();
     let mut candidates = leases_store::candidates(&state.db.pool, user_id, product).await?;
     if candidates.is_empty() {
@@ -207,7 +239,7 @@ pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &
     let mut refusal = None;
     for c in live {
         let mut tx = state.db.begin_write().await?;
-        match try_license(state, &mut tx, c, user_id, &mhash, machine, now).await? {
+        match try_license(state, ctx, &mut tx, c, user_id, &mhash, machine, now).await? {
             Attempt::Granted(lease) => {
                 tx.commit().await?;
                 state.metrics.event("seat_checkout", "granted");
@@ -216,7 +248,20 @@ pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &
             }
             other => {
                 tx.rollback().await?;
-                leases_store::record_denial(&state.db.pool, &c.id, &clock::utc_day(now).to_string()).await?;
+                let reason = match &other {
+                    Attempt::InUse => "seat_in_use",
+                    Attempt::Unassigned => "not_licensed",
+                    _ => "no_seat_available",
+                };
+                let mut tx = state.db.begin_write().await?;
+                leases_store::record_denial(&mut *tx, &c.id, &clock::utc_day(now).to_string()).await?;
+                audit::Event::new("seat.denied")
+                    .entity_of_license(&c.id)
+                    .target(Target::new("license", &c.id, None))
+                    .details(json!({ "product": product, "reason": reason }))
+                    .record(&mut tx, ctx, now)
+                    .await?;
+                tx.commit().await?;
                 refusal.get_or_insert(other);
             }
         }
@@ -245,10 +290,12 @@ pub async fn checkout(state: &AppState, user_id: &str, product: &str, machine: &
 pub async fn checkout_json(
     State(state): State<AppState>,
     UserToken(claims): UserToken,
+    ctx: audit::Context,
     ApiJson(body): ApiJson<Checkout>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let machine = check_machine(&body.machine)?;
-    let (lease, token) = checkout(&state, &claims.sub, &body.product, machine).await?;
+    let ctx = ctx.by(Actor::user(&claims.sub, &claims.email));
+    let (lease, token) = checkout(&state, &ctx, &claims.sub, &body.product, machine).await?;
     Ok((StatusCode::CREATED, Json(lease_response(&state, &lease, &body.product, machine, token))))
 }
 
@@ -313,13 +360,15 @@ pub async fn heartbeat_json(
         return Err(why_not_live(&state, &claims, &lease_id, now).await);
     };
     if row.license_expires_at.is_some_and(|e| e <= now) {
-        leases_store::end(&state.db.pool, &lease_id, "license_expired", now).await?;
+        let ctx = audit::Context::system("license expiry");
+        end_lease(&state, &ctx, &row.license_id, &lease_id, "license_expired", now).await?;
         return Err(ApiError::gone("license_expired", "the license has expired; the seat is released"));
     }
     if let Some(limit) = row.idle_timeout_s
         && idle >= limit
     {
-        leases_store::end(&state.db.pool, &lease_id, "idle", now).await?;
+        let ctx = audit::Context::system("idle policy");
+        end_lease(&state, &ctx, &row.license_id, &lease_id, "idle", now).await?;
         state.metrics.event("seat_disconnect", "idle");
         return Err(ApiError::gone(
             "lease_revoked",
@@ -386,10 +435,36 @@ async fn why_not_live(state: &AppState, claims: &AccessClaims, lease_id: &str, n
     }
 }
 
+/// End a lease and record why: `released` by its owner, anything else a disconnect.
+async fn end_lease(
+    state: &AppState,
+    ctx: &audit::Context,
+    license_id: &str,
+    lease_id: &str,
+    reason: &str,
+    now: Millis,
+) -> Result<bool> {
+    let mut tx = state.db.begin_write().await?;
+    let ended = leases_store::end(&mut *tx, lease_id, reason, now).await?;
+    if ended {
+        let action = if reason == "released" { "seat.released" } else { "seat.disconnected" };
+        audit::Event::new(action)
+            .entity_of_license(license_id)
+            .target(Target::new("lease", lease_id, None))
+            .target(Target::new("license", license_id, None))
+            .details(json!({ "reason": reason }))
+            .record(&mut tx, ctx, now)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(ended)
+}
+
 /// Release (the owner, when the product exits) or disconnect (an administrator of its entity).
 #[tracing::instrument(skip_all)]
 pub async fn release_json(
     State(state): State<AppState>,
+    ctx: audit::Context,
     headers: axum::http::HeaderMap,
     ApiPath(lease_id): ApiPath<String>,
 ) -> Result<StatusCode> {
@@ -400,7 +475,7 @@ pub async fn release_json(
     if !token.starts_with(crate::auth::OPERATOR_KEY_PREFIX) {
         let claims = crate::auth::user_from(&state, token).await?;
         if let Some(l) = lease.as_ref().filter(|l| l.user_id == claims.sub) {
-            release(&state, l, now).await?;
+            release(&state, &ctx.by(Actor::user(&claims.sub, &claims.email)), l, now).await?;
             return Ok(StatusCode::NO_CONTENT);
         }
     }
@@ -411,14 +486,14 @@ pub async fn release_json(
     };
     admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
     let lease = lease.ok_or_else(|| ApiError::not_found("no such lease"))?;
-    disconnect(&state, &lease, now).await?;
+    disconnect(&state, &ctx.by_admin(&admin), &lease, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The owner releases their seat (the product exits). False when it was not live any more.
-pub async fn release(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
+pub async fn release(state: &AppState, ctx: &audit::Context, lease: &Lease, now: Millis) -> Result<bool> {
     refuse_offline_seat(state, lease, now).await?;
-    let ended = leases_store::end(&state.db.pool, &lease.id, "released", now).await?;
+    let ended = end_lease(state, ctx, &lease.license_id, &lease.id, "released", now).await?;
     if ended {
         state.metrics.event("seat_release", "owner");
     }
@@ -427,9 +502,9 @@ pub async fn release(state: &AppState, lease: &Lease, now: Millis) -> Result<boo
 
 /// An administrator of the lease's entity disconnects it: the product's next heartbeat gets 410.
 /// False when it was not live any more.
-pub async fn disconnect(state: &AppState, lease: &Lease, now: Millis) -> Result<bool> {
+pub async fn disconnect(state: &AppState, ctx: &audit::Context, lease: &Lease, now: Millis) -> Result<bool> {
     refuse_offline_seat(state, lease, now).await?;
-    let ended = leases_store::end(&state.db.pool, &lease.id, "revoked", now).await?;
+    let ended = end_lease(state, ctx, &lease.license_id, &lease.id, "revoked", now).await?;
     if ended {
         state.metrics.event("seat_release", "disconnected");
         tracing::info!(lease = %lease.id, license = %lease.license_id, "seat disconnected by an administrator");

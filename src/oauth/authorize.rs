@@ -203,6 +203,7 @@ async fn finish(state: &AppState, r: &AuthzRequest, user_id: &str, amr: &str) ->
 /// `grant_type=authorization_code`: exchange a code and its PKCE verifier for tokens.
 pub async fn code_grant(
     state: &AppState,
+    ctx: &crate::audit::Context,
     client_id: Option<&str>,
     code: Option<&str>,
     verifier: Option<&str>,
@@ -226,6 +227,7 @@ pub async fn code_grant(
         if let Some(f) = &row.family_id {
             let mut tx = state.db.begin_write().await?;
             store::tokens::revoke_family(&mut tx, f, "authorization code reused", now).await?;
+            tokens::reuse_detected(&mut tx, ctx, &row.user_id, f, "authorization_code", now).await?;
             tx.commit().await?;
         }
         return Err(ApiError::invalid_grant("the authorization code was already used"));

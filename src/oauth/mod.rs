@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::{auth::PORTAL_CLIENT, error::Result, state::AppState, store};
 
-pub use token::{check_client, password_login};
+pub use token::{check_client, password_login, signed_in};
 
 pub fn router() -> Router<AppState> {
     Router::new()

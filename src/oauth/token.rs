@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::{
     accounts::{self, password, throttle},
+    audit::{self, Actor, Target},
     auth::ClientIp,
     error::{ApiError, OAuthForm, Result},
     state::AppState,
@@ -37,15 +38,21 @@ fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str> {
 }
 
 #[tracing::instrument(skip_all, fields(grant_type))]
-pub async fn token(State(state): State<AppState>, ip: ClientIp, OAuthForm(form): OAuthForm<TokenForm>) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ctx: audit::Context,
+    OAuthForm(form): OAuthForm<TokenForm>,
+) -> Response {
     let grant = form.grant_type.clone().unwrap_or_default();
     tracing::Span::current().record("grant_type", grant.as_str());
     let result = match grant.as_str() {
-        "password" => password_grant(&state, ip, &form).await,
-        "refresh_token" => refresh_grant(&state, &form).await,
+        "password" => password_grant(&state, ip, &ctx, &form).await,
+        "refresh_token" => refresh_grant(&state, &ctx, &form).await,
         "authorization_code" => {
             super::authorize::code_grant(
                 &state,
+                &ctx,
                 form.client_id.as_deref(),
                 form.code.as_deref(),
                 form.code_verifier.as_deref(),
@@ -82,12 +89,53 @@ pub async fn check_client(state: &AppState, client_id: Option<&str>) -> Result<S
     Ok(cid.to_string())
 }
 
-async fn password_grant(state: &AppState, ip: ClientIp, form: &TokenForm) -> Result<TokenResponse> {
+async fn password_grant(
+    state: &AppState,
+    ip: ClientIp,
+    ctx: &audit::Context,
+    form: &TokenForm,
+) -> Result<TokenResponse> {
     let client_id = check_client(state, form.client_id.as_deref()).await?;
     let username = required(&form.username, "username")?;
     let pw = required(&form.password, "password")?;
-    let (user, entity_slug) = password_login(state, ip, username, pw).await?;
-    Ok(tokens::issue(state, &user, &entity_slug, &client_id, Amr::Pwd, state.now()).await?)
+    let (user, entity_slug) = password_login(state, ip, ctx, username, pw).await?;
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    let t = tokens::issue_in(&mut tx, state, &user, &entity_slug, &client_id, Amr::Pwd, now).await?;
+    signed_in(&user, &entity_slug, "password", &client_id)
+        .record(&mut tx, &ctx.as_actor(Actor::user(&user.id, &user.email)), now)
+        .await?;
+    tx.commit().await?;
+    state.metrics.token_issued("new");
+    Ok(t)
+}
+
+/// `user.signed_in`, on the chain of the user's entity.
+pub fn signed_in(user: &store::accounts::User, entity_slug: &str, method: &str, client: &str) -> audit::Event {
+    audit::Event::new("user.signed_in")
+        .entity(&user.entity_id, entity_slug)
+        .target(Target::user(&user.id, &user.email))
+        .details(serde_json::json!({ "method": method, "client": client }))
+}
+
+/// A refused password: on the account's entity chain when the account exists, else the operator's.
+async fn sign_in_failed(
+    state: &AppState,
+    ctx: &audit::Context,
+    email: &str,
+    user: Option<&store::accounts::User>,
+    now: crate::clock::Millis,
+) -> Result<()> {
+    let mut event = audit::Event::new("user.sign_in_failed")
+        .details(serde_json::json!({ "method": "password", "reason": "wrong_credentials" }));
+    if let Some(u) = user {
+        event = event.target(Target::user(&u.id, &u.email));
+        if let Some(e) = store::entities::entity_by_id(&state.db.pool, &u.entity_id).await? {
+            event = event.entity(&e.id, &e.slug);
+        }
+    }
+    event.record_alone(state, &ctx.as_actor(Actor::claimed(email)), now).await?;
+    Ok(())
 }
 
 const WRONG_CREDENTIALS: &str = "wrong email or password";
@@ -97,6 +145,7 @@ const WRONG_CREDENTIALS: &str = "wrong email or password";
 pub async fn password_login(
     state: &AppState,
     ip: ClientIp,
+    ctx: &audit::Context,
     username: &str,
     pw: &str,
 ) -> Result<(store::accounts::User, String)> {
@@ -112,14 +161,20 @@ pub async fn password_login(
     // Counted before anything is evaluated: a burst of guesses gets only the budget evaluated.
     let limits = throttle::password_limits(state, &email, ip.0);
     let attempt = throttle::attempt(state, &limits, now).await?;
+    let user = store::accounts::user_by_email(&state.db.pool, &email).await?;
     if pw.len() > password::MAX_BYTES {
         attempt.failed(state);
+        sign_in_failed(state, ctx, &email, user.as_ref(), now).await?;
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     }
-    let user = store::accounts::user_by_email(&state.db.pool, &email).await?;
     // Always pay for one hash, so an unknown email answers as slowly as a wrong password.
     let ok = state.hasher.verify(pw, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
-    let Some(user) = user.filter(|_| ok) else {
+    if !ok {
+        attempt.failed(state);
+        sign_in_failed(state, ctx, &email, user.as_ref(), now).await?;
+        return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
+    }
+    let Some(user) = user else {
         attempt.failed(state);
         return Err(ApiError::invalid_grant(WRONG_CREDENTIALS));
     };
@@ -134,7 +189,7 @@ pub async fn password_login(
     Ok((user, entity.slug))
 }
 
-async fn refresh_grant(state: &AppState, form: &TokenForm) -> Result<TokenResponse> {
+async fn refresh_grant(state: &AppState, ctx: &audit::Context, form: &TokenForm) -> Result<TokenResponse> {
     let presented = required(&form.refresh_token, "refresh_token")?;
     if let Some(cid) = form.client_id.as_deref().filter(|c| !c.is_empty()) {
         check_client(state, Some(cid)).await?;
@@ -142,5 +197,5 @@ async fn refresh_grant(state: &AppState, form: &TokenForm) -> Result<TokenRespon
     if !presented.starts_with(tokens::REFRESH_PREFIX) || presented.len() > 100 {
         return Err(ApiError::invalid_grant("unknown or revoked refresh token"));
     }
-    tokens::refresh(state, presented, form.client_id.as_deref().filter(|c| !c.is_empty()), state.now()).await
+    tokens::refresh(state, ctx, presented, form.client_id.as_deref().filter(|c| !c.is_empty()), state.now()).await
 }

@@ -299,6 +299,7 @@ pub async fn assign(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
@@ -338,7 +339,7 @@ pub async fn assign(
         );
     }
     let now = state.now();
-    let entries = match licenses::admin::assign_many(&state, &l.id, &list, now).await {
+    let entries = match licenses::admin::assign_many(&state, &ctx.by(v.actor()), &l.id, &list, now).await {
         Ok(e) => e,
         Err(e) => return refused(&state, &back, e),
     };
@@ -438,6 +439,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     form: Result<Form<EmailForm>, FormRejection>,
 ) -> Response {
@@ -453,7 +455,7 @@ pub async fn revoke(
     let Some(email) = f.and_then(|f| f.email).and_then(|e| accounts::normalize_email(&e).ok()) else {
         return see_other(&state, &back, false, "Choose whom to revoke.");
     };
-    match licenses::admin::revoke(&state, &l.id, &email, state.now()).await {
+    match licenses::admin::revoke(&state, &ctx.by(v.actor()), &l.id, &email, state.now()).await {
         Ok(()) => see_other(&state, &back, true, &format!("{email} no longer holds this license.")),
         Err(e) => refused(&state, &back, e),
     }
@@ -480,6 +482,7 @@ pub async fn share_link_create(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     form: Result<Form<ShareForm>, FormRejection>,
 ) -> Response {
@@ -493,7 +496,7 @@ pub async fn share_link_create(
     };
     let now = state.now();
     let days = f.and_then(|f| f.days).unwrap_or(7);
-    let link = match licenses::admin::new_share_link(&state, &l, &v.bu.user.id, days, now).await {
+    let link = match licenses::admin::new_share_link(&state, &ctx.by(v.actor()), &l, &v.bu.user.id, days, now).await {
         Ok(link) => link,
         Err(e) => return refused(&state, &license_path(&l), e),
     };
@@ -514,6 +517,7 @@ pub async fn share_link_delete(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath((id, link_id)): ApiPath<(String, String)>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
@@ -526,7 +530,7 @@ pub async fn share_link_delete(
         Err(r) => return r,
     };
     let back = license_path(&l);
-    match licenses::admin::stop_share_link(&state, &l, &link_id, state.now()).await {
+    match licenses::admin::stop_share_link(&state, &ctx.by(v.actor()), &l, &link_id, state.now()).await {
         Ok(()) => see_other(&state, &back, true, "The share link is stopped; it no longer works."),
         Err(e) => refused(&state, &back, e),
     }
@@ -646,6 +650,7 @@ pub async fn disconnect(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(lease_id): ApiPath<String>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
@@ -658,7 +663,7 @@ pub async fn disconnect(
         Err(r) => return r,
     };
     let back = format!("{}/seats", license_path(&l));
-    match licenses::seats::disconnect(&state, &lease, state.now()).await {
+    match licenses::seats::disconnect(&state, &ctx.by(v.actor()), &lease, state.now()).await {
         Ok(true) => see_other(&state, &back, true, "Seat disconnected: it is free for someone else now."),
         Ok(false) => see_other(&state, &back, false, "That seat had already ended."),
         Err(e) => fail(e),
@@ -750,6 +755,7 @@ pub async fn add_admin(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     form: Result<Form<EmailForm>, FormRejection>,
 ) -> Response {
@@ -766,7 +772,7 @@ pub async fn add_admin(
         Ok(email) => email,
         Err(err) => return refused(&state, &back, err),
     };
-    match licenses::admin::add_admin_to(&state, &e, &email, state.now()).await {
+    match licenses::admin::add_admin_to(&state, &ctx.by(v.actor()), &e, &email, state.now()).await {
         Ok(true) => see_other(&state, &back, true, &format!("{email} is now an administrator; a mail tells them.")),
         Ok(false) => see_other(&state, &back, true, &format!("{email} was already an administrator.")),
         Err(err) => refused(&state, &back, err),
@@ -777,6 +783,7 @@ pub async fn remove_admin(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     form: Result<Form<EmailForm>, FormRejection>,
 ) -> Response {
@@ -793,7 +800,7 @@ pub async fn remove_admin(
         Ok(email) => email,
         Err(err) => return refused(&state, &back, err),
     };
-    match licenses::admin::remove_admin_from(&state, &e, &email).await {
+    match licenses::admin::remove_admin_from(&state, &ctx.by(v.actor()), &e, &email).await {
         Ok(()) => {
             // Removing oneself ends one's own access to these pages.
             let to = if email == v.bu.user.email { "/portal" } else { back.as_str() };

@@ -77,6 +77,7 @@ pub async fn release(
     State(state): State<AppState>,
     headers: HeaderMap,
     v: Viewer,
+    ctx: crate::audit::Context,
     ApiPath(lease_id): ApiPath<String>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
@@ -89,7 +90,7 @@ pub async fn release(
         Err(e) => return fail(e),
     };
     let Some(lease) = lease.filter(|l| l.user_id == v.bu.user.id) else { return not_found() };
-    match licenses::seats::release(&state, &lease, state.now()).await {
+    match licenses::seats::release(&state, &ctx.by(v.actor()), &lease, state.now()).await {
         Ok(true) => see_other(&state, "/portal", true, "Seat released. The product on that computer stops using it."),
         Ok(false) => see_other(&state, "/portal", false, "That seat had already ended."),
         Err(e) => fail(e),

@@ -84,6 +84,13 @@ pub struct Viewer {
     pub admin_of: Vec<String>,
 }
 
+impl Viewer {
+    /// The signed-in user, as the actor of the audit events their actions record.
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::user(&self.bu.user.id, &self.bu.user.email)
+    }
+}
+
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {

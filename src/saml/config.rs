@@ -211,28 +211,31 @@ pub async fn get_sso(
 pub async fn put_sso(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
-    change(&state, &admin, &e, body, Mode::Replace).await
+    change(&state, &ctx.by_admin(&admin), &admin, &e, body, Mode::Replace).await
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn patch_sso(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
-    change(&state, &admin, &e, body, Mode::Patch).await
+    change(&state, &ctx.by_admin(&admin), &admin, &e, body, Mode::Patch).await
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn delete_sso(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
     let e = entity_for(&state, &admin, &slug).await?;
@@ -245,7 +248,16 @@ pub async fn delete_sso(
     for d in store::sso::verified_domains(&mut *tx, &e.id).await? {
         policy::end_sessions_in_domain(&mut tx, &d, "saml", "SSO configuration removed", now).await?;
     }
+    let was_enabled = store::sso::config(&mut *tx, &e.id).await?.is_some_and(|c| c.enabled == 1);
     store::sso::delete_config(&mut tx, &e.id).await?;
+    let ctx = ctx.by_admin(&admin);
+    let event = |action| {
+        crate::audit::Event::new(action).entity(&e.id, &e.slug).target(crate::audit::Target::entity(&e.id, &e.slug))
+    };
+    event("sso.updated").details(json!({ "deleted": true })).record(&mut tx, &ctx, now).await?;
+    if was_enabled {
+        event("sso.disabled").details(json!({ "deleted": true })).record(&mut tx, &ctx, now).await?;
+    }
     tx.commit().await?;
     tracing::info!(entity = %slug, "SSO configuration removed");
     Ok(StatusCode::NO_CONTENT)
@@ -266,7 +278,14 @@ fn check_body(body: &SsoBody) -> Result<()> {
 
 /// PUT and PATCH: validate everything, then write the configuration, its domains and the
 /// consequences of turning SSO on, in one transaction.
-async fn change(state: &AppState, admin: &Admin, e: &Entity, body: SsoBody, mode: Mode) -> Result<Json<Value>> {
+async fn change(
+    state: &AppState,
+    ctx: &crate::audit::Context,
+    admin: &Admin,
+    e: &Entity,
+    body: SsoBody,
+    mode: Mode,
+) -> Result<Json<Value>> {
     check_body(&body)?;
     let now = state.now();
     let existing = store::sso::config(&state.db.pool, &e.id).await?;
@@ -410,6 +429,28 @@ async fn change(state: &AppState, admin: &Admin, e: &Entity, body: SsoBody, mode
             revoked += policy::end_sessions_in_domain(&mut tx, &d, "pwd", "SSO enabled", now).await?;
         }
         tracing::info!(entity = %e.slug, revoked, "SSO on; password sessions of its domains ended");
+    }
+    let event = |action| {
+        crate::audit::Event::new(action).entity(&e.id, &e.slug).target(crate::audit::Target::entity(&e.id, &e.slug))
+    };
+    // What changed, never the metadata document itself (the IdP's fingerprint names it).
+    let details = json!({
+        "vendor": config.vendor,
+        "idp_entity_id": config.idp_entity_id,
+        "idp_fingerprint": idp_fingerprint(&config),
+        "email_domains": domains,
+        "email_attribute": config.email_attribute,
+        "enabled": config.enabled == 1,
+        "allow_idp_initiated": config.allow_idp_initiated == 1,
+        "jit_accounts": config.jit_accounts == 1,
+        "allow_sha1": config.allow_sha1 == 1,
+        "created": existing.is_none(),
+    });
+    event("sso.updated").details(details).record(&mut tx, ctx, now).await?;
+    if config.enabled == 1 && !was_enabled {
+        event("sso.enabled").record(&mut tx, ctx, now).await?;
+    } else if config.enabled != 1 && was_enabled {
+        event("sso.disabled").record(&mut tx, ctx, now).await?;
     }
     tx.commit().await?;
     Ok(Json(view(state, e, &config).await?))

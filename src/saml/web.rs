@@ -334,12 +334,13 @@ struct AcsContext {
 #[tracing::instrument(skip_all, fields(entity = %slug))]
 pub async fn acs(
     State(state): State<AppState>,
+    audit_ctx: crate::audit::Context,
     headers: HeaderMap,
     ApiPath(slug): ApiPath<String>,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Response {
     let mut ctx = AcsContext::default();
-    match consume(&state, &headers, &slug, form, &mut ctx).await {
+    match consume(&state, &audit_ctx, &headers, &slug, form, &mut ctx).await {
         Ok(Outcome::SignedIn(resp)) => {
             state.metrics.event("saml_login", "succeeded");
             resp
@@ -349,7 +350,7 @@ pub async fn acs(
             if let Some((e, _)) = &ctx.entity
                 && let Some(r) = report.refusal()
             {
-                log_failure(&state, &e.id, &r).await;
+                log_failure(&state, &audit_ctx, e, &r, true).await;
             }
             report.page()
         }
@@ -362,7 +363,7 @@ pub async fn acs(
             if let Some((e, _)) = &ctx.entity
                 && r.log
             {
-                log_failure(&state, &e.id, &r).await;
+                log_failure(&state, &audit_ctx, e, &r, ctx.testing).await;
             }
             if ctx.testing {
                 return TestReport::refused(r).page();
@@ -372,7 +373,7 @@ pub async fn acs(
     }
 }
 
-async fn log_failure(state: &AppState, entity_id: &str, r: &Refusal) {
+async fn log_failure(state: &AppState, audit_ctx: &crate::audit::Context, entity: &Entity, r: &Refusal, test: bool) {
     let clip = |s: &Option<String>| s.as_deref().map(|v| v.chars().take(256).collect::<String>());
     let f = store::sso::Failure {
         id: store::new_id(),
@@ -384,7 +385,17 @@ async fn log_failure(state: &AppState, entity_id: &str, r: &Refusal) {
     };
     let result = async {
         let mut tx = state.db.begin_write().await?;
-        store::sso::record_failure(&mut tx, entity_id, &f).await?;
+        store::sso::record_failure(&mut tx, &entity.id, &f).await?;
+        // Whoever posted it proved nothing: the actor is the identity the response claims, if any.
+        let actor = match &f.name_id {
+            Some(n) => crate::audit::Actor { kind: "user", id: None, name: Some(n.clone()) },
+            None => crate::audit::Actor::system("saml"),
+        };
+        crate::audit::Event::new("sso.login_failed")
+            .entity(&entity.id, &entity.slug)
+            .details(serde_json::json!({ "code": f.code, "detail": f.detail, "issuer": f.issuer, "test": test }))
+            .record(&mut tx, &audit_ctx.as_actor(actor), f.at)
+            .await?;
         tx.commit().await
     }
     .await;
@@ -406,6 +417,7 @@ fn internal(e: impl Into<ApiError>) -> Refusal {
 
 async fn consume(
     state: &AppState,
+    audit_ctx: &crate::audit::Context,
     headers: &HeaderMap,
     slug: &str,
     form: Result<Form<AcsForm>, FormRejection>,
@@ -584,7 +596,10 @@ async fn consume(
         return Err(deactivated().about(&validated));
     }
     tx.commit().await.map_err(internal)?;
-    let cookie = session::start(state, &user.id, "saml").await.map_err(internal)?;
+    let event = crate::oauth::signed_in(&user, &entity.slug, "saml", "browser").entity(&entity.id, &entity.slug);
+    let actor = crate::audit::Actor::user(&user.id, &user.email);
+    let cookie =
+        session::start_signed_in(state, &audit_ctx.as_actor(actor), event, &user.id, "saml").await.map_err(internal)?;
     let to = return_to.unwrap_or_else(|| "/portal".into());
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     resp.headers_mut().append(header::SET_COOKIE, cookie);

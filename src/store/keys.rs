@@ -27,6 +27,15 @@ pub async fn insert_operator_key<'e>(
         .map(|_| ())
 }
 
+/// Revoke the active keys named `name`; returns their ids.
+pub async fn revoke_operator_keys<'e>(db: impl AnyExecutor<'e>, name: &str, now: Millis) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("UPDATE operator_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING id")
+        .bind(now)
+        .bind(name)
+        .fetch_all(db)
+        .await
+}
+
 pub async fn operator_key_by_hash<'e>(db: impl AnyExecutor<'e>, key_hash: &str) -> sqlx::Result<Option<OperatorKey>> {
     sqlx::query_as("SELECT id, name FROM operator_keys WHERE key_hash = $1 AND revoked_at IS NULL")
         .bind(key_hash)

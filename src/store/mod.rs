@@ -3,6 +3,7 @@
 //! UUIDs, 0/1 flags). Migrations are per dialect, same numbers, embedded in the binary.
 
 pub mod accounts;
+pub mod audit;
 pub mod entities;
 pub mod keys;
 pub mod leases;

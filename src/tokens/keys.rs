@@ -195,7 +195,13 @@ fn aad(kid: &str) -> String {
 }
 
 /// Create a key and make it the one that signs. Older keys stay published until their tokens expire.
-pub async fn rotate(db: &Db, master: &MasterKey, alg: KeyAlg, now: Millis) -> anyhow::Result<String> {
+pub async fn rotate(
+    db: &Db,
+    master: &MasterKey,
+    alg: KeyAlg,
+    ctx: &crate::audit::Context,
+    now: Millis,
+) -> anyhow::Result<String> {
     let (der, jwk_parts) = generate(alg)?;
     let kid = format!("{}-{}", crate::clock::utc_day(now), &b64url(&random_bytes::<6>()));
     let mut jwk = jwk_parts;
@@ -213,6 +219,10 @@ pub async fn rotate(db: &Db, master: &MasterKey, alg: KeyAlg, now: Millis) -> an
     let mut tx = db.begin_write().await?;
     store::insert_signing_key(&mut *tx, &row).await?;
     store::supersede_signing_keys(&mut *tx, &kid, now).await?;
+    crate::audit::Event::new("key.rotated")
+        .target(crate::audit::Target::new("signing_key", &kid, Some(alg.name())))
+        .record(&mut tx, ctx, now)
+        .await?;
     tx.commit().await?;
     Ok(kid)
 }
@@ -221,7 +231,7 @@ pub async fn rotate(db: &Db, master: &MasterKey, alg: KeyAlg, now: Millis) -> an
 pub async fn ensure_key(db: &Db, master: &MasterKey, now: Millis) -> anyhow::Result<()> {
     let existing = store::live_signing_keys(&db.pool, i64::MIN).await?;
     if existing.is_empty() {
-        let kid = rotate(db, master, KeyAlg::EdDsa, now).await?;
+        let kid = rotate(db, master, KeyAlg::EdDsa, &crate::audit::Context::system("startup"), now).await?;
         tracing::info!(%kid, "created the first token-signing key");
     }
     Ok(())

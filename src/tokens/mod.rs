@@ -146,6 +146,7 @@ pub async fn issue(
 /// refusal takes a second look, to say why and to revoke the family when a spent token returns.
 pub async fn refresh(
     state: &AppState,
+    ctx: &crate::audit::Context,
     presented: &str,
     client_id: Option<&str>,
     now: Millis,
@@ -169,7 +170,7 @@ pub async fn refresh(
         }
     };
     let Some(r) = rotated else {
-        return Err(refusal(state, &hash, client_id, now).await?);
+        return Err(refusal(state, ctx, &hash, client_id, now).await?);
     };
     if r.amr == Amr::Pwd.as_str()
         && let Some(login_url) = crate::saml::sso_login_url_for_email(&state.db.pool, state, &r.email).await?
@@ -188,7 +189,13 @@ pub async fn refresh(
 }
 
 /// Why a refresh token was refused; a spent one coming back revokes its whole family.
-async fn refusal(state: &AppState, hash: &str, client_id: Option<&str>, now: Millis) -> Result<ApiError, ApiError> {
+async fn refusal(
+    state: &AppState,
+    ctx: &crate::audit::Context,
+    hash: &str,
+    client_id: Option<&str>,
+    now: Millis,
+) -> Result<ApiError, ApiError> {
     let Some(st) = store::tokens::refresh_state(&state.db.pool, hash).await? else {
         return Ok(ApiError::invalid_grant("unknown or revoked refresh token"));
     };
@@ -206,6 +213,7 @@ async fn refusal(state: &AppState, hash: &str, client_id: Option<&str>, now: Mil
         // Someone holds a copy of a spent token: end the whole session.
         let mut tx = state.db.begin_write().await?;
         store::tokens::revoke_family(&mut tx, &st.family_id, "refresh token reused", now).await?;
+        reuse_detected(&mut tx, ctx, &st.user_id, &st.family_id, "refresh_token", now).await?;
         tx.commit().await?;
         state.metrics.refresh_reuse();
         tracing::warn!(family = %st.family_id, "spent refresh token presented again; family revoked");
@@ -219,6 +227,30 @@ async fn refusal(state: &AppState, hash: &str, client_id: Option<&str>, now: Mil
         return Ok(ApiError::invalid_grant("the refresh token was issued to another client"));
     }
     Ok(ApiError::invalid_grant("the account no longer exists"))
+}
+
+/// `token.reuse_detected`: a spent refresh token or authorization code came back, and the session
+/// it belongs to was ended. Whoever presented it proved nothing: the actor is latchkey's policy.
+pub async fn reuse_detected(
+    tx: &mut Tx,
+    ctx: &crate::audit::Context,
+    user_id: &str,
+    family_id: &str,
+    kind: &str,
+    now: Millis,
+) -> Result<(), ApiError> {
+    use crate::audit::{Actor, Event, Target};
+    let mut event = Event::new("token.reuse_detected")
+        .target(Target::new("session", family_id, None))
+        .details(serde_json::json!({ "presented": kind, "session_revoked": true }));
+    if let Some(u) = store::accounts::user_by_id(&mut **tx, user_id).await? {
+        event = event.target(Target::user(&u.id, &u.email));
+        if let Some(e) = store::entities::entity_by_id(&mut **tx, &u.entity_id).await? {
+            event = event.entity(&e.id, &e.slug);
+        }
+    }
+    event.record(tx, &ctx.as_actor(Actor::system("token reuse detection")), now).await?;
+    Ok(())
 }
 
 /// A verified, unexpired access token of this issuer.

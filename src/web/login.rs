@@ -131,6 +131,7 @@ pub struct PasswordStep {
 pub async fn login_password(
     State(state): State<AppState>,
     ip: ClientIp,
+    ctx: crate::audit::Context,
     headers: HeaderMap,
     form: Result<Form<PasswordStep>, FormRejection>,
 ) -> Response {
@@ -154,8 +155,16 @@ pub async fn login_password(
     let again = |status, msg: &str| {
         page(status, &PasswordPage { email: &f.email, return_to: &return_to, csrf: t.token(), error: Some(msg) })
     };
-    match crate::oauth::password_login(&state, ip, &f.email, &f.password).await {
-        Ok((user, _)) => match session::start(&state, &user.id, "pwd").await {
+    match crate::oauth::password_login(&state, ip, &ctx, &f.email, &f.password).await {
+        Ok((user, entity_slug)) => match session::start_signed_in(
+            &state,
+            &ctx.as_actor(crate::audit::Actor::user(&user.id, &user.email)),
+            crate::oauth::signed_in(&user, &entity_slug, "password", "browser"),
+            &user.id,
+            "pwd",
+        )
+        .await
+        {
             Ok(cookie) => (
                 StatusCode::SEE_OTHER,
                 [

@@ -100,6 +100,7 @@ struct PasswordSubmit {
 #[tracing::instrument(skip_all)]
 async fn password_submit(
     State(state): State<AppState>,
+    ctx: crate::audit::Context,
     uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<PasswordSubmit>, axum::extract::rejection::FormRejection>,
@@ -132,7 +133,7 @@ async fn password_submit(
     if form.confirm.as_deref().is_some_and(|c| c != form.password) {
         return again(StatusCode::UNPROCESSABLE_ENTITY, "The two passwords differ.");
     }
-    match accounts::set_password_with_link(&state, &form.token, &form.password).await {
+    match accounts::set_password_with_link(&state, &ctx, &form.token, &form.password).await {
         Ok(u) => page(
             StatusCode::OK,
             &Message {
@@ -249,6 +250,7 @@ struct ShareForm {
 #[tracing::instrument(skip_all)]
 async fn share_submit(
     State(state): State<AppState>,
+    ctx: crate::audit::Context,
     headers: axum::http::HeaderMap,
     ApiPath(token): ApiPath<String>,
     form: Result<Form<ShareForm>, axum::extract::rejection::FormRejection>,
@@ -275,14 +277,15 @@ async fn share_submit(
         )
     };
     let Ok(Form(f)) = form else { return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address.") };
-    let email = match f.email {
+    let (email, ctx) = match f.email {
         // The signed-in user's form (the session's token).
         None => match session::current(&state, &headers).await {
             Ok(Some(bu)) => {
                 if let Err(refused) = csrf::check_session(&state, &headers, &bu.session_hash, f.csrf.as_deref()) {
                     return refused.into_response();
                 }
-                bu.user.email
+                let ctx = ctx.by(crate::audit::Actor::user(&bu.user.id, &bu.user.email));
+                (bu.user.email, ctx)
             }
             Ok(None) => return retry(StatusCode::FORBIDDEN, "Your session ended; sign in again or enter your email."),
             Err(e) => return e.into_response(),
@@ -293,12 +296,15 @@ async fn share_submit(
                 return refused.into_response();
             }
             match accounts::normalize_email(&raw) {
-                Ok(e) => e,
+                Ok(e) => {
+                    let ctx = ctx.by(crate::audit::Actor::claimed(&e));
+                    (e, ctx)
+                }
                 Err(_) => return retry(StatusCode::UNPROCESSABLE_ENTITY, "Enter a valid email address."),
             }
         }
     };
-    match licenses::accept_share_link(&state, &token, &email).await {
+    match licenses::accept_share_link(&state, &ctx, &token, &email).await {
         Ok((l, _)) => message(
             StatusCode::OK,
             "Done",

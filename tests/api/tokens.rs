@@ -309,6 +309,7 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_signs_with_the_new_key() {
         &app.state.db,
         &app.state.master,
         latchkey::tokens::keys::KeyAlg::Es256,
+        &latchkey::audit::Context::system("tests"),
         app.clock_now(),
     )
     .await
