@@ -48,10 +48,10 @@ impl App {
         crate::tokens::keys::ensure_key(&db, &master, now).await?;
         crate::tokens::license_keys::ensure_key(&db, &master, now).await?;
         let onprem = crate::onprem::Local::load(&config, &db, &master, now).await?;
-        // Keys stay published as long as the longest-lived token they sign (access or lease token)
-        // and, since they sign audit checkpoints too, as long as audit events are kept.
-        let retention = config.access_token_ttl.ms().max(config.offline_grace.ms()).max(config.audit_retention.ms());
-        let keys = KeyRing::load(db.clone(), master.clone(), retention, now).await?;
+        // Keys stay published as long as the longest-lived token they sign (access or lease token);
+        // those that signed audit checkpoints, as long as audit events are kept.
+        let retention = config.access_token_ttl.ms().max(config.offline_grace.ms());
+        let keys = KeyRing::load(db.clone(), master.clone(), retention, config.audit_retention.ms(), now).await?;
         let listener =
             TcpListener::bind(config.listen_addr()?).await.with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;

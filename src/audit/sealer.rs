@@ -118,12 +118,14 @@ async fn sign_due(state: &AppState, tx: &mut store::Tx, now: Millis) -> anyhow::
             iat: now / 1000,
         };
         let signature = state.keys.sign(CHECKPOINT_TYP, &claims)?;
+        let kid = jsonwebtoken::decode_header(&signature)?.kid.unwrap_or_default();
         let row = CheckpointRow {
             chain: h.chain.clone(),
             entity: h.entity.clone(),
             seq: h.seq,
             hash: h.hash.clone(),
             at: now,
+            kid,
             signature,
         };
         store::audit::insert_checkpoint(&mut **tx, &row).await?;

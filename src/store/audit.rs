@@ -1,5 +1,5 @@
 //! Audit events, the chain heads, signed checkpoints and the sealer's lease. Writers only INSERT
-//! (with `seq`, `hash` and `sealed` NULL); the sealer fills those in; readers page by `sealed`.
+//! (with `seq`, `hash` and `seal_order` NULL); the sealer fills those in; readers page by `seal_order`.
 
 use sqlx::{AnyExecutor, AnyPool, FromRow};
 
@@ -30,7 +30,7 @@ pub struct EventRow {
 }
 
 const COLUMNS: &str = "id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, user_agent, \
-                       request_id, details, seq, hash, sealed";
+                       request_id, details, seq, hash, seal_order AS sealed";
 
 pub async fn insert_event<'e>(db: impl AnyExecutor<'e>, e: &EventRow) -> sqlx::Result<()> {
     sqlx::query(
@@ -100,7 +100,7 @@ pub async fn take_lease<'e>(db: impl AnyExecutor<'e>, holder: &str, now: Millis,
 /// row until commit), returning the last global seal number.
 pub async fn confirm_lease<'e>(db: impl AnyExecutor<'e>, holder: &str) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
-        "UPDATE audit_sealer SET last_sealed = last_sealed WHERE id = 1 AND holder = $1 RETURNING last_sealed",
+        "UPDATE audit_sealer SET last_order = last_order WHERE id = 1 AND holder = $1 RETURNING last_order",
     )
     .bind(holder)
     .fetch_optional(db)
@@ -108,7 +108,7 @@ pub async fn confirm_lease<'e>(db: impl AnyExecutor<'e>, holder: &str) -> sqlx::
 }
 
 pub async fn set_last_sealed<'e>(db: impl AnyExecutor<'e>, last: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE audit_sealer SET last_sealed = $1 WHERE id = 1").bind(last).execute(db).await.map(|_| ())
+    sqlx::query("UPDATE audit_sealer SET last_order = $1 WHERE id = 1").bind(last).execute(db).await.map(|_| ())
 }
 
 pub async fn release_lease<'e>(db: impl AnyExecutor<'e>, holder: &str) -> sqlx::Result<()> {
@@ -122,7 +122,7 @@ pub async fn release_lease<'e>(db: impl AnyExecutor<'e>, holder: &str) -> sqlx::
 /// Events not sealed yet, oldest first.
 pub async fn unsealed<'e>(db: impl AnyExecutor<'e>, limit: i64) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM audit_events WHERE sealed IS NULL ORDER BY at, id LIMIT $1"
+        "SELECT {COLUMNS} FROM audit_events WHERE seal_order IS NULL ORDER BY at, id LIMIT $1"
     )))
     .bind(limit)
     .fetch_all(db)
@@ -130,7 +130,7 @@ pub async fn unsealed<'e>(db: impl AnyExecutor<'e>, limit: i64) -> sqlx::Result<
 }
 
 pub async fn count_unsealed<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE sealed IS NULL").fetch_one(db).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE seal_order IS NULL").fetch_one(db).await
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -196,13 +196,15 @@ pub async fn seal_event<'e>(
     hash: &str,
     sealed: i64,
 ) -> sqlx::Result<bool> {
-    let r = sqlx::query("UPDATE audit_events SET seq = $1, hash = $2, sealed = $3 WHERE id = $4 AND sealed IS NULL")
-        .bind(seq)
-        .bind(hash)
-        .bind(sealed)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let r = sqlx::query(
+        "UPDATE audit_events SET seq = $1, hash = $2, seal_order = $3 WHERE id = $4 AND seal_order IS NULL",
+    )
+    .bind(seq)
+    .bind(hash)
+    .bind(sealed)
+    .bind(id)
+    .execute(db)
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -213,18 +215,21 @@ pub struct CheckpointRow {
     pub seq: i64,
     pub hash: String,
     pub at: Millis,
+    pub kid: String,
     pub signature: String,
 }
 
 pub async fn insert_checkpoint<'e>(db: impl AnyExecutor<'e>, c: &CheckpointRow) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO audit_checkpoints (chain, entity, seq, hash, at, signature) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit_checkpoints (chain, entity, seq, hash, at, kid, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&c.chain)
     .bind(&c.entity)
     .bind(c.seq)
     .bind(&c.hash)
     .bind(c.at)
+    .bind(&c.kid)
     .bind(&c.signature)
     .execute(db)
     .await
@@ -234,7 +239,7 @@ pub async fn insert_checkpoint<'e>(db: impl AnyExecutor<'e>, c: &CheckpointRow) 
 /// The newest checkpoint of a chain.
 pub async fn last_checkpoint<'e>(db: impl AnyExecutor<'e>, chain: &str) -> sqlx::Result<Option<CheckpointRow>> {
     sqlx::query_as(
-        "SELECT chain, entity, seq, hash, at, signature FROM audit_checkpoints WHERE chain = $1 \
+        "SELECT chain, entity, seq, hash, at, kid, signature FROM audit_checkpoints WHERE chain = $1 \
          ORDER BY seq DESC LIMIT 1",
     )
     .bind(chain)
@@ -245,7 +250,7 @@ pub async fn last_checkpoint<'e>(db: impl AnyExecutor<'e>, chain: &str) -> sqlx:
 /// A chain's checkpoints, oldest first.
 pub async fn checkpoints<'e>(db: impl AnyExecutor<'e>, chain: &str) -> sqlx::Result<Vec<CheckpointRow>> {
     sqlx::query_as(
-        "SELECT chain, entity, seq, hash, at, signature FROM audit_checkpoints WHERE chain = $1 ORDER BY seq",
+        "SELECT chain, entity, seq, hash, at, kid, signature FROM audit_checkpoints WHERE chain = $1 ORDER BY seq",
     )
     .bind(chain)
     .fetch_all(db)
@@ -272,7 +277,7 @@ enum Bind {
 
 /// Sealed events matching `f`, in seal order, at most `limit`.
 pub async fn page(pool: &AnyPool, f: &Filter, limit: i64) -> sqlx::Result<Vec<EventRow>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE sealed > $1");
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seal_order > $1");
     let mut binds = vec![Bind::Int(f.after)];
     let mut push = |sql: &mut String, clause: &str, b: Bind| {
         binds.push(b);
@@ -296,7 +301,7 @@ pub async fn page(pool: &AnyPool, f: &Filter, limit: i64) -> sqlx::Result<Vec<Ev
         push(&mut sql, "at <=", Bind::Int(t));
     }
     binds.push(Bind::Int(limit));
-    sql.push_str(&format!(" ORDER BY sealed LIMIT ${}", binds.len()));
+    sql.push_str(&format!(" ORDER BY seal_order LIMIT ${}", binds.len()));
     let mut q = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql));
     for b in binds {
         q = match b {
@@ -354,7 +359,7 @@ pub async fn checkpoint_at_or_below<'e>(
     max_seq: i64,
 ) -> sqlx::Result<Option<CheckpointRow>> {
     sqlx::query_as(
-        "SELECT chain, entity, seq, hash, at, signature FROM audit_checkpoints WHERE chain = $1 AND seq <= $2 \
+        "SELECT chain, entity, seq, hash, at, kid, signature FROM audit_checkpoints WHERE chain = $1 AND seq <= $2 \
          ORDER BY seq DESC LIMIT 1",
     )
     .bind(chain)

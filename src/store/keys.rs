@@ -77,14 +77,22 @@ pub async fn supersede_signing_keys<'e>(db: impl AnyExecutor<'e>, except_kid: &s
         .map(|_| ())
 }
 
-/// Keys whose tokens may still be alive: current ones, and those superseded after `cutoff`.
-pub async fn live_signing_keys<'e>(db: impl AnyExecutor<'e>, cutoff: Millis) -> sqlx::Result<Vec<SigningKeyRow>> {
+/// Keys to publish: current ones, those superseded after `cutoff` (their tokens may still be
+/// alive), and those that signed an audit checkpoint after `audit_cutoff` (kept for as long as
+/// audit events are).
+pub async fn live_signing_keys<'e>(
+    db: impl AnyExecutor<'e>,
+    cutoff: Millis,
+    audit_cutoff: Millis,
+) -> sqlx::Result<Vec<SigningKeyRow>> {
     sqlx::query_as(
         "SELECT kid, alg, sealed_private, public_jwk, created_at, superseded_at FROM signing_keys \
          WHERE superseded_at IS NULL OR superseded_at > $1 \
+         OR EXISTS (SELECT 1 FROM audit_checkpoints c WHERE c.kid = signing_keys.kid AND c.at > $2) \
          ORDER BY CASE WHEN superseded_at IS NULL THEN 0 ELSE 1 END, created_at DESC, kid DESC",
     )
     .bind(cutoff)
+    .bind(audit_cutoff)
     .fetch_all(db)
     .await
 }

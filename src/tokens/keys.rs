@@ -56,8 +56,10 @@ struct Keys {
 pub struct KeyRing {
     db: Db,
     master: MasterKey,
-    /// How long a superseded key stays published: the longest life of a token it signed.
+    /// How long a superseded key stays published and trusted: the longest life of a token it signed.
     retention_ms: Millis,
+    /// How long a key that signed an audit checkpoint stays published (not trusted for tokens).
+    audit_retention_ms: Millis,
     keys: RwLock<Arc<Keys>>,
     last_reload: std::sync::atomic::AtomicI64,
 }
@@ -75,11 +77,18 @@ pub enum VerifyError {
 }
 
 impl KeyRing {
-    pub async fn load(db: Db, master: MasterKey, retention_ms: Millis, now: Millis) -> anyhow::Result<Self> {
+    pub async fn load(
+        db: Db,
+        master: MasterKey,
+        retention_ms: Millis,
+        audit_retention_ms: Millis,
+        now: Millis,
+    ) -> anyhow::Result<Self> {
         let ring = KeyRing {
             db,
             master,
             retention_ms,
+            audit_retention_ms,
             keys: RwLock::new(Arc::new(Keys { signer: None, verifiers: HashMap::new(), jwks: "{\"keys\":[]}".into() })),
             last_reload: std::sync::atomic::AtomicI64::new(i64::MIN),
         };
@@ -88,7 +97,8 @@ impl KeyRing {
     }
 
     pub async fn reload(&self, now: Millis) -> anyhow::Result<()> {
-        let rows = store::live_signing_keys(&self.db.pool, now - self.retention_ms).await?;
+        let cutoff = now - self.retention_ms;
+        let rows = store::live_signing_keys(&self.db.pool, cutoff, now - self.audit_retention_ms).await?;
         let mut verifiers = HashMap::new();
         let mut jwks = Vec::new();
         let mut signer = None;
@@ -103,7 +113,10 @@ impl KeyRing {
                 }
             };
             let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&row.public_jwk)?;
-            verifiers.insert(row.kid.clone(), (alg, DecodingKey::from_jwk(&jwk)?));
+            // A key kept only for its audit checkpoints is published, not trusted for tokens.
+            if row.superseded_at.is_none_or(|s| s > cutoff) {
+                verifiers.insert(row.kid.clone(), (alg, DecodingKey::from_jwk(&jwk)?));
+            }
             jwks.push(serde_json::from_str::<serde_json::Value>(&row.public_jwk)?);
             if signer.is_none() {
                 let der = self.master.decrypt(&row.sealed_private, aad(&row.kid).as_bytes())?;
@@ -229,7 +242,7 @@ pub async fn rotate(
 
 /// On first start there is no key yet: make one.
 pub async fn ensure_key(db: &Db, master: &MasterKey, now: Millis) -> anyhow::Result<()> {
-    let existing = store::live_signing_keys(&db.pool, i64::MIN).await?;
+    let existing = store::live_signing_keys(&db.pool, i64::MIN, i64::MIN).await?;
     if existing.is_empty() {
         let kid = rotate(db, master, KeyAlg::EdDsa, &crate::audit::Context::system("startup"), now).await?;
         tracing::info!(%kid, "created the first token-signing key");

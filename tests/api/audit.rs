@@ -393,7 +393,7 @@ async fn an_inserted_event_is_named_by_audit_verify() {
     tamper(
         &app,
         &format!(
-            "INSERT INTO audit_events (id, chain, entity, at, actor_type, action, targets, details, seq, hash, sealed) \
+            "INSERT INTO audit_events (id, chain, entity, at, actor_type, action, targets, details, seq, hash, seal_order) \
              SELECT 'forged', chain, entity, at, 'user', 'admin.added', '[]', '{{}}', 3, hash, 99999 \
              FROM audit_events WHERE id = '{id3}'"
         ),
@@ -427,7 +427,7 @@ async fn an_inserted_event_is_named_by_audit_verify() {
         &app,
         &format!(
             "INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_name, action, targets, details, seq, \
-             hash, sealed) SELECT 'forged-tail', chain, entity, {}, 'user', 'mallory@example.com', 'admin.added', \
+             hash, seal_order) SELECT 'forged-tail', chain, entity, {}, 'user', 'mallory@example.com', 'admin.added', \
              '[]', '{{}}', {}, '{}', 99999 FROM audit_events WHERE id = '{}'",
             row.at,
             row.seq.unwrap(),

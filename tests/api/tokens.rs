@@ -304,6 +304,8 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_signs_with_the_new_key() {
     let email = user(&app).await;
     let old = app.tokens(&email, PASSWORD, "readyapi").await;
     let old_at = old["access_token"].as_str().unwrap();
+    // The first key signs an audit checkpoint (of the events so far) before it is superseded.
+    latchkey::audit::seal_now(&app.state).await;
 
     let kid = latchkey::tokens::keys::rotate(
         &app.state.db,
@@ -325,8 +327,14 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_signs_with_the_new_key() {
     verify_independently(&app, old_at, "readyapi").await;
     assert_eq!(app.get("/api/v1/me", Some(old_at)).await.status(), StatusCode::OK);
 
-    // Once every token of the old key has expired (the lease grace is the longest), it leaves JWKS.
+    // Once every token of the old key has expired (the lease grace is the longest), it no longer
+    // signs for anyone; it stays published while the audit checkpoints it signed are kept.
     app.advance(Duration::from_secs(24 * 3600 + 1));
+    app.state.keys.reload(app.clock_now()).await.unwrap();
+    let jwks: Value = app.get("/.well-known/jwks.json", None).await.json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(app.get("/api/v1/me", Some(old_at)).await.status(), StatusCode::UNAUTHORIZED);
+    app.advance(Duration::from_secs(400 * 24 * 3600));
     app.state.keys.reload(app.clock_now()).await.unwrap();
     let jwks: Value = app.get("/.well-known/jwks.json", None).await.json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
