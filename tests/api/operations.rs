@@ -51,6 +51,8 @@ async fn the_openapi_document_describes_the_api() {
         "/oauth/token",
         "/api/v1/account/password",
         "/.well-known/jwks.json",
+        "/api/v1/entities/{slug}/audit",
+        "/api/v1/audit/checkpoints",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
     }
