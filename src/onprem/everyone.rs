@@ -49,7 +49,11 @@ struct Checkout {
 }
 
 async fn checkout(state: &AppState, req: Request) -> Result<Response> {
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+    let (mut parts, body) = req.into_parts();
+    let Ok(ctx) =
+        <crate::audit::Context as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state)
+            .await;
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| ApiError::bad_request("invalid_request", "the body is too large or unreadable"))?;
     let body: Checkout = serde_json::from_slice(&bytes).map_err(|e| {
@@ -62,7 +66,10 @@ async fn checkout(state: &AppState, req: Request) -> Result<Response> {
         return Err(ApiError::forbidden("not_licensed", format!("this server holds no license of `{}`", body.product)));
     };
     let user_id = everyone_account(state, entity_id, &licenses, now).await?;
-    let (lease, token) = seats::checkout(state, &user_id, &body.product, machine).await?;
+    // No token: the product on that computer is the actor.
+    let actor =
+        crate::audit::Actor { kind: "product", id: Some(body.product.clone()), name: Some(machine.to_string()) };
+    let (lease, token) = seats::checkout(state, &ctx.by(actor), &user_id, &body.product, machine).await?;
     Ok((StatusCode::CREATED, Json(seats::lease_response(state, &lease, &body.product, machine, token))).into_response())
 }
 
@@ -143,6 +150,8 @@ async fn heartbeat(state: &AppState, lease_id: &str) -> Result<Response> {
 
 async fn release(state: &AppState, lease_id: &str) -> Result<Response> {
     let lease = everyone_lease(state, lease_id).await?;
-    store::leases::end(&state.db.pool, &lease.id, "released", state.now()).await?;
+    let ctx = crate::audit::Context::system("on-premise open access");
+    let actor = crate::audit::Actor { kind: "product", id: None, name: lease.machine.clone() };
+    seats::release(state, &ctx.by(actor), &lease, state.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

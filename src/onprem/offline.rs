@@ -57,6 +57,7 @@ pub struct IssueBody {
 pub async fn issue_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Json<Value>> {
@@ -154,6 +155,13 @@ pub async fn issue_json(
         },
     )
     .await?;
+    crate::audit::Event::new("offline.issued")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(crate::audit::Target::license(&license))
+        .target(crate::audit::Target::user(&user.id, &user.email))
+        .details(json!({ "file_id": claims.jti, "expires_at": clock::rfc3339(exp) }))
+        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, jti = %claims.jti, "offline license issued");
     Ok(Json(json!({
@@ -182,6 +190,7 @@ pub struct ReturnBody {
 pub async fn return_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReturnBody>,
 ) -> Result<Json<Value>> {
@@ -206,6 +215,13 @@ pub async fn return_json(
         return Err(ApiError::conflict("already_returned", "this offline license was returned already"));
     }
     store::leases::end(&mut *tx, &offline.lease_id, "offline_returned", now).await?;
+    crate::audit::Event::new("offline.returned")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(crate::audit::Target::license(&license))
+        .target(crate::audit::Target::new("user", &offline.user_id, None))
+        .details(json!({ "file_id": offline.jti }))
+        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, jti = %offline.jti, "offline license returned");
     Ok(Json(json!({ "license_id": license.id, "jti": offline.jti, "returned_at": clock::rfc3339(now) })))

@@ -81,6 +81,7 @@ pub struct ExportBody {
 pub async fn export_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExportBody>,
 ) -> Result<Json<Value>> {
@@ -149,6 +150,14 @@ pub async fn export_json(
     // Checkouts in flight hold a slot each: wait for them, and keep new ones off the slots.
     store::onprem::lock_slots(&mut tx, state.db.backend, &license.id).await?;
     let ended = store::onprem::end_live_leases(&mut *tx, &license.id, "on_premise", now).await?;
+    crate::audit::Event::new("onprem.exported")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(crate::audit::Target::license(&license))
+        .target(crate::audit::Target::new("onprem_server", &fp.server_id, Some(&fp.host)))
+        .details(json!({ "entitlement_id": claims.jti, "seats": license.seats, "seats_ended": ended,
+                         "expires_at": clock::rfc3339(exp) }))
+        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, server = %fp.server_id, seats = license.seats, ended, "license exported on-premise");
     Ok(Json(json!({
@@ -270,6 +279,7 @@ pub struct ReturnBody {
 pub async fn return_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReturnBody>,
 ) -> Result<Json<Value>> {
@@ -294,6 +304,13 @@ pub async fn return_json(
             "this license was already returned with this entitlement; a return file works once",
         ));
     }
+    crate::audit::Event::new("onprem.returned")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(crate::audit::Target::license(&license))
+        .target(crate::audit::Target::new("onprem_server", &target.server_id, Some(&target.server_host)))
+        .details(json!({ "entitlement_id": target.entitlement_jti }))
+        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, server = %target.server_id, "on-premise license returned");
     Ok(Json(json!({ "license_id": license.id, "returned_at": clock::rfc3339(now), "status": "online" })))
