@@ -519,8 +519,8 @@ async fn retention_prunes_old_events_up_to_a_checkpoint_and_verification_stays_g
     let r = app.post("/api/v1/entities/acme/groups", Some(&admin), json!({ "name": "late" })).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     latchkey::audit::seal_now(&app.state).await;
-    let pruned = latchkey::audit::sealer::prune(&app.state, app.clock_now()).await.unwrap();
-    assert!(pruned as usize >= before.len(), "pruned {pruned}");
+    // (The server's own hourly pruning may get there first: either way, they are gone.)
+    latchkey::audit::sealer::prune(&app.state, app.clock_now()).await.unwrap();
     let after = events(&app, Some("acme"), "").await;
     assert!(after.iter().all(|e| !before.iter().any(|b| b["id"] == e["id"])));
     assert!(after.iter().any(|e| e["action"] == "group.created"));
