@@ -44,11 +44,13 @@ pub async fn sync_license(state: &AppState, license_id: &str) -> Result<SyncRepo
         .into_iter()
         .map(|a| (a.user_id, a.email))
         .collect();
+    // The entity's IdP decides through its SCIM group: latchkey applies it.
+    let ctx = crate::audit::Context::system("scim group sync");
     for (uid, email) in &assignees {
         if members.contains_key(uid) {
             continue;
         }
-        match licenses::revoke(state, license_id, email, state.now()).await {
+        match licenses::revoke(state, &ctx, license_id, email, state.now()).await {
             Ok(()) => report.revoked.push(email.clone()),
             Err(e @ (ApiError::Problem(_) | ApiError::OAuth(_))) => report.failed.push(failure(email, "revoke", &e)),
             Err(e) => return Err(e),
@@ -58,7 +60,7 @@ pub async fn sync_license(state: &AppState, license_id: &str) -> Result<SyncRepo
         if assignees.contains_key(uid) {
             continue;
         }
-        match licenses::assign(state, license_id, email, state.now()).await {
+        match licenses::assign(state, &ctx, license_id, email, state.now()).await {
             Ok(_) => report.assigned.push(email.clone()),
             Err(e @ (ApiError::Problem(_) | ApiError::OAuth(_))) => report.failed.push(failure(email, "assign", &e)),
             Err(e) => return Err(e),
