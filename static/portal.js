@@ -41,5 +41,14 @@
       })(buttons[i]);
     }
   }
-  document.addEventListener("DOMContentLoaded", function () { localise(); copyButtons(); });
+  // Links to the usage report ask for the viewer's own days.
+  function zoneLinks() {
+    if (!zone) { return; }
+    var links = document.querySelectorAll("a[data-add-tz]");
+    for (var i = 0; i < links.length; i++) {
+      var a = links[i];
+      a.href = a.getAttribute("href") + (a.getAttribute("href").indexOf("?") < 0 ? "?" : "&") + "tz=" + encodeURIComponent(zone);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { localise(); copyButtons(); zoneLinks(); });
 })();

@@ -1,6 +1,9 @@
-//! Usage reports: per license and UTC day, the peak of concurrent seats, seat-hours, checkouts
-//! refused for want of a seat, and distinct users; computed from the leases themselves (every lease
-//! is a usage record: [checkout, release or lapse)), as JSON or CSV, optionally for one group.
+//! Usage reports: per license and day, the peak of concurrent seats, seat-hours, checkouts refused
+//! for want of a seat, and distinct users; computed from the leases themselves (every lease is a
+//! usage record: [checkout, release or lapse)), as JSON or CSV, optionally for one group. Days are
+//! those of a time zone (`tz`, an IANA name, UTC by default), 23 or 25 hours long across a DST change.
+//! Refusals are counted per UTC day when they happen; in another zone each UTC day's count is
+//! reported on the local date of that UTC day's noon.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,6 +13,8 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::{Date, Duration as TDuration, macros::format_description};
@@ -19,15 +24,59 @@ use crate::{
     clock::{self, Millis},
     error::{ApiError, ApiPath, ApiQuery, Result},
     state::AppState,
-    store::{self, leases::Interval, licenses::License},
+    store::{self, entities::Entity, leases::Interval, licenses::License},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct UsageQuery {
-    from: Option<String>,
-    to: Option<String>,
-    format: Option<String>,
-    group: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub format: Option<String>,
+    pub group: Option<String>,
+    pub tz: Option<String>,
+}
+
+/// A time zone by its IANA name (`Europe/Berlin`); absent: UTC.
+pub fn parse_tz(s: Option<&str>) -> Result<Tz> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(Tz::UTC),
+        Some(name) => name.parse::<Tz>().map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_request",
+                "`tz` must be an IANA time zone name such as Europe/Berlin or America/New_York",
+            )
+        }),
+    }
+}
+
+fn to_naive(d: Date) -> Option<NaiveDate> {
+    NaiveDate::from_yo_opt(d.year(), u32::from(d.ordinal()))
+}
+
+fn from_naive(d: NaiveDate) -> Date {
+    Date::from_ordinal_date(d.year(), d.ordinal() as u16).unwrap_or(Date::MIN)
+}
+
+/// The instant local day `d` of `tz` begins (the first valid local time on or after midnight).
+pub fn day_start_in(d: Date, tz: Tz) -> Millis {
+    let Some(nd) = to_naive(d) else { return clock::day_start(d) };
+    // A DST change at midnight skips it in a few zones: the day then starts at the first hour that exists.
+    (0..3)
+        .find_map(|h| nd.and_hms_opt(h, 0, 0).and_then(|t| tz.from_local_datetime(&t).earliest()))
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| clock::day_start(d))
+}
+
+/// The local date of an instant in `tz`.
+pub fn day_in(ms: Millis, tz: Tz) -> Date {
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => from_naive(t.with_timezone(&tz).date_naive()),
+        None => clock::utc_day(ms),
+    }
+}
+
+fn next_day(d: Date) -> Date {
+    d.next_day().unwrap_or(d)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,17 +109,18 @@ fn parse_day(field: &str, s: &str) -> Result<Date> {
         })
 }
 
-/// The report rows for `licenses` over the days `from..=to`, at `now`.
+/// The report rows for `licenses` over the days `from..=to` of `tz`, at `now`.
 pub fn compute(
     licenses: &[License],
     intervals: &[Interval],
     denials: &[(String, String, i64)],
     from: Date,
     to: Date,
+    tz: Tz,
     now: Millis,
 ) -> Vec<Row> {
-    let range_start = clock::day_start(from);
-    let range_end = clock::day_start(to) + 86_400_000;
+    let range_start = day_start_in(from, tz);
+    let range_end = day_start_in(next_day(to), tz);
     // Clip every interval to the range and to now (a live lease counts until now), then cut it
     // into its days.
     let mut per_day: HashMap<(&str, Date), Vec<Segment>> = HashMap::new();
@@ -78,22 +128,27 @@ pub fn compute(
         let (start, end) = (i.start.max(range_start), i.end.min(range_end).min(now));
         let mut s = start;
         while s < end {
-            let day = clock::utc_day(s);
-            let day_end = clock::day_start(day) + 86_400_000;
+            let day = day_in(s, tz);
+            let day_end = day_start_in(next_day(day), tz).max(s + 1);
             let e = end.min(day_end);
             per_day.entry((i.license_id.as_str(), day)).or_default().push((s, e, i.user_id.as_str()));
             s = e;
         }
     }
-    let denied: HashMap<(&str, &str), i64> = denials.iter().map(|(l, d, n)| ((l.as_str(), d.as_str()), *n)).collect();
+    let mut denied: HashMap<(&str, Date), i64> = HashMap::new();
+    for (l, d, n) in denials {
+        if let Ok(utc) = Date::parse(d, format_description!("[year]-[month]-[day]")) {
+            *denied.entry((l.as_str(), day_in(clock::day_start(utc) + 43_200_000, tz))).or_default() += n;
+        }
+    }
     let mut rows = Vec::new();
     let mut day = from;
     while day <= to {
-        let day_s = clock::day_start(day);
-        let day_key = day.to_string();
+        let day_s = day_start_in(day, tz);
+        let day_e = day_start_in(next_day(day), tz);
         for l in licenses {
             // No rows before the license existed, nor for days that have not begun.
-            if day_s + 86_400_000 <= l.created_at || day_s > now {
+            if day_e <= l.created_at || day_s > now {
                 continue;
             }
             let segs = per_day.get(&(l.id.as_str(), day)).map(Vec::as_slice).unwrap_or_default();
@@ -116,7 +171,7 @@ pub fn compute(
                 seats: l.seats,
                 peak_concurrent: peak,
                 seat_ms,
-                denials: denied.get(&(l.id.as_str(), day_key.as_str())).copied().unwrap_or(0),
+                denials: denied.get(&(l.id.as_str(), day)).copied().unwrap_or(0),
                 distinct_users: users.len() as i64,
             });
         }
@@ -138,14 +193,15 @@ pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
-pub const CSV_HEADER: &str = "date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users";
+/// The columns; the last, `tz`, names the zone whose days the rows are.
+pub const CSV_HEADER: &str = "date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users,tz";
 
-pub fn to_csv(rows: &[Row]) -> String {
+pub fn to_csv(rows: &[Row], tz: Tz) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push_str("\r\n");
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{:.2},{},{}\r\n",
+            "{},{},{},{},{},{},{:.2},{},{},{}\r\n",
             r.date,
             csv_field(&r.license_id),
             csv_field(&r.product),
@@ -154,10 +210,82 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.peak_concurrent,
             seat_hours(r.seat_ms),
             r.denials,
-            r.distinct_users
+            r.distinct_users,
+            tz.name()
         ));
     }
     out
+}
+
+/// A report asked for: its days, zone and group.
+pub struct Range {
+    pub from: Date,
+    pub to: Date,
+    pub tz: Tz,
+}
+
+/// Read `from`, `to` and `tz` (defaults: the 30 days up to today in that zone).
+pub fn parse_range(q: &UsageQuery, now: Millis) -> Result<Range> {
+    let tz = parse_tz(q.tz.as_deref())?;
+    let to = match q.to.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => parse_day("to", s)?,
+        None => day_in(now, tz),
+    };
+    let from = match q.from.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => parse_day("from", s)?,
+        None => to.checked_sub(TDuration::days(29)).unwrap_or(to),
+    };
+    if from > to {
+        return Err(ApiError::unprocessable("invalid_request", "`from` is after `to`"));
+    }
+    if (to - from).whole_days() >= MAX_DAYS {
+        return Err(ApiError::unprocessable("invalid_request", format!("a report covers at most {MAX_DAYS} days")));
+    }
+    Ok(Range { from, to, tz })
+}
+
+/// The usage report of an entity (optionally one group's licenses), by date, product and license.
+pub async fn report(
+    state: &AppState,
+    entity: &Entity,
+    range: &Range,
+    group: Option<&str>,
+    now: Millis,
+) -> Result<Vec<Row>> {
+    let mut licenses = store::licenses::licenses_of_entity(&state.db.pool, &entity.id).await?;
+    if let Some(g) = group {
+        if store::entities::group_by_name(&state.db.pool, &entity.id, g).await?.is_none() {
+            return Err(ApiError::unprocessable("unknown_group", format!("{} has no group named `{g}`", entity.slug)));
+        }
+        licenses.retain(|l| l.group_name.as_deref() == Some(g));
+    }
+    let start = day_start_in(range.from, range.tz);
+    let end = day_start_in(next_day(range.to), range.tz);
+    let intervals = store::leases::intervals(&state.db.pool, &entity.id, start, end).await?;
+    // Refusals are kept per UTC day: every UTC day the local range touches.
+    let (first, last) = (clock::utc_day(start), clock::utc_day(end - 1));
+    let denials = store::leases::denials(&state.db.pool, &entity.id, &first.to_string(), &last.to_string()).await?;
+    let mut rows = compute(&licenses, &intervals, &denials, range.from, range.to, range.tz, now);
+    // On-premise servers report whole days of their own; each is added on the date it names.
+    let reported =
+        store::onprem::usage_of_entity(&state.db.pool, &entity.id, &range.from.to_string(), &range.to.to_string())
+            .await?;
+    crate::onprem::vendor::merge_usage(&mut rows, &reported);
+    rows.sort_by(|a, b| (a.date, &a.product, &a.license_id).cmp(&(b.date, &b.product, &b.license_id)));
+    Ok(rows)
+}
+
+/// The report as a CSV download.
+pub fn csv_response(slug: &str, range: &Range, rows: &[Row]) -> Response {
+    let mut resp = to_csv(rows, range.tz).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    let zone = range.tz.name().replace('/', "_");
+    let name = format!("attachment; filename=\"latchkey-usage-{slug}-{}-{}-{zone}.csv\"", range.from, range.to);
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
 }
 
 #[tracing::instrument(skip_all)]
@@ -171,20 +299,7 @@ pub async fn usage(
     admin.require(&state, entity.as_ref().map(|e| e.id.as_str())).await?;
     let entity = entity.ok_or_else(|| ApiError::not_found("no such resource"))?;
     let now = state.now();
-    let to = match &q.to {
-        Some(s) => parse_day("to", s)?,
-        None => clock::utc_day(now),
-    };
-    let from = match &q.from {
-        Some(s) => parse_day("from", s)?,
-        None => to.checked_sub(TDuration::days(29)).unwrap_or(to),
-    };
-    if from > to {
-        return Err(ApiError::unprocessable("invalid_request", "`from` is after `to`"));
-    }
-    if (to - from).whole_days() >= MAX_DAYS {
-        return Err(ApiError::unprocessable("invalid_request", format!("a report covers at most {MAX_DAYS} days")));
-    }
+    let range = parse_range(&q, now)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -192,31 +307,11 @@ pub async fn usage(
             return Err(ApiError::unprocessable("invalid_request", format!("format `{other}`: use json or csv")));
         }
     };
-    let mut licenses = store::licenses::licenses_of_entity(&state.db.pool, &entity.id).await?;
-    if let Some(g) = &q.group {
-        if store::entities::group_by_name(&state.db.pool, &entity.id, g).await?.is_none() {
-            return Err(ApiError::unprocessable("unknown_group", format!("{slug} has no group named `{g}`")));
-        }
-        licenses.retain(|l| l.group_name.as_deref() == Some(g.as_str()));
-    }
-    let range_end = clock::day_start(to) + 86_400_000;
-    let intervals = store::leases::intervals(&state.db.pool, &entity.id, clock::day_start(from), range_end).await?;
-    let denials = store::leases::denials(&state.db.pool, &entity.id, &from.to_string(), &to.to_string()).await?;
-    let mut rows = compute(&licenses, &intervals, &denials, from, to, now);
-    let reported =
-        store::onprem::usage_of_entity(&state.db.pool, &entity.id, &from.to_string(), &to.to_string()).await?;
-    crate::onprem::vendor::merge_usage(&mut rows, &reported);
-    rows.sort_by(|a, b| (a.date, &a.product, &a.license_id).cmp(&(b.date, &b.product, &b.license_id)));
+    let rows = report(&state, &entity, &range, q.group.as_deref(), now).await?;
     if csv {
-        let mut resp = to_csv(&rows).into_response();
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"latchkey-usage-{slug}-{from}-{to}.csv\""))
-        {
-            h.insert(header::CONTENT_DISPOSITION, v);
-        }
-        return Ok(resp);
+        return Ok(csv_response(&slug, &range, &rows));
     }
+    let tz = range.tz.name();
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -230,6 +325,7 @@ pub async fn usage(
                 "seat_hours": seat_hours(r.seat_ms),
                 "denials": r.denials,
                 "distinct_users": r.distinct_users,
+                "tz": tz,
             })
         })
         .collect();
@@ -285,7 +381,7 @@ mod tests {
             iv("c", 23.0, 25.0, t0), // crosses midnight
         ];
         let denials = vec![("L".to_string(), "2026-03-01".to_string(), 2)];
-        let rows = compute(&[license("L")], &intervals, &denials, d0, d1, t0 + 10 * 86_400_000);
+        let rows = compute(&[license("L")], &intervals, &denials, d0, d1, Tz::UTC, t0 + 10 * 86_400_000);
         assert_eq!(rows.len(), 2);
         let (a, b) = (&rows[0], &rows[1]);
         assert_eq!(a.peak_concurrent, 2);
@@ -296,9 +392,9 @@ mod tests {
         assert_eq!(b.peak_concurrent, 1);
         assert_eq!(b.seat_ms, 3_600_000);
         assert_eq!(b.distinct_users, 1);
-        let csv = to_csv(&rows);
+        let csv = to_csv(&rows, Tz::UTC);
         assert!(csv.starts_with(CSV_HEADER));
-        assert!(csv.contains("2026-03-01,L,readyapi,\"QA, \"\"core\"\"\",3,2,7.00,2,3\r\n"), "{csv}");
+        assert!(csv.contains("2026-03-01,L,readyapi,\"QA, \"\"core\"\"\",3,2,7.00,2,3,UTC\r\n"), "{csv}");
     }
 
     #[test]
@@ -307,9 +403,34 @@ mod tests {
         let t0 = clock::day_start(d0);
         let now = t0 + 12 * 3_600_000;
         let intervals = vec![iv("a", 10.0, 100.0, t0)];
-        let rows = compute(&[license("L")], &intervals, &[], d0, d0.next_day().unwrap(), now);
+        let rows = compute(&[license("L")], &intervals, &[], d0, d0.next_day().unwrap(), Tz::UTC, now);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].seat_ms, 2 * 3_600_000);
+    }
+
+    #[test]
+    fn days_follow_the_zone_including_dst_changes() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let d = |s| parse_day("d", s).unwrap();
+        // 2026-03-29: clocks go forward in Berlin, the day has 23 hours.
+        let (sat, sun, mon) = (d("2026-03-28"), d("2026-03-29"), d("2026-03-30"));
+        assert_eq!(day_start_in(sun, berlin), clock::day_start(sun) - 3_600_000);
+        assert_eq!(day_start_in(mon, berlin) - day_start_in(sun, berlin), 23 * 3_600_000);
+        // A seat from 23:30 to 00:30 Berlin time on Saturday night falls on two Berlin days.
+        let start = day_start_in(sun, berlin) - 1_800_000;
+        let intervals = vec![Interval { license_id: "L".into(), user_id: "a".into(), start, end: start + 3_600_000 }];
+        let denials = vec![("L".to_string(), "2026-03-28".to_string(), 4)];
+        let now = clock::day_start(mon) + 86_400_000 * 3;
+        let rows = compute(&[license("L")], &intervals, &denials, sat, sun, berlin, now);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].seat_ms, rows[0].denials), (1_800_000, 4));
+        assert_eq!((rows[1].seat_ms, rows[1].denials), (1_800_000, 0));
+        // In UTC the same seat is one day's (22:30 to 23:30 UTC).
+        let utc = compute(&[license("L")], &intervals, &denials, sat, sun, Tz::UTC, now);
+        assert_eq!((utc[0].seat_ms, utc[1].seat_ms), (3_600_000, 0));
+        assert!(parse_tz(Some("Mars/Olympus")).is_err());
+        assert_eq!(parse_tz(None).unwrap(), Tz::UTC);
+        assert!(to_csv(&rows, berlin).contains(",Europe/Berlin\r\n"));
     }
 
     #[test]

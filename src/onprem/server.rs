@@ -395,7 +395,7 @@ pub async fn usage_file(
         .map(|(license_id, user_id, start, end)| store::leases::Interval { license_id, user_id, start, end })
         .collect();
     let denials = store::onprem::usage_denials(&db.pool, &from.to_string(), &to.to_string()).await?;
-    let rows = crate::licenses::reports::compute(&licenses, &intervals, &denials, from, to, now);
+    let rows = crate::licenses::reports::compute(&licenses, &intervals, &denials, from, to, chrono_tz::Tz::UTC, now);
     let out: Vec<UsageLicense> = licenses
         .iter()
         .map(|l| UsageLicense {

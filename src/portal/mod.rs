@@ -12,6 +12,7 @@
 
 mod admin;
 mod me;
+mod usage;
 pub mod view;
 
 use askama::Template;
@@ -46,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal/entities/{slug}/users", get(admin::users))
         .route("/portal/entities/{slug}/admins", post(admin::add_admin))
         .route("/portal/entities/{slug}/admins/remove", post(admin::remove_admin))
+        .route("/portal/entities/{slug}/usage", get(usage::page))
+        .route("/portal/entities/{slug}/usage.csv", get(usage::csv))
         .route("/portal/licenses/{id}", get(admin::license))
         .route("/portal/licenses/{id}/assign", post(admin::assign))
         .route("/portal/licenses/{id}/revoke", get(admin::revoke_confirm).post(admin::revoke))

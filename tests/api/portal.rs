@@ -462,3 +462,57 @@ async fn licenses_filter_by_product_and_group_and_count_seats_in_use() {
     let (_, html) = page(app, &p.admin, "/portal/entities/acme/licenses?product=readyapi").await;
     assert!(html.contains("1 of 2 licenses") && html.contains(&readyapi), "{html}");
 }
+
+#[tokio::test]
+async fn the_usage_page_charts_peaks_against_seats_and_downloads_the_same_csv_in_a_zone() {
+    let p = portal("floating", 1).await;
+    let app = &p.app;
+    let (ada, bob) = (app.email("ada"), app.email("bob"));
+    app.assign(&p.license, &ada).await;
+    app.assign(&p.license, &bob).await;
+    checkout(app, &ada, "pc1").await;
+    let t = app.token_for(&bob, "readyapi").await;
+    let r = app.post("/api/v1/seats", Some(&t), json!({ "product": "readyapi", "machine": "pc2" })).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT, "bob is refused: the one seat is taken");
+    // A minute of use (the clock stands still otherwise: a seat taken now has used nothing yet).
+    app.advance(std::time::Duration::from_secs(60));
+
+    let (status, html) = page(app, &p.admin, "/portal/entities/acme/usage?tz=Europe/Berlin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<svg class=\"chart\""), "{html}");
+    assert!(html.contains("1 in use at peak") && html.contains("1 refused"), "{html}");
+    assert!(html.contains("value=\"Europe/Berlin\""), "{html}");
+    let link = html
+        .split("href=\"")
+        .find(|s| s.starts_with("/portal/entities/acme/usage.csv"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let r = p.admin.get(app.url(&link)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert!(
+        csv.starts_with("date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users,tz\r\n")
+    );
+    assert!(csv.contains(",1,1,") && csv.contains(",Europe/Berlin\r\n"), "{csv}");
+    // The same numbers as the JSON API's report with the same parameters.
+    let query = link.split_once('?').unwrap().1;
+    let api = app.get(&format!("/api/v1/entities/acme/reports/usage?format=csv&{query}"), Some(&p.token)).await;
+    assert_eq!(api.text().await.unwrap(), csv);
+
+    let (status, html) = page(app, &p.admin, "/portal/entities/acme/usage?tz=Mars/Olympus").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("IANA time zone"), "{html}");
+    let r = app.get("/api/v1/entities/acme/reports/usage?tz=Mars/Olympus", Some(&p.token)).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+
+    app.create_entity("globex").await;
+    let globex = app.signed_in_browser(&app.email("admin-globex")).await;
+    for path in ["/portal/entities/acme/usage", "/portal/entities/acme/usage.csv"] {
+        assert_eq!(page(app, &globex, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+}

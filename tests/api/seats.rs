@@ -360,7 +360,7 @@ async fn the_usage_report_shows_the_days_peak_denials_and_hours() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users"
+        "date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users,tz"
     );
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(row[0], today);
@@ -371,6 +371,7 @@ async fn the_usage_report_shows_the_days_peak_denials_and_hours() {
     assert_eq!(row[5], "2", "peak");
     assert_eq!(row[7], "2", "denials");
     assert_eq!(row[8], "2", "distinct users");
+    assert_eq!(row[9], "UTC", "the zone of the days");
 
     let v: Value = app.get("/api/v1/entities/acme/reports/usage", Some(&admin)).await.json().await.unwrap();
     let rows = v.as_array().unwrap();
