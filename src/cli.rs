@@ -39,6 +39,9 @@ pub enum Command {
     /// Operator API keys.
     #[command(subcommand)]
     OperatorKey(OperatorKeyCmd),
+    /// Operator users of the portal's console.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
     /// Token-signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -102,6 +105,28 @@ pub enum OnpremCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCmd {
+    /// Make an account an operator, creating it (and queueing its password-setup mail) when needed.
+    Add(Box<OperatorAdd>),
+    /// The account is no longer an operator.
+    Remove {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct OperatorAdd {
+    #[arg(long)]
+    pub email: String,
+    /// The service's settings (the setup mail's links use its public URL).
+    #[command(flatten)]
+    pub config: Config,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +237,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tx.commit().await?;
             println!("{key}");
             eprintln!("Operator key `{name}` created. It is shown only now: store it in your secrets manager.");
+            Ok(())
+        }
+        Command::Operator(OperatorCmd::Add(add)) => {
+            let OperatorAdd { email, config } = *add;
+            let app = App::build(config, clock.clone()).await?;
+            let added = crate::accounts::operators::add(&app.state, &email, clock.now()).await.map_err(anyhow_of)?;
+            match (added.account_created, added.newly_operator) {
+                (true, _) => {
+                    eprintln!("{email} is an operator; its account was made and a password-setup mail is queued.")
+                }
+                (false, true) => eprintln!("{email} is an operator."),
+                (false, false) => eprintln!("{email} was an operator already."),
+            }
+            eprintln!("At first sign-in the portal has them enrol an authenticator app before the console opens.");
+            Ok(())
+        }
+        Command::Operator(OperatorCmd::Remove { email, db }) => {
+            let db = open_db(&db).await?;
+            let email = crate::accounts::normalize_email(&email).map_err(anyhow_of)?;
+            let user = store::accounts::user_by_email(&db.pool, &email).await?;
+            let removed = match user {
+                Some(u) => store::mfa::remove_operator(&db.pool, &u.id).await?,
+                None => false,
+            };
+            anyhow::ensure!(removed, "{email} is not an operator");
+            eprintln!("{email} is no longer an operator.");
             Ok(())
         }
         Command::Product(args) => crate::product::main(args).await,
@@ -367,5 +418,14 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// An API error as a command-line error (its detail).
+fn anyhow_of(e: crate::error::ApiError) -> anyhow::Error {
+    match e {
+        crate::error::ApiError::Problem(p) => anyhow::anyhow!("{}", p.detail),
+        crate::error::ApiError::OAuth(o) => anyhow::anyhow!("{}", o.description),
+        crate::error::ApiError::Internal(e) => e,
     }
 }

@@ -50,5 +50,15 @@
       a.href = a.getAttribute("href") + (a.getAttribute("href").indexOf("?") < 0 ? "?" : "&") + "tz=" + encodeURIComponent(zone);
     }
   }
-  document.addEventListener("DOMContentLoaded", function () { localise(); copyButtons(); zoneLinks(); });
+  // SSO set-up: the chosen vendor's help opens, the others close.
+  function vendorHelp() {
+    var radios = document.querySelectorAll("input[name=vendor]");
+    for (var i = 0; i < radios.length; i++) {
+      radios[i].addEventListener("change", function (ev) {
+        var all = document.querySelectorAll("details.help[data-vendor]");
+        for (var j = 0; j < all.length; j++) { all[j].open = all[j].getAttribute("data-vendor") === ev.target.value; }
+      });
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { localise(); copyButtons(); zoneLinks(); vendorHelp(); });
 })();

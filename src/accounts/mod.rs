@@ -2,6 +2,8 @@
 //! Accounts are made the first time an email is assigned a license (or made an administrator);
 //! their owner then sets a password through a single-use, expiring link sent by mail.
 
+pub mod mfa;
+pub mod operators;
 pub mod password;
 pub mod throttle;
 

@@ -88,6 +88,20 @@ pub fn device_code_limits(state: &AppState, user_id: &str, ip: Option<IpAddr>) -
     Limits { counters, what: "device_code_attempt" }
 }
 
+/// The counters of a second-factor code (TOTP or recovery code) of `user_id` from `ip`: the same
+/// three as for passwords, under their own keys.
+pub fn second_factor_limits(state: &AppState, user_id: &str, ip: Option<IpAddr>) -> Limits {
+    let user = state.master.keyed_hash(&[b"throttle-second-factor", user_id.as_bytes()]);
+    let mut counters = vec![(format!("ma:{user}"), ACCOUNT, OnSuccess::Clear)];
+    if let Some(ip) = ip.map(address) {
+        let pair = state.master.keyed_hash(&[b"throttle-second-factor-pair", user_id.as_bytes(), ip.as_bytes()]);
+        counters.push((format!("mp:{pair}"), ACCOUNT_FROM_ADDRESS, OnSuccess::Clear));
+        let addr = state.master.keyed_hash(&[b"throttle-second-factor-ip", ip.as_bytes()]);
+        counters.push((format!("mi:{addr}"), ADDRESS, OnSuccess::Undo));
+    }
+    Limits { counters, what: "second_factor_attempt" }
+}
+
 /// An attempt that was counted and may now be evaluated.
 #[must_use = "report a legitimate attempt with `succeeded`"]
 pub struct Attempt<'l> {

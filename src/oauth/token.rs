@@ -99,6 +99,14 @@ async fn password_grant(
     let username = required(&form.username, "username")?;
     let pw = required(&form.password, "password")?;
     let (user, entity_slug) = password_login(state, ip, ctx, username, pw).await?;
+    // Told only to whoever knows the password: the product must use the browser, which asks for the code.
+    if accounts::mfa::required(state, &user.id).await? {
+        return Err(ApiError::oauth(
+            axum::http::StatusCode::BAD_REQUEST,
+            "mfa_required",
+            "this account signs in with a second factor: sign in through the browser (/oauth/authorize with PKCE, or the device flow)",
+        ));
+    }
     let now = state.now();
     let mut tx = state.db.begin_write().await?;
     let t = tokens::issue_in(&mut tx, state, &user, &entity_slug, &client_id, Amr::Pwd, now).await?;

@@ -1,6 +1,7 @@
 //! The portal: server-rendered pages under `/portal` for everyone who signs in. Every user sees
 //! their licenses and live seats; a license administrator manages their entity's licenses,
-//! assignees, share links, live seats, users and administrators.
+//! assignees, share links, live seats, users and administrators, the usage report and single
+//! sign-on.
 //!
 //! Pages call the same area functions as the JSON API (`licenses::admin`, `licenses::seats`, the
 //! store), so both always agree. Who may see what is decided here, server-side, on every request:
@@ -12,6 +13,8 @@
 
 mod admin;
 mod me;
+mod security;
+mod sso;
 mod usage;
 pub mod view;
 
@@ -41,6 +44,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/portal", get(me::home))
         .route("/portal/seats/{lease_id}/release", post(me::release))
+        .route("/portal/security", get(security::page))
+        .route("/portal/security/totp", post(security::enrol))
+        .route("/portal/security/remove", post(security::remove))
         .route("/portal/seats/{lease_id}/disconnect", get(admin::disconnect_confirm).post(admin::disconnect))
         .route("/portal/entities/{slug}", get(admin::entity_home))
         .route("/portal/entities/{slug}/licenses", get(admin::licenses))
@@ -49,6 +55,10 @@ pub fn router() -> Router<AppState> {
         .route("/portal/entities/{slug}/admins/remove", post(admin::remove_admin))
         .route("/portal/entities/{slug}/usage", get(usage::page))
         .route("/portal/entities/{slug}/usage.csv", get(usage::csv))
+        .route("/portal/entities/{slug}/sso", get(sso::page).post(sso::save))
+        .route("/portal/entities/{slug}/sso/enabled", post(sso::switch))
+        .route("/portal/entities/{slug}/sso/test", post(sso::test))
+        .route("/portal/entities/{slug}/sso/sp-metadata.xml", get(sso::sp_metadata))
         .route("/portal/licenses/{id}", get(admin::license))
         .route("/portal/licenses/{id}/assign", post(admin::assign))
         .route("/portal/licenses/{id}/revoke", get(admin::revoke_confirm).post(admin::revoke))
@@ -85,6 +95,8 @@ pub struct Viewer {
     pub csrf: String,
     /// Slugs of the entities this user administers.
     pub admin_of: Vec<String>,
+    /// An operator user (`latchkey operator add`).
+    pub operator: bool,
 }
 
 impl Viewer {
@@ -102,8 +114,11 @@ impl FromRequestParts<AppState> for Viewer {
                 let admin_of = store::entities::administered_by(&state.db.pool, &bu.user.id)
                     .await
                     .map_err(|e| ApiError::from(e).into_response())?;
+                let operator = store::mfa::is_operator(&state.db.pool, &bu.user.id)
+                    .await
+                    .map_err(|e| ApiError::from(e).into_response())?;
                 let csrf = session::csrf_token(state, &bu.session_hash);
-                Ok(Viewer { bu, csrf, admin_of })
+                Ok(Viewer { bu, csrf, admin_of, operator })
             }
             Ok(None) => {
                 // Come back to the page after signing in; a form post comes back to the portal.

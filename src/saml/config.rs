@@ -29,20 +29,20 @@ use crate::{
 /// `vendor` and the metadata, PATCH applies what is present.
 #[derive(Deserialize, Default)]
 pub struct SsoBody {
-    vendor: Option<String>,
-    idp_metadata_xml: Option<String>,
-    idp_metadata_url: Option<String>,
-    email_domains: Option<Vec<String>>,
+    pub vendor: Option<String>,
+    pub idp_metadata_xml: Option<String>,
+    pub idp_metadata_url: Option<String>,
+    pub email_domains: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    email_attribute: Option<Option<String>>,
-    enabled: Option<bool>,
-    allow_idp_initiated: Option<bool>,
-    jit_accounts: Option<bool>,
-    allow_sha1: Option<bool>,
+    pub email_attribute: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub allow_idp_initiated: Option<bool>,
+    pub jit_accounts: Option<bool>,
+    pub allow_sha1: Option<bool>,
     /// Anything else: only the view's read-only members are accepted (ignored), so a GET can be
     /// edited and PUT back; any other member is a mistake worth reporting.
     #[serde(flatten)]
-    rest: serde_json::Map<String, Value>,
+    pub rest: serde_json::Map<String, Value>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` when absent.
@@ -216,7 +216,7 @@ pub async fn put_sso(
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
-    change(&state, &ctx.by_admin(&admin), &admin, &e, body, Mode::Replace).await
+    change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Replace).await
 }
 
 #[tracing::instrument(skip_all)]
@@ -228,7 +228,7 @@ pub async fn patch_sso(
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
-    change(&state, &ctx.by_admin(&admin), &admin, &e, body, Mode::Patch).await
+    change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Patch).await
 }
 
 #[tracing::instrument(skip_all)]
@@ -263,11 +263,15 @@ pub async fn delete_sso(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// PUT replaces the whole configuration, PATCH changes only the members given.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     Replace,
     Patch,
 }
+
+/// Whether `idp_metadata_url` is taken (the portal offers the field only then).
+pub const METADATA_URLS: bool = false;
 
 fn check_body(body: &SsoBody) -> Result<()> {
     if let Some(k) = body.rest.keys().find(|k| !READ_ONLY.contains(&k.as_str())) {
@@ -278,10 +282,12 @@ fn check_body(body: &SsoBody) -> Result<()> {
 
 /// PUT and PATCH: validate everything, then write the configuration, its domains and the
 /// consequences of turning SSO on, in one transaction.
-async fn change(
+/// `operator`: the vendor acts (it verifies domains and may enable without a test); else an
+/// administrator of the entity. Shared by the JSON API and the portal's SSO page.
+pub async fn change(
     state: &AppState,
     ctx: &crate::audit::Context,
-    admin: &Admin,
+    operator: bool,
     e: &Entity,
     body: SsoBody,
     mode: Mode,
@@ -407,7 +413,7 @@ async fn change(
     // IdP configuration that passed a test: a broken one would lock every user out, them included.
     let was_enabled = old.is_some_and(|c| c.enabled == 1);
     let idp_changed = old.is_none_or(|c| idp_fingerprint(c) != idp_fingerprint(&config));
-    if !admin.is_operator() && config.enabled == 1 && (!was_enabled || idp_changed) && !is_tested(&config) {
+    if !operator && config.enabled == 1 && (!was_enabled || idp_changed) && !is_tested(&config) {
         return Err(ApiError::conflict(
             "sso_untested",
             "run a test sign-in with this IdP configuration first (POST .../sso/test), then enable it",
@@ -419,7 +425,7 @@ async fn change(
         store::sso::lock_config(&mut *tx, &e.id).await?;
     }
     if let Some(domains) = &domains {
-        set_domains(&mut tx, admin, e, domains, now).await?;
+        set_domains(&mut tx, operator, e, domains, now).await?;
     }
     store::sso::put_config(&mut *tx, &config).await?;
     if config.enabled == 1 {
@@ -481,7 +487,7 @@ fn check_attribute(a: Option<&str>) -> Result<Option<String>> {
 /// Replace the entity's domain claims. The operator's word verifies a domain; an administrator's
 /// list keeps what was verified and claims the rest. A domain verified for another entity is
 /// taken; another entity's mere claim blocks nothing.
-async fn set_domains(tx: &mut store::Tx, admin: &Admin, e: &Entity, domains: &[String], now: Millis) -> Result<()> {
+async fn set_domains(tx: &mut store::Tx, operator: bool, e: &Entity, domains: &[String], now: Millis) -> Result<()> {
     let taken = |d: &str| ApiError::conflict("domain_taken", format!("`{d}` is verified for another organisation"));
     let verified_before = store::sso::verified_domains(&mut **tx, &e.id).await?;
     for d in domains {
@@ -491,7 +497,7 @@ async fn set_domains(tx: &mut store::Tx, admin: &Admin, e: &Entity, domains: &[S
     }
     store::sso::clear_domains(&mut **tx, &e.id).await?;
     for d in domains {
-        let verified = admin.is_operator() || verified_before.contains(d);
+        let verified = operator || verified_before.contains(d);
         match store::sso::add_domain(&mut **tx, d, &e.id, verified).await {
             Ok(()) => {}
             // Verified for another entity by a concurrent request.
@@ -537,15 +543,18 @@ pub async fn start_test(
 ) -> Result<Json<Value>> {
     let e = entity_for(&state, &admin, &slug).await?;
     store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
-    let expires_at = state.now() + TEST_LINK_TTL_MS;
+    let (path, expires_at) = test_link(&state, &e, state.now());
+    Ok(Json(json!({ "url": state.url(&path), "expires_at": clock::rfc3339(expires_at) })))
+}
+
+/// A test sign-in link of the entity (a local path) and when it stops working.
+pub fn test_link(state: &AppState, e: &Entity, now: Millis) -> (String, Millis) {
+    let expires_at = now + TEST_LINK_TTL_MS;
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("expires", &expires_at.to_string())
-        .append_pair("sig", &test_mac(&state, &e.id, expires_at))
+        .append_pair("sig", &test_mac(state, &e.id, expires_at))
         .finish();
-    Ok(Json(json!({
-        "url": state.url(&format!("/saml/{}/test?{q}", e.slug)),
-        "expires_at": clock::rfc3339(expires_at),
-    })))
+    (format!("/saml/{}/test?{q}", e.slug), expires_at)
 }
 
 /// `GET /api/v1/entities/{slug}/sso/failures`: refused SAML responses of the last 7 days, newest first.

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod keys;
 pub mod leases;
 pub mod licenses;
+pub mod mfa;
 pub mod onprem;
 pub mod outbox;
 pub mod scim;

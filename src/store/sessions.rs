@@ -42,6 +42,16 @@ pub async fn delete_session<'e>(db: impl AnyExecutor<'e>, id_hash: &str) -> sqlx
     sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1").bind(id_hash).execute(db).await.map(|_| ())
 }
 
+/// End a user's browser sessions except `keep` (the hash of the one that asked).
+pub async fn delete_other_sessions<'e>(db: impl AnyExecutor<'e>, user_id: &str, keep: &str) -> sqlx::Result<u64> {
+    let r = sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND id_hash <> $2")
+        .bind(user_id)
+        .bind(keep)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
 /// End a user's browser sessions that were signed in by `amr` (`pwd` or `saml`).
 pub async fn delete_sessions_of_user<'e>(db: impl AnyExecutor<'e>, user_id: &str, amr: &str) -> sqlx::Result<u64> {
     let r = sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND amr = $2")

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/share/{token}", get(share_page).post(share_submit))
         .route("/login", get(login::login_page).post(login::login_email))
         .route("/login/password", post(login::login_password))
+        .route("/login/code", post(login::login_code))
         .route("/logout", post(login::logout))
         .route("/account", get(login::account_page))
 }

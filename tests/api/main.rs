@@ -10,6 +10,7 @@ mod cli;
 mod helpers;
 mod licenses;
 mod mail;
+mod mfa;
 mod operations;
 mod portal;
 mod private_networks;

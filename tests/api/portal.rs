@@ -516,3 +516,150 @@ async fn the_usage_page_charts_peaks_against_seats_and_downloads_the_same_csv_in
         assert_eq!(page(app, &globex, path).await.0, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+#[tokio::test]
+async fn an_administrator_sets_up_sso_tests_it_reads_what_the_idp_sent_and_enables_it() {
+    use crate::sso::{Sso, idp, pysaml2_answer_with};
+    let p = portal("floating", 5).await;
+    let me = p.admin_email.clone();
+    let sso_page = "/portal/entities/acme/sso";
+
+    // Nothing set up: the page says what to do, offers every vendor's help and the SP values.
+    let (status, html) = page(&p.app, &p.admin, sso_page).await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "Single sign-on is not set up",
+        "Microsoft Entra ID",
+        "Okta",
+        "OneLogin",
+        "PingFederate",
+        "Federation Metadata XML",
+        "/saml/acme/acs",
+        "/saml/acme/metadata",
+    ] {
+        assert!(html.contains(needle), "{needle}: {html}");
+    }
+    assert!(!html.contains("name=\"metadata_url\""), "this server takes no metadata URL yet");
+    // Saving without metadata is refused, nothing is made.
+    let r = post_form(&p.app, &p.admin, sso_page, sso_page, &[("vendor", "okta"), ("metadata_xml", "")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&p.app, &p.admin, sso_page).await;
+    assert!(html.contains("Paste your identity provider") && html.contains("not set up"), "{html}");
+    // Broken metadata: the reason is shown, nothing is made.
+    post_form(&p.app, &p.admin, sso_page, sso_page, &[("vendor", "okta"), ("metadata_xml", "<nope/>")]).await;
+    let (_, html) = page(&p.app, &p.admin, sso_page).await;
+    assert!(html.contains("That metadata cannot be used") && html.contains("not set up"), "{html}");
+    let r = p.app.get("/api/v1/entities/acme/sso", Some(&p.token)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The real thing: Okta's metadata, the test's domain claimed, saved off.
+    let md = idp("metadata", &json!({ "vendor": "okta" })).await;
+    let xml = md["xml"].as_str().unwrap().to_string();
+    let domain = p.app.domain.clone();
+    let fields = [
+        ("vendor", "okta"),
+        ("metadata_xml", xml.as_str()),
+        ("domains", domain.as_str()),
+        ("email_attribute", ""),
+        ("allow_idp_initiated", "on"),
+    ];
+    let r = post_form(&p.app, &p.admin, sso_page, sso_page, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let view: Value = p.app.get("/api/v1/entities/acme/sso", Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(view["vendor"], "okta");
+    assert_eq!(view["enabled"], false);
+    assert_eq!(view["email_domains"], json!([domain]));
+    assert_eq!(view["verified_email_domains"], json!([]), "an administrator's domain is only claimed");
+    let (_, html) = page(&p.app, &p.admin, sso_page).await;
+    assert!(html.contains("set up but off") && html.contains("claimed, not verified"), "{html}");
+    assert!(html.contains("not yet passed"), "{html}");
+
+    // The SP metadata downloads as a file, the same document the IdP reads.
+    let r = p.admin.get(p.app.url("/portal/entities/acme/sso/sp-metadata.xml")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let served = p.app.get("/saml/acme/metadata", None).await.text().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), served);
+
+    // Enabling before a test is refused with what to do.
+    let r = post_form(&p.app, &p.admin, sso_page, "/portal/entities/acme/sso/enabled", &[("enabled", "true")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&p.app, &p.admin, sso_page).await;
+    assert!(html.contains("Run Test sign-in with these identity provider settings first"), "{html}");
+
+    // Test sign-in, in this browser: to the IdP and back to a report of what it sent.
+    let r = post_form(&p.app, &p.admin, sso_page, "/portal/entities/acme/sso/test", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let test_link = location(&r);
+    assert!(test_link.starts_with("/saml/acme/test?"), "{test_link}");
+    let r = p.admin.get(p.app.url(&test_link)).send().await.unwrap();
+    assert!(r.status().is_redirection(), "off to the IdP");
+    let req = json!({ "url": location(&r) });
+    let s = Sso { app: p.app, slug: "acme".into(), vendor: "okta".into(), license: p.license.clone() };
+    let extra = json!({ "attributes": { "department": "Sales", "email": me } });
+    let answer = pysaml2_answer_with(&s, &req, &me, extra).await;
+    let mut form = vec![("SAMLResponse", answer["saml_response"].as_str().unwrap().to_string())];
+    if let Some(relay) = answer["relay_state"].as_str() {
+        form.push(("RelayState", relay.to_string()));
+    }
+    let r = p.admin.post(s.acs()).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report = r.text().await.unwrap();
+    for needle in ["Test passed", "http://www.okta.com/", "department", "Sales", &me] {
+        assert!(report.contains(needle), "{needle}: {report}");
+    }
+    let (_, html) = page(&s.app, &p.admin, sso_page).await;
+    assert!(html.contains("passed <time"), "{html}");
+
+    // Now enabling works (the operator verifies the domain first, as the vendor does).
+    let r = s.app.patch("/api/v1/entities/acme/sso", s.app.op(), json!({ "email_domains": [domain] })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    post_form(&s.app, &p.admin, sso_page, "/portal/entities/acme/sso/enabled", &[("enabled", "true")]).await;
+    let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
+    assert_eq!(view["enabled"], true, "{view}");
+
+    // A refused answer shows under recent failures in plain words.
+    let r = reqwest::Client::new().post(s.acs()).form(&[("SAMLResponse", "bm90IHNhbWw=")]).send().await.unwrap();
+    assert!(r.status().is_client_error());
+    let mut forged = crate::sso::response_params(&s, &me);
+    forged["key"] = json!("attacker");
+    let forged = idp("response", &forged).await;
+    let r = reqwest::Client::new()
+        .post(s.acs())
+        .form(&[("SAMLResponse", forged["saml_response"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    // The administrator's own password session ended when SSO took over their domain: back in
+    // through the IdP would be the real way; a fresh session stands in for it here.
+    let user = latchkey::store::accounts::user_by_email(&s.app.state.db.pool, &me).await.unwrap().unwrap();
+    let cookie = latchkey::browser::session::start(&s.app.state, &user.id, "saml").await.unwrap();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(cookie.to_str().unwrap(), &s.app.url("/").parse().unwrap());
+    let admin = Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_provider(jar).build().unwrap();
+    let (status, html) = page(&s.app, &admin, sso_page).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<span class=\"tag\">on</span>") && html.contains("Disable single sign-on"), "{html}");
+    assert!(html.contains("not a SAML 2.0 response latchkey can read"), "{html}");
+    assert!(html.contains("The signature is not from a certificate in the metadata you pasted"), "{html}");
+    assert!(html.contains("invalid_signature") && html.contains(&me), "the code and the claimed NameID: {html}");
+
+    // Disabling: passwords again.
+    post_form(&s.app, &admin, sso_page, "/portal/entities/acme/sso/enabled", &[("enabled", "false")]).await;
+    let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
+    assert_eq!(view["enabled"], false);
+
+    // Another entity's administrator sees none of it, and cannot change it.
+    s.app.create_entity("globex").await;
+    let globex = s.app.signed_in_browser(&s.app.email("admin-globex")).await;
+    for path in [sso_page, "/portal/entities/acme/sso/sp-metadata.xml"] {
+        assert_eq!(page(&s.app, &globex, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = post_form(&s.app, &globex, "/portal", "/portal/entities/acme/sso/enabled", &[("enabled", "true")]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = post_form(&s.app, &globex, "/portal", "/portal/entities/acme/sso/test", &[]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
+    assert_eq!(view["enabled"], false);
+}

@@ -1,0 +1,334 @@
+//! The second factor: enrolling a TOTP authenticator in the portal, the code at every password
+//! sign-in (each code once, throttled like passwords), recovery codes, the password grant's
+//! `mfa_required`, operators made to enrol, and SSO users never asked.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in s.chars().filter(|c| !c.is_whitespace()) {
+        let v = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".find(c).expect("base32") as u32;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buf >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+/// The code an authenticator app shows at the test clock's now.
+pub fn code_now(app: &TestApp, secret: &[u8]) -> String {
+    let t = totp_rs::Builder::new().with_secret(secret.to_vec()).build().unwrap();
+    t.generate((app.clock_now() / 1000) as u64).to_string()
+}
+
+fn fresh_browser() -> Client {
+    Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
+async fn html(app: &TestApp, b: &Client, path: &str) -> (StatusCode, String) {
+    let r = b.get(app.url(path)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// Enrol in the portal in browser `b`: returns the secret and the recovery codes.
+pub async fn enrol(app: &TestApp, b: &Client) -> (Vec<u8>, Vec<String>) {
+    let (status, page) = html(app, b, "/portal/security").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<svg class=\"qr\""), "a QR code: {page}");
+    let secret = page.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let secret = base32_decode(&secret);
+    assert_eq!(secret.len(), 20, "160 bits");
+    // A wrong code first: refused, nothing enrolled.
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(app.url("/portal/security/totp"))
+        .form(&[("csrf", csrf.as_str()), ("code", "000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let code = code_now(app, &secret);
+    let r = b
+        .post(app.url("/portal/security/totp"))
+        .form(&[("csrf", csrf.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let codes: Vec<String> =
+        page.split("<li><code>").skip(1).map(|s| s.split('<').next().unwrap().to_string()).collect();
+    assert_eq!(codes.len(), 10, "{page}");
+    (secret, codes)
+}
+
+/// Email and password through the sign-in pages in a fresh browser; returns it and the answer.
+async fn password_step(app: &TestApp, email: &str) -> (Client, reqwest::Response) {
+    let b = fresh_browser();
+    let (_, page) = html(app, &b, "/login?return_to=%2Fportal").await;
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(app.url("/login/password"))
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD), ("return_to", "/portal")])
+        .send()
+        .await
+        .unwrap();
+    (b, r)
+}
+
+async fn give_code(app: &TestApp, b: &Client, page: &str, code: &str) -> reqwest::Response {
+    let csrf = csrf_of(page);
+    b.post(app.url("/login/code")).form(&[("csrf", csrf.as_str()), ("code", code)]).send().await.unwrap()
+}
+
+fn has_session(r: &reqwest::Response) -> bool {
+    r.headers().get_all("set-cookie").iter().any(|v| {
+        let v = v.to_str().unwrap_or_default();
+        v.starts_with("lk_session=") && !v.starts_with("lk_session=;")
+    })
+}
+
+#[tokio::test]
+async fn an_enrolled_user_gives_a_code_at_every_password_sign_in_and_each_code_works_once() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let _admin = app.entity_with_admin("acme").await;
+    let email = app.email("admin-acme");
+    let b = app.signed_in_browser(&email).await;
+    let other = app.signed_in_browser(&email).await;
+    let (secret, recovery) = enrol(&app, &b).await;
+    let enrol_code = code_now(&app, &secret);
+    let (_, page) = html(&app, &b, "/portal/security").await;
+    assert!(page.contains("10 of 10") && page.contains("on since"), "{page}");
+    // Enrolling signed the other browsers out.
+    assert!(html(&app, &other, "/portal").await.0.is_redirection());
+    let (status, _) = html(&app, &b, "/portal").await;
+    assert_eq!(status, StatusCode::OK, "the enrolling browser stays signed in");
+
+    // The password alone starts no session: a code is asked.
+    let (b1, r) = password_step(&app, &email).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!has_session(&r));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("name=\"code\""), "{page}");
+    assert!(html(&app, &b1, "/portal").await.0.is_redirection(), "not signed in yet");
+    // The code that confirmed the enrolment does not work again (same time step).
+    let r = give_code(&app, &b1, &page, &enrol_code).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!has_session(&r));
+    // The next step's code signs in, once.
+    app.advance(Duration::from_secs(30));
+    let code = code_now(&app, &secret);
+    let page = r.text().await.unwrap();
+    let r = give_code(&app, &b1, &page, &code).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    assert!(has_session(&r));
+    assert_eq!(r.headers()["location"], "/portal");
+    assert_eq!(html(&app, &b1, "/portal").await.0, StatusCode::OK);
+    let (b2, r) = password_step(&app, &email).await;
+    let page = r.text().await.unwrap();
+    let r = give_code(&app, &b2, &page, &code).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a replayed code is refused");
+    // An earlier step's code (still within the skew window) is refused too.
+    let r = give_code(&app, &b2, &r.text().await.unwrap(), &enrol_code).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // A recovery code works once, typed in any case.
+    let page = r.text().await.unwrap();
+    let r = give_code(&app, &b2, &page, &recovery[3].to_uppercase()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (b3, r) = password_step(&app, &email).await;
+    let r = give_code(&app, &b3, &r.text().await.unwrap(), &recovery[3]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a spent recovery code is refused");
+    let (_, page) = html(&app, &b1, "/portal/security").await;
+    assert!(page.contains("9 of 10"), "{page}");
+
+    // The code step cannot be skipped, nor reached without the password step's cookie.
+    let lone = fresh_browser();
+    let (_, login) = html(&app, &lone, "/login").await;
+    app.advance(Duration::from_secs(30));
+    let r = give_code(&app, &lone, &login, &code_now(&app, &secret)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(!has_session(&r));
+    // It expires after five minutes.
+    let (b4, r) = password_step(&app, &email).await;
+    let page = r.text().await.unwrap();
+    app.advance(Duration::from_secs(6 * 60));
+    let r = give_code(&app, &b4, &page, &code_now(&app, &secret)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Products cannot sign in with the password alone.
+    let r = app.password_grant(&email, PASSWORD, "readyapi").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "mfa_required", "{v}");
+    assert!(v["error_description"].as_str().unwrap().contains("/oauth/authorize"), "{v}");
+    // A wrong password still answers as a wrong password (no hint that TOTP is on).
+    let r = app.password_grant(&email, "wrong password here", "readyapi").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+
+    // Removing it takes a code; then the password alone works again.
+    let (_, page) = html(&app, &b1, "/portal/security").await;
+    let csrf = csrf_of(&page);
+    let r = b1
+        .post(app.url("/portal/security/remove"))
+        .form(&[("csrf", csrf.as_str()), ("code", "123456")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(latchkey::store::mfa::has_totp(&app.state.db.pool, &user_id(&app, &email).await).await.unwrap());
+    app.advance(Duration::from_secs(30));
+    let code = code_now(&app, &secret);
+    let r = b1
+        .post(app.url("/portal/security/remove"))
+        .form(&[("csrf", csrf.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!latchkey::store::mfa::has_totp(&app.state.db.pool, &user_id(&app, &email).await).await.unwrap());
+    assert_eq!(app.password_grant(&email, PASSWORD, "readyapi").await.status(), StatusCode::OK);
+}
+
+async fn user_id(app: &TestApp, email: &str) -> String {
+    latchkey::store::accounts::user_by_email(&app.state.db.pool, email).await.unwrap().unwrap().id
+}
+
+#[tokio::test]
+async fn guessing_codes_is_throttled_like_passwords_and_a_throttled_guess_is_not_evaluated() {
+    let app = spawn_app().await;
+    let _admin = app.entity_with_admin("acme").await;
+    let email = app.email("admin-acme");
+    let b = app.signed_in_browser(&email).await;
+    let (secret, _) = enrol(&app, &b).await;
+    app.advance(Duration::from_secs(30));
+    let (b1, r) = password_step(&app, &email).await;
+    let mut page = r.text().await.unwrap();
+    let mut throttled = false;
+    for i in 0..12 {
+        let r = give_code(&app, &b1, &page, &format!("{:06}", 100_000 + i)).await;
+        let status = r.status();
+        page = r.text().await.unwrap();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+    }
+    assert!(throttled, "a dozen wrong codes in a row are throttled");
+    // While throttled, even the right code is not evaluated.
+    let r = give_code(&app, &b1, &page, &code_now(&app, &secret)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(!has_session(&r));
+    // After the wait, the right code works.
+    app.advance(Duration::from_secs(16 * 60));
+    let (b2, r) = password_step(&app, &email).await;
+    let r = give_code(&app, &b2, &r.text().await.unwrap(), &code_now(&app, &secret)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn users_of_an_sso_entity_are_not_asked_for_a_code_their_idp_gives_the_second_factor() {
+    use crate::sso::*;
+    let s = sso_entity("okta", |_| {}).await;
+    let email = member(&s, "alice").await;
+    // An authenticator enrolled while the account still used a password.
+    let user = latchkey::store::accounts::user_by_email(&s.app.state.db.pool, &email).await.unwrap().unwrap();
+    let e = latchkey::accounts::mfa::enrolment(&s.app.state, &user, s.app.clock_now()).await.unwrap().unwrap();
+    let secret = base32_decode(&e.secret);
+    latchkey::accounts::mfa::confirm(&s.app.state, &user, "", &code_now(&s.app, &secret), None, s.app.clock_now())
+        .await
+        .unwrap();
+    let req = start_login(&s, "/portal").await;
+    let answer = pysaml2_answer(&s, &req, &email, false).await;
+    let r = post_acs(&s, &s.acs(), answer["saml_response"].as_str().unwrap(), answer["relay_state"].as_str()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    assert!(signed_in(&r), "signed in by the IdP alone");
+    let (_, page) = html(&s.app, &s.app.client, "/portal/security").await;
+    assert!(page.contains("identity provider"), "{page}");
+}
+
+/// Run the `latchkey` binary on `app`'s database, master key and public URL.
+async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LATCHKEY_") {
+            c.env_remove(k);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("lk-op-{}", uuid::Uuid::new_v4().simple()));
+    let out = c
+        .args(args)
+        .env("LATCHKEY_DATABASE_URL", &app.state.config.database_url)
+        .env("LATCHKEY_MASTER_KEY_FILE", &app.state.config.master_key_file)
+        .env("LATCHKEY_PUBLIC_URL", app.url(""))
+        .env("LATCHKEY_MAIL_DIR", &dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[tokio::test]
+async fn an_operator_made_on_the_command_line_sets_a_password_and_must_enrol_at_first_sign_in() {
+    let app = spawn_app().await;
+    let email = app.email("ops");
+    // On the command line: the account is made and its setup mail queued (the command's clock is
+    // the real one, the test server's is not, so the mail is read from one made in-process).
+    let other = app.email("ops2");
+    let (ok, err) = cli(&app, &["operator", "add", "--email", &other]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("password-setup mail is queued"), "{err}");
+    assert_eq!(app.mails_queued(&other, "setup").await, 1);
+    let u = latchkey::store::accounts::user_by_email(&app.state.db.pool, &other).await.unwrap().unwrap();
+    assert!(latchkey::store::mfa::is_operator(&app.state.db.pool, &u.id).await.unwrap());
+    let added = latchkey::accounts::operators::add(&app.state, &email, app.clock_now()).await.unwrap();
+    assert!(added.account_created && added.newly_operator);
+    app.set_password_from_mail(&email, PASSWORD).await;
+    let (ok, err) = cli(&app, &["operator", "add", "--email", &email.to_uppercase()]).await;
+    assert!(ok && err.contains("already"), "{err}");
+
+    // First sign-in: straight to enrolment.
+    let (b, r) = password_step(&app, &email).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/portal/security?first=1");
+    let (_, page) = html(&app, &b, "/portal/security?first=1").await;
+    assert!(page.contains("Operators need a second factor"), "{page}");
+    let (secret, _) = enrol(&app, &b).await;
+    // Operators keep their authenticator.
+    let (_, page) = html(&app, &b, "/portal/security").await;
+    assert!(!page.contains("/portal/security/remove"), "{page}");
+    app.advance(Duration::from_secs(30));
+    let code = code_now(&app, &secret);
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(app.url("/portal/security/remove"))
+        .form(&[("csrf", csrf.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(latchkey::store::mfa::has_totp(&app.state.db.pool, &user_id(&app, &email).await).await.unwrap());
+    // From now on a code is asked.
+    let (b2, r) = password_step(&app, &email).await;
+    let r = give_code(&app, &b2, &r.text().await.unwrap(), &code).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/portal");
+
+    let (ok, err) = cli(&app, &["operator", "remove", "--email", &email]).await;
+    assert!(ok, "{err}");
+    let (ok, err) = cli(&app, &["operator", "remove", "--email", &email]).await;
+    assert!(!ok && err.contains("not an operator"), "{err}");
+}
