@@ -41,6 +41,9 @@ pub fn bearer_from(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
 pub struct Operator {
     pub key_id: String,
     pub name: String,
+    /// Set when an operator user acts in the portal's console (then `key_id` is empty): the
+    /// audit log names that user, not a key.
+    pub user_id: Option<String>,
 }
 
 async fn operator_from(state: &AppState, token: &str) -> Result<Operator, ApiError> {
@@ -48,7 +51,7 @@ async fn operator_from(state: &AppState, token: &str) -> Result<Operator, ApiErr
         return Err(ApiError::unauthorized("this endpoint needs an operator key"));
     }
     match store::keys::operator_key_by_hash(&state.db.pool, &secret_hash(token)).await? {
-        Some(k) => Ok(Operator { key_id: k.id, name: k.name }),
+        Some(k) => Ok(Operator { key_id: k.id, name: k.name, user_id: None }),
         None => Err(ApiError::unauthorized("unknown or revoked operator key")),
     }
 }

@@ -120,12 +120,12 @@ fn normal_recovery(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
-/// Ten fresh recovery codes (`xxxxx-xxxxx`, 50 bits each), as shown once.
+/// Ten fresh recovery codes (`xxxx-xxxx-xxxx-xxxx`, 80 bits each), as shown once.
 fn new_recovery_codes() -> Vec<String> {
     (0..RECOVERY_CODES)
         .map(|_| {
-            let s = base32(&random_bytes::<7>()).to_lowercase();
-            format!("{}-{}", &s[..5], &s[5..10])
+            let s = base32(&random_bytes::<10>()).to_lowercase();
+            format!("{}-{}-{}-{}", &s[..4], &s[4..8], &s[8..12], &s[12..16])
         })
         .collect()
 }
@@ -180,7 +180,7 @@ pub async fn verify(state: &AppState, user: &User, code: &str, ip: Option<IpAddr
         Some(step) => store::mfa::spend_step(&state.db.pool, &user.id, step).await?,
         None => {
             let normal = normal_recovery(code);
-            normal.len() == 10
+            normal.len() == 16
                 && store::mfa::spend_recovery_code(
                     &state.db.pool,
                     &user.id,
@@ -240,11 +240,11 @@ mod tests {
     fn recovery_codes_are_ten_distinct_and_typed_forgivingly() {
         let codes = new_recovery_codes();
         assert_eq!(codes.len(), 10);
-        assert!(codes.iter().all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'));
+        assert!(codes.iter().all(|c| c.len() == 19 && c.split('-').all(|g| g.len() == 4)));
         let mut d = codes.clone();
         d.sort();
         d.dedup();
         assert_eq!(d.len(), 10);
-        assert_eq!(normal_recovery(" ABCDE-fghij "), "abcdefghij");
+        assert_eq!(normal_recovery(" ABCD-efgh-IJKL-mnop "), "abcdefghijklmnop");
     }
 }

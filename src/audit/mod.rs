@@ -36,6 +36,9 @@ pub struct Actor {
 
 impl Actor {
     pub fn operator(op: &Operator) -> Actor {
+        if let Some(user_id) = &op.user_id {
+            return Actor::user(user_id, &op.name);
+        }
         Actor { kind: "operator_key", id: Some(op.key_id.clone()), name: Some(op.name.clone()) }
     }
     pub fn admin(a: &Admin) -> Actor {

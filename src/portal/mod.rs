@@ -13,6 +13,7 @@
 
 mod admin;
 mod me;
+mod operator;
 mod security;
 mod sso;
 mod usage;
@@ -44,6 +45,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/portal", get(me::home))
         .route("/portal/seats/{lease_id}/release", post(me::release))
+        .route("/portal/operator", get(operator::home))
+        .route("/portal/operator/entities", get(operator::entities).post(operator::create_entity))
+        .route("/portal/operator/entities/{slug}", get(operator::entity_page))
+        .route("/portal/operator/entities/{slug}/licenses", post(operator::create_license))
+        .route("/portal/operator/licenses/{id}", post(operator::change_license))
+        .route("/portal/operator/products", get(operator::products).post(operator::create_product))
         .route("/portal/security", get(security::page))
         .route("/portal/security/totp", post(security::enrol))
         .route("/portal/security/remove", post(security::remove))
@@ -200,6 +207,8 @@ pub struct Shell {
     pub entities: Vec<String>,
     /// The entity whose pages are shown, when one is.
     pub entity: Option<String>,
+    /// An operator user: the console is in the navigation.
+    pub operator: bool,
     /// The navigation entry to mark as current.
     pub section: &'static str,
 }
@@ -211,6 +220,7 @@ impl Shell {
             csrf: v.csrf.clone(),
             flash: read_flash(state, headers),
             entities: v.admin_of.clone(),
+            operator: v.operator,
             entity: entity.map(str::to_string).or_else(|| v.admin_of.first().cloned()),
             section,
         }

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn base32_decode(s: &str) -> Vec<u8> {
+pub fn base32_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut buf, mut bits) = (0u32, 0u32);
     for c in s.chars().filter(|c| !c.is_whitespace()) {
@@ -331,4 +331,84 @@ async fn an_operator_made_on_the_command_line_sets_a_password_and_must_enrol_at_
     assert!(ok, "{err}");
     let (ok, err) = cli(&app, &["operator", "remove", "--email", &email]).await;
     assert!(!ok && err.contains("not an operator"), "{err}");
+}
+
+/// Open `path` in `b`, then post `fields` (with the page's form token) to `action`.
+async fn post(app: &TestApp, b: &Client, path: &str, action: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let (_, page) = html(app, b, path).await;
+    let csrf = csrf_of(&page);
+    let mut all = fields.to_vec();
+    all.push(("csrf", &csrf));
+    b.post(app.url(action)).form(&all).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_with_an_authenticator_creates_an_entity_a_product_and_a_license_and_changes_it() {
+    let app = spawn_app().await;
+    let email = app.email("ops");
+    latchkey::accounts::operators::add(&app.state, &email, app.clock_now()).await.unwrap();
+    app.set_password_from_mail(&email, PASSWORD).await;
+    let b = app.signed_in_browser(&email).await;
+    // No console before an authenticator.
+    let r = b.get(app.url("/portal/operator/entities")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("/portal/security"));
+    enrol(&app, &b).await;
+    let (status, page) = html(&app, &b, "/portal/operator/entities").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("latchkey-operators"), "the operators' own entity is listed: {page}");
+
+    let products = "/portal/operator/products";
+    let r = post(&app, &b, products, products, &[("sku", "readyapi"), ("name", "ReadyAPI")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, page) = html(&app, &b, products).await;
+    assert!(page.contains("is registered") && page.contains("<code>readyapi</code>"), "{page}");
+    let r = post(&app, &b, products, products, &[("sku", "portal"), ("name", "Mine")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(html(&app, &b, products).await.1.contains("built-in client"), "the API's refusal is shown");
+
+    let entities = "/portal/operator/entities";
+    let admin = app.email("admin-acme");
+    let r =
+        post(&app, &b, entities, entities, &[("slug", "Not A Slug"), ("name", "Acme"), ("admin_email", &admin)]).await;
+    assert_eq!(r.headers()["location"], entities);
+    assert!(html(&app, &b, entities).await.1.contains("a slug has 2 to 63"));
+    let r =
+        post(&app, &b, entities, entities, &[("slug", "acme"), ("name", "Acme Inc."), ("admin_email", &admin)]).await;
+    assert_eq!(r.headers()["location"], "/portal/operator/entities/acme");
+    app.set_password_from_mail(&admin, PASSWORD).await;
+
+    let acme = "/portal/operator/entities/acme";
+    let fields =
+        [("product", "readyapi"), ("kind", "floating"), ("seats", "5"), ("expires", "2099-01-31"), ("group", "")];
+    let r = post(&app, &b, acme, "/portal/operator/entities/acme/licenses", &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let list: Value = app.get("/api/v1/entities/acme/licenses", app.op()).await.json().await.unwrap();
+    let l = &list.as_array().unwrap()[0];
+    assert_eq!((l["seats"].as_i64(), l["type"].as_str()), (Some(5), Some("floating")));
+    assert_eq!(l["expires_at"], "2099-01-31T23:59:59Z");
+    let id = l["id"].as_str().unwrap().to_string();
+    let change = format!("/portal/operator/licenses/{id}");
+    let r = post(&app, &b, acme, &change, &[("seats", "7"), ("expires", "2099-01-31"), ("onprem_allowed", "on")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let l: Value = app.get(&format!("/api/v1/licenses/{id}"), app.op()).await.json().await.unwrap();
+    assert_eq!((l["seats"].as_i64(), l["onprem_allowed"].as_bool()), (Some(7), Some(true)), "{l}");
+    let r = post(&app, &b, acme, &change, &[("seats", "0"), ("expires", "")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(html(&app, &b, acme).await.1.contains("`seats` must be between"), "refused, with the API's reason");
+    let l: Value = app.get(&format!("/api/v1/licenses/{id}"), app.op()).await.json().await.unwrap();
+    assert_eq!((l["seats"].as_i64(), &l["expires_at"]), (Some(7), &json!("2099-01-31T23:59:59Z")), "nothing changed");
+
+    // An administrator (or anyone else) gets 404 for the console, and changes nothing.
+    let a = app.signed_in_browser(&admin).await;
+    for path in [entities, products, acme] {
+        assert_eq!(html(&app, &a, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = post(&app, &a, "/portal", &change, &[("seats", "100"), ("expires", "2099-01-31")]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = post(&app, &a, "/portal", entities, &[("slug", "evil"), ("name", "Evil"), ("admin_email", &admin)]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(app.get("/api/v1/entities/evil/licenses", app.op()).await.status().is_client_error());
+    let l: Value = app.get(&format!("/api/v1/licenses/{id}"), app.op()).await.json().await.unwrap();
+    assert_eq!(l["seats"].as_i64(), Some(7));
 }

@@ -2,7 +2,8 @@
 //! lists, so a table added later is read too, and every column of it that holds text.
 //!
 //! What counts as a secret: anything that lets its holder act as someone (passwords, operator
-//! keys, refresh and access tokens, lease tokens, SCIM tokens, setup/reset and share links, authorization
+//! keys, refresh and access tokens, lease tokens, SCIM tokens, TOTP secrets and recovery codes,
+//! setup/reset and share links, authorization
 //! codes and PKCE verifiers, device codes, browser session and SSO binding cookies, RelayState
 //! handles) and every private key. Such values are stored as SHA-256 hashes (`*_hash` columns),
 //! argon2id hashes (passwords) or sealed with the master key (`*sealed*` columns).
@@ -202,6 +203,18 @@ async fn no_table_holds_a_secret_in_the_clear() {
     assert!(scim_token.starts_with("lk_scim_"), "{scim_token}");
     let r = app.get("/scim/v2/acme/Users", Some(&scim_token)).await;
     assert_eq!(r.status(), StatusCode::OK);
+
+    // The administrator's TOTP authenticator and its recovery codes.
+    let admin_user = latchkey::store::accounts::user_by_email(&app.state.db.pool, &admin_email).await.unwrap().unwrap();
+    let e = latchkey::accounts::mfa::enrolment(&app.state, &admin_user, app.clock_now()).await.unwrap().unwrap();
+    let totp_code = crate::mfa::code_now(&app, &crate::mfa::base32_decode(&e.secret));
+    let recovery =
+        latchkey::accounts::mfa::confirm(&app.state, &admin_user, "", &totp_code, None, app.clock_now()).await.unwrap();
+    secret("TOTP secret", &e.secret);
+    for c in &recovery {
+        secret("recovery code", c);
+        secret("recovery code", &c.replace('-', ""));
+    }
 
     for (what, v) in [
         ("SCIM token", scim_token.as_str()),
