@@ -165,6 +165,9 @@ async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
         if let Err(e) = crate::store::sso::purge(&state.db.pool, now).await {
             tracing::warn!(error = %e, "purging SAML requests and replay cache");
         }
+        if let Err(e) = crate::saml::refresh::refresh_due(&state).await {
+            tracing::warn!(error = ?e, "refreshing IdP metadata");
+        }
     }
 }
 

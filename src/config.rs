@@ -127,6 +127,14 @@ pub struct Config {
     #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "2m")]
     pub clock_skew: Span,
 
+    /// How often IdP metadata URLs are fetched again.
+    #[arg(long, env = "LATCHKEY_METADATA_REFRESH", default_value = "24h")]
+    pub metadata_refresh: Span,
+
+    /// Allow `http://` metadata URLs and hosts on loopback or link-local addresses (tests only).
+    #[arg(long, env = "LATCHKEY_INSECURE_METADATA_URLS", default_value_t = false)]
+    pub insecure_metadata_urls: bool,
+
     /// Password hashes computed at once (each holds 19 MiB); default: one per core.
     #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
@@ -218,6 +226,8 @@ impl fmt::Debug for Config {
             .field("clock_skew", &self.clock_skew)
             .field("license_public_key_file", &self.license_public_key_file)
             .field("onprem_access", &self.onprem_access)
+            .field("metadata_refresh", &self.metadata_refresh)
+            .field("insecure_metadata_urls", &self.insecure_metadata_urls)
             .finish_non_exhaustive()
     }
 }
@@ -285,6 +295,10 @@ impl Config {
             "LATCHKEY_LEASE_TTL must exceed the heartbeat interval"
         );
         anyhow::ensure!(self.offline_grace.0 <= Duration::from_secs(7 * 86_400), "offline grace above 7 days");
+        anyhow::ensure!(
+            (Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&self.metadata_refresh.0),
+            "LATCHKEY_METADATA_REFRESH must be between 1m and 30d"
+        );
         anyhow::ensure!(self.database_max_connections >= 1, "database pool needs at least one connection");
         anyhow::ensure!(
             !self.database_acquire_timeout.0.is_zero(),

@@ -33,6 +33,7 @@ pub enum Mail<'a> {
     Assigned { email: &'a str, inviter: &'a str, product: &'a str, login_url: Option<&'a str> },
     Admin { email: &'a str, inviter: &'a str, login_url: &'a str },
     SsoWelcome { email: &'a str, inviter: &'a str, login_url: &'a str },
+    IdpCertificateExpiring { email: &'a str, entity: &'a str, days: i64, not_after: &'a str, sso_url: &'a str },
 }
 
 /// A text and an HTML template over the same fields.
@@ -53,6 +54,8 @@ pair!(AssignedTxt = "mail/assigned.txt", AssignedHtml = "mail/assigned.html",
     { email: &'a str, inviter: &'a str, product: &'a str, login_url: Option<&'a str> });
 pair!(AdminTxt = "mail/admin.txt", AdminHtml = "mail/admin.html", { email: &'a str, inviter: &'a str, login_url: &'a str });
 pair!(SsoTxt = "mail/sso_welcome.txt", SsoHtml = "mail/sso_welcome.html", { email: &'a str, inviter: &'a str, login_url: &'a str });
+pair!(CertTxt = "mail/idp_certificate.txt", CertHtml = "mail/idp_certificate.html",
+    { entity: &'a str, days: i64, not_after: &'a str, sso_url: &'a str });
 
 impl Mail<'_> {
     pub fn template(&self) -> &'static str {
@@ -62,6 +65,7 @@ impl Mail<'_> {
             Mail::Assigned { .. } => "assigned",
             Mail::Admin { .. } => "admin",
             Mail::SsoWelcome { .. } => "sso_welcome",
+            Mail::IdpCertificateExpiring { .. } => "idp_certificate",
         }
     }
 
@@ -102,6 +106,13 @@ impl Mail<'_> {
                 SsoHtml { email, inviter, login_url }.render()?,
                 Some(login_url),
             ),
+            Mail::IdpCertificateExpiring { email, entity, days, not_after, sso_url } => (
+                email,
+                format!("Your IdP's signing certificate expires in {days} days"),
+                CertTxt { entity, days, not_after, sso_url }.render()?,
+                CertHtml { entity, days, not_after, sso_url }.render()?,
+                None,
+            ),
         };
         Ok(Rendered { to: to.to_string(), subject, text, html, link: link.map(str::to_string) })
     }
@@ -122,7 +133,8 @@ impl Mail<'_> {
             | Mail::Reset { email, .. }
             | Mail::Assigned { email, .. }
             | Mail::Admin { email, .. }
-            | Mail::SsoWelcome { email, .. } => email,
+            | Mail::SsoWelcome { email, .. }
+            | Mail::IdpCertificateExpiring { email, .. } => email,
         }
     }
 }

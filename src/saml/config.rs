@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use super::{metadata, policy, sp, vendors::Vendor};
+use super::{fetch, metadata, policy, refresh, sp, vendors::Vendor};
 use crate::{
     auth::Admin,
     clock::{self, Millis},
@@ -63,6 +63,10 @@ const READ_ONLY: &[&str] = &[
     "updated_at",
     "tested",
     "tested_at",
+    "metadata_fetched_at",
+    "metadata_error",
+    "metadata_error_at",
+    "warnings",
 ];
 
 /// Mail providers anyone can have an address at: an entity cannot claim them.
@@ -112,15 +116,9 @@ fn check_domain(raw: &str) -> Result<String> {
 pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> {
     let domains = store::sso::domains(&state.db.pool, &e.id).await?;
     let verified = store::sso::verified_domains(&state.db.pool, &e.id).await?;
-    let certs: Vec<Value> = serde_json::from_str::<Vec<String>>(&c.idp_certs)
-        .unwrap_or_default()
+    let certs: Vec<Value> = refresh::cert_infos(&c.idp_certs)
         .iter()
-        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .filter_map(|der| openssl::x509::X509::from_der(&der).ok())
-        .map(|x| {
-            let fp = x.digest(openssl::hash::MessageDigest::sha256()).map(|d| hex(&d)).unwrap_or_default();
-            json!({ "subject": subject(&x), "not_after": x.not_after().to_string(), "sha256_fingerprint": fp })
-        })
+        .map(|i| json!({ "sha256": i.sha256, "subject": i.subject, "not_after": clock::rfc3339(i.not_after) }))
         .collect();
     Ok(json!({
         "vendor": c.vendor,
@@ -136,6 +134,11 @@ pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> 
         "email_domains": domains,
         "verified_email_domains": verified,
         "idp_metadata_xml": c.idp_metadata_xml,
+        "idp_metadata_url": c.idp_metadata_url,
+        "metadata_fetched_at": c.metadata_fetched_at.map(clock::rfc3339),
+        "metadata_error": c.metadata_error,
+        "metadata_error_at": c.metadata_error_at.map(clock::rfc3339),
+        "warnings": refresh::warnings(c, state.now()),
         "email_attribute": c.email_attribute,
         "allow_idp_initiated": c.allow_idp_initiated == 1,
         "jit_accounts": c.jit_accounts == 1,
@@ -165,18 +168,6 @@ pub fn idp_fingerprint(c: &SsoConfig) -> String {
 /// Whether the current IdP configuration passed a test sign-in.
 pub fn is_tested(c: &SsoConfig) -> bool {
     c.tested_hash.as_deref().is_some_and(|h| h == idp_fingerprint(c))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":")
-}
-
-fn subject(x: &openssl::x509::X509) -> String {
-    x.subject_name()
-        .entries()
-        .filter_map(|e| Some(format!("{}={}", e.object().nid().short_name().ok()?, e.data().to_string().ok()?)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 pub fn sp_entity_id(state: &AppState, slug: &str) -> String {
@@ -310,30 +301,39 @@ pub async fn change(
         }
         None => None,
     };
-    match (&body.idp_metadata_xml, &body.idp_metadata_url) {
+    // A view PUT back as it was (the fetched document beside its URL) means the URL.
+    let same_url = body.idp_metadata_url.is_some()
+        && existing.as_ref().and_then(|c| c.idp_metadata_url.as_ref()) == body.idp_metadata_url.as_ref();
+    let xml_in = if same_url { None } else { body.idp_metadata_xml.clone() };
+    // The IdP's metadata: (document, parsed, URL it came from).
+    let md = match (xml_in, &body.idp_metadata_url) {
         (Some(_), Some(_)) => {
             return Err(ApiError::unprocessable(
                 "invalid_request",
                 "send exactly one of `idp_metadata_xml` and `idp_metadata_url`",
             ));
         }
-        (None, Some(_)) => {
+        (None, None) if mode == Mode::Replace => {
             return Err(ApiError::unprocessable(
                 "invalid_request",
-                "`idp_metadata_url` is not supported by this server yet: upload the metadata document as `idp_metadata_xml`",
+                "`idp_metadata_xml` or `idp_metadata_url` is required",
             ));
         }
-        (None, None) if mode == Mode::Replace => {
-            return Err(ApiError::unprocessable("invalid_request", "`idp_metadata_xml` is required"));
+        (None, None) => None,
+        (Some(xml), None) => {
+            let md = metadata::parse_idp_metadata(&xml, now)
+                .map_err(|err| ApiError::unprocessable("invalid_metadata", err.to_string()))?;
+            Some((xml, md, None))
         }
-        _ => {}
-    }
-    let md = match &body.idp_metadata_xml {
-        Some(xml) => Some(
-            metadata::parse_idp_metadata(xml, now)
-                .map_err(|err| ApiError::unprocessable("invalid_metadata", err.to_string()))?,
-        ),
-        None => None,
+        (None, Some(url)) => {
+            let url = url.trim();
+            fetch::check_url(url, state.config.insecure_metadata_urls)
+                .map_err(|why| ApiError::unprocessable("invalid_metadata_url", why))?;
+            let f = refresh::fetch_metadata(state, url, now)
+                .await
+                .map_err(|why| ApiError::unprocessable("invalid_metadata", why))?;
+            Some((f.xml, f.md, Some(url.to_string())))
+        }
     };
     let domains = match (&body.email_domains, mode) {
         (Some(list), _) => Some(check_domains(list)?),
@@ -364,11 +364,12 @@ pub async fn change(
         (None, Mode::Patch) => old.unwrap_or(i64::from(default)),
     };
     let old = existing.as_ref();
+    let period = state.config.metadata_refresh.ms();
     let mut config = match (md, old) {
-        (Some(md), _) => SsoConfig {
+        (Some((xml, md, url)), _) => SsoConfig {
             entity_id: e.id.clone(),
             vendor: String::new(),
-            idp_metadata_xml: body.idp_metadata_xml.clone().unwrap_or_default(),
+            idp_metadata_xml: xml,
             idp_entity_id: md.entity_id.clone(),
             idp_sso_redirect_url: md.sso_redirect_url.clone(),
             idp_sso_post_url: md.sso_post_url.clone(),
@@ -391,9 +392,20 @@ pub async fn change(
             updated_at: now,
             tested_hash: old.and_then(|c| c.tested_hash.clone()),
             tested_at: old.and_then(|c| c.tested_at),
+            metadata_fetched_at: url.as_ref().map(|_| now),
+            metadata_next_fetch_at: url.as_ref().map(|_| now + period),
+            idp_metadata_url: url,
+            metadata_error: None,
+            metadata_error_at: None,
+            cert_warnings_sent: old.and_then(|c| c.cert_warnings_sent.clone()),
         },
         (None, Some(c)) => SsoConfig { updated_at: now, ..c.clone() },
-        (None, None) => return Err(ApiError::unprocessable("invalid_request", "`idp_metadata_xml` is required")),
+        (None, None) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "`idp_metadata_xml` or `idp_metadata_url` is required",
+            ));
+        }
     };
     config.vendor = match (vendor, old) {
         (Some(v), _) => v.as_str().to_string(),

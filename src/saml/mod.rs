@@ -18,8 +18,10 @@
 pub mod acs;
 pub mod authn;
 pub mod config;
+pub mod fetch;
 pub mod metadata;
 pub mod policy;
+pub mod refresh;
 pub mod sp;
 pub mod vendors;
 pub mod web;

@@ -47,20 +47,14 @@ async fn resource(state: &AppState, slug: &str, g: &Group, with_members: bool) -
         let members = store::scim::members(&state.db.pool, &g.id).await?;
         v["members"] = members
             .iter()
-            .map(|(id, email)| {
-                json!({
-                    "value": id,
-                    "display": email,
-                    "type": "User",
-                    "$ref": state.url(&format!("/scim/v2/{slug}/Users/{id}")),
-                })
-            })
+            .map(|(id, _)| json!({ "value": id, "$ref": state.url(&format!("/scim/v2/{slug}/Users/{id}")) }))
             .collect();
     }
     Ok(v)
 }
 
-fn plan(f: &Filter) -> ScimResult<GroupQuery> {
+/// Turn a group filter into a store query; what cannot be answered is `invalidFilter`.
+pub fn plan(f: &Filter) -> ScimResult<GroupQuery> {
     let unsupported = |why: String| {
         ScimError::bad(
             "invalidFilter",
@@ -112,16 +106,28 @@ pub async fn list(
     caller: ScimCaller,
     OriginalUri(uri): OriginalUri,
 ) -> ScimResult<Response> {
-    let p = ListParams::parse(uri.query())?;
+    list_with(&state, &caller, ListParams::parse(uri.query())?).await
+}
+
+/// `POST /Groups/.search` (RFC 7644 §3.4.3).
+pub async fn search(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
+    list_with(&state, &caller, ListParams::from_body(&body)?).await
+}
+
+async fn list_with(state: &AppState, caller: &ScimCaller, p: ListParams) -> ScimResult<Response> {
     let q = match &p.filter {
         Some(f) => plan(f)?,
         None => GroupQuery::default(),
     };
     let (total, page) = store::scim::list_groups(&state.db.pool, &caller.entity_id, &q, p.offset(), p.count).await?;
-    let with_members = !p.excluded.iter().any(|a| a == "members");
+    let with_members = p.wants("members");
     let mut items = Vec::with_capacity(page.len());
     for g in &page {
-        items.push(resource(&state, &caller.slug, g, with_members).await?);
+        items.push(p.project(resource(state, &caller.slug, g, with_members).await?));
     }
     Ok(scim_json(StatusCode::OK, &list_response(total, p.start_index, items)))
 }
@@ -140,8 +146,8 @@ pub async fn get(
 ) -> ScimResult<Response> {
     let p = ListParams::parse(uri.query())?;
     let g = find(&state, &caller, &id).await?;
-    let with_members = !p.excluded.iter().any(|a| a == "members");
-    Ok(scim_json(StatusCode::OK, &resource(&state, &caller.slug, &g, with_members).await?))
+    let with_members = p.wants("members");
+    Ok(scim_json(StatusCode::OK, &p.project(resource(&state, &caller.slug, &g, with_members).await?)))
 }
 
 fn check_name(name: &str) -> ScimResult<String> {

@@ -94,9 +94,9 @@ fn schema_values(state: &AppState, slug: &str) -> Vec<Value> {
     members["multiValued"] = true.into();
     members["subAttributes"] = json!([
         attribute("value", "string", false, "immutable", "none", "The user's id"),
-        attribute("display", "string", false, "readOnly", "none", "The user's address"),
         attribute("$ref", "reference", false, "immutable", "none", "The user's URI"),
     ]);
+    members["subAttributes"][1]["referenceTypes"] = json!(["User"]);
     let mut external = attribute("externalId", "string", false, "readWrite", "none", "The IdP's identifier");
     external["caseExact"] = true.into();
     vec![
@@ -140,4 +140,20 @@ pub async fn schema(
         .find(|v| v["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))
         .map(|v| scim_json(StatusCode::OK, &v))
         .ok_or_else(|| ScimError::not_found(format!("the schemas are {USER_SCHEMA} and {GROUP_SCHEMA}")))
+}
+
+/// Any other path under an entity's SCIM base: an RFC 7644 404 (after the token is checked).
+pub async fn unknown(_caller: ScimCaller) -> ScimError {
+    ScimError::not_found(
+        "no such SCIM endpoint: Users, Groups, ServiceProviderConfig, ResourceTypes and Schemas are served",
+    )
+}
+
+/// `POST /.search` at the root would search every resource type at once: not supported (501).
+pub async fn root_search(_caller: ScimCaller) -> ScimError {
+    ScimError::new(
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        None,
+        "search one resource type at a time: POST /Users/.search or /Groups/.search",
+    )
 }

@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 
 use crate::{crypto::secret_hash, error::ApiError, state::AppState, store};
 
+pub use groups::plan as plan_group_filter;
 pub use tokens::TOKEN_PREFIX;
+pub use users::plan as plan_user_filter;
 
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -47,6 +49,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/entities/{slug}/scim-tokens", post(tokens::create).get(tokens::list))
         .route("/api/v1/entities/{slug}/scim-tokens/{id}", delete(tokens::revoke))
         .route("/scim/v2/{slug}/Users", get(users::list).post(users::create))
+        .route("/scim/v2/{slug}/.search", post(meta::root_search))
+        .route("/scim/v2/{slug}/Users/.search", post(users::search))
+        .route("/scim/v2/{slug}/Groups/.search", post(groups::search))
         .route(
             "/scim/v2/{slug}/Users/{id}",
             get(users::get).put(users::replace).patch(users::patch).delete(users::delete),
@@ -61,6 +66,7 @@ pub fn router() -> Router<AppState> {
         .route("/scim/v2/{slug}/ResourceTypes/{name}", get(meta::resource_type))
         .route("/scim/v2/{slug}/Schemas", get(meta::schemas))
         .route("/scim/v2/{slug}/Schemas/{id}", get(meta::schema))
+        .route("/scim/v2/{slug}/{*rest}", axum::routing::any(meta::unknown))
 }
 
 /// An RFC 7644 §3.12 error.
@@ -222,18 +228,100 @@ pub fn decode_body(bytes: &[u8]) -> ScimResult<serde_json::Map<String, Value>> {
     }
 }
 
-/// The query parameters of a list: filter, startIndex (1-based), count.
+/// The parameters of a list or a search: filter, startIndex (1-based), count, and which
+/// attributes to return (`attributes`, `excludedAttributes`; RFC 7644 §3.4.2.5).
 #[derive(Debug, Clone)]
 pub struct ListParams {
     pub filter: Option<filter::Filter>,
     pub start_index: i64,
     pub count: i64,
+    /// Top-level attribute names, lower-cased.
+    pub attributes: Vec<String>,
     pub excluded: Vec<String>,
 }
 
+/// `urn:...:User:emails.value` -> `emails`: the top-level attribute a reference names.
+fn top_level(reference: &str) -> String {
+    let name = reference.trim().rsplit(':').next().unwrap_or_default();
+    name.split('.').next().unwrap_or_default().to_ascii_lowercase()
+}
+
+impl Default for ListParams {
+    fn default() -> Self {
+        ListParams { filter: None, start_index: 1, count: 100, attributes: Vec::new(), excluded: Vec::new() }
+    }
+}
+
 impl ListParams {
+    /// The parameters of a `POST .../.search` body (a SearchRequest).
+    pub fn from_body(body: &serde_json::Map<String, Value>) -> ScimResult<ListParams> {
+        let mut p = ListParams::default();
+        if let Some(f) = attr(body, "filter") {
+            let Some(f) = f.as_str() else { return Err(ScimError::bad("invalidFilter", "`filter` is a string")) };
+            p.filter = Some(
+                filter::parse(f)
+                    .map_err(|e| ScimError::bad("invalidFilter", format!("the filter does not parse: {e}")))?,
+            );
+        }
+        let number = |k: &str| -> ScimResult<Option<i64>> {
+            match attr(body, k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| ScimError::bad("invalidValue", format!("`{k}` must be an integer"))),
+            }
+        };
+        if let Some(i) = number("startIndex")? {
+            p.start_index = i.max(1);
+        }
+        if let Some(c) = number("count")? {
+            p.count = c.clamp(0, MAX_COUNT);
+        }
+        let names = |k: &str| -> ScimResult<Vec<String>> {
+            match attr(body, k) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(top_level)
+                            .ok_or_else(|| ScimError::bad("invalidValue", format!("`{k}` lists attribute names")))
+                    })
+                    .collect(),
+                Some(_) => Err(ScimError::bad("invalidValue", format!("`{k}` is an array of attribute names"))),
+            }
+        };
+        p.attributes = names("attributes")?;
+        p.excluded = names("excludedAttributes")?;
+        Ok(p)
+    }
+
+    /// Keep what `attributes` asks for (or drop what `excludedAttributes` names); `id` and
+    /// `schemas` are always returned.
+    pub fn project(&self, mut v: Value) -> Value {
+        if let Value::Object(m) = &mut v {
+            let always = |k: &str| k == "id" || k == "schemas";
+            if !self.attributes.is_empty() {
+                m.retain(|k, _| always(k) || self.attributes.contains(&k.to_ascii_lowercase()));
+            } else {
+                m.retain(|k, _| always(k) || !self.excluded.contains(&k.to_ascii_lowercase()));
+            }
+        }
+        v
+    }
+
+    /// Whether a group's members are to be read at all.
+    pub fn wants(&self, attribute: &str) -> bool {
+        if self.attributes.is_empty() {
+            !self.excluded.iter().any(|a| a == attribute)
+        } else {
+            self.attributes.iter().any(|a| a == attribute)
+        }
+    }
+
     pub fn parse(query: Option<&str>) -> ScimResult<ListParams> {
-        let mut p = ListParams { filter: None, start_index: 1, count: 100, excluded: Vec::new() };
+        let mut p = ListParams::default();
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             let number = |what: &str| {
                 v.trim().parse::<i64>().map_err(|_| {
@@ -249,9 +337,8 @@ impl ListParams {
                 // RFC 7644 §3.4.2.4: below 1 means 1, a negative count means 0.
                 "startindex" => p.start_index = number("startIndex")?.max(1),
                 "count" => p.count = number("count")?.clamp(0, MAX_COUNT),
-                "excludedattributes" => {
-                    p.excluded = v.split(',').map(|a| a.trim().to_ascii_lowercase()).collect();
-                }
+                "excludedattributes" => p.excluded = v.split(',').map(top_level).collect(),
+                "attributes" => p.attributes = v.split(',').map(top_level).collect(),
                 _ => {}
             }
         }

@@ -96,13 +96,25 @@ pub async fn list(
     caller: ScimCaller,
     OriginalUri(uri): OriginalUri,
 ) -> ScimResult<Response> {
-    let p = ListParams::parse(uri.query())?;
+    list_with(&state, &caller, ListParams::parse(uri.query())?).await
+}
+
+/// `POST /Users/.search` (RFC 7644 §3.4.3): the list's parameters in the body.
+pub async fn search(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
+    list_with(&state, &caller, ListParams::from_body(&body)?).await
+}
+
+async fn list_with(state: &AppState, caller: &ScimCaller, p: ListParams) -> ScimResult<Response> {
     let q = match &p.filter {
         Some(f) => plan(f)?,
         None => UserQuery::default(),
     };
     let (total, page) = store::scim::list_users(&state.db.pool, &caller.entity_id, &q, p.offset(), p.count).await?;
-    let items = page.iter().map(|u| resource(&state, &caller.slug, u)).collect();
+    let items = page.iter().map(|u| p.project(resource(state, &caller.slug, u))).collect();
     Ok(scim_json(StatusCode::OK, &list_response(total, p.start_index, items)))
 }
 
@@ -116,9 +128,11 @@ pub async fn get(
     State(state): State<AppState>,
     caller: ScimCaller,
     ApiPath((_, id)): ApiPath<(String, String)>,
+    OriginalUri(uri): OriginalUri,
 ) -> ScimResult<Response> {
+    let p = ListParams::parse(uri.query())?;
     let u = find(&state, &caller, &id).await?;
-    Ok(scim_json(StatusCode::OK, &resource(&state, &caller.slug, &u)))
+    Ok(scim_json(StatusCode::OK, &p.project(resource(&state, &caller.slug, &u))))
 }
 
 /// Check that `raw` is an address this entity may provision: a valid address in one of its
@@ -152,18 +166,12 @@ async fn provisionable(tx: &mut Tx, caller: &ScimCaller, raw: &str) -> ScimResul
     Ok(email)
 }
 
-/// One address per account: a work address the IdP sends must be the userName.
+/// One address per account, the userName: a work address the IdP sends beside it is read (it must
+/// be a string) and not kept. The answer always shows the userName as the one work address.
 fn check_work_emails(change: &UserChange, email: &str) -> ScimResult<()> {
     for w in &change.work_emails {
         if !w.trim().eq_ignore_ascii_case(email) {
-            return Err(ScimError::bad(
-                "invalidValue",
-                format!(
-                    "the work email `{}` differs from userName `{email}`: latchkey keeps one address per account, \
-                     the userName; map both to the same address in the IdP",
-                    w.trim()
-                ),
-            ));
+            tracing::debug!("a work email beside userName was not kept");
         }
     }
     Ok(())

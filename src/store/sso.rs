@@ -27,6 +27,16 @@ pub struct SsoConfig {
     /// Fingerprint of the IdP configuration that last passed a test sign-in.
     pub tested_hash: Option<String>,
     pub tested_at: Option<Millis>,
+    /// Where the metadata is fetched from (`None`: uploaded as a document).
+    pub idp_metadata_url: Option<String>,
+    /// The last successful fetch.
+    pub metadata_fetched_at: Option<Millis>,
+    /// Why the last refresh failed (cleared by the next success), and when.
+    pub metadata_error: Option<String>,
+    pub metadata_error_at: Option<Millis>,
+    pub metadata_next_fetch_at: Option<Millis>,
+    /// Certificate-expiry warnings already mailed: a JSON array of `<sha256>:<days>`.
+    pub cert_warnings_sent: Option<String>,
 }
 
 impl std::fmt::Debug for SsoConfig {
@@ -41,7 +51,8 @@ impl std::fmt::Debug for SsoConfig {
 
 const COLS: &str = "entity_id, vendor, idp_metadata_xml, idp_entity_id, idp_sso_redirect_url, idp_sso_post_url, idp_certs, \
                     want_authn_requests_signed, email_attribute, enabled, allow_idp_initiated, jit_accounts, allow_sha1, \
-                    sp_sealed_key, sp_cert, created_at, updated_at, tested_hash, tested_at";
+                    sp_sealed_key, sp_cert, created_at, updated_at, tested_hash, tested_at, idp_metadata_url, \
+                    metadata_fetched_at, metadata_error, metadata_error_at, metadata_next_fetch_at, cert_warnings_sent";
 
 pub async fn config<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Option<SsoConfig>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM sso_configs WHERE entity_id = $1")))
@@ -55,12 +66,15 @@ pub async fn put_config<'e>(db: impl AnyExecutor<'e>, c: &SsoConfig) -> sqlx::Re
     sqlx::query(
         "INSERT INTO sso_configs (entity_id, vendor, idp_metadata_xml, idp_entity_id, idp_sso_redirect_url, idp_sso_post_url, \
             idp_certs, want_authn_requests_signed, email_attribute, enabled, allow_idp_initiated, jit_accounts, allow_sha1, \
-            sp_sealed_key, sp_cert, created_at, updated_at, tested_hash, tested_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+            sp_sealed_key, sp_cert, created_at, updated_at, tested_hash, tested_at, idp_metadata_url, metadata_fetched_at, \
+            metadata_error, metadata_error_at, metadata_next_fetch_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24) \
          ON CONFLICT (entity_id) DO UPDATE SET vendor = $2, idp_metadata_xml = $3, idp_entity_id = $4, \
             idp_sso_redirect_url = $5, idp_sso_post_url = $6, idp_certs = $7, want_authn_requests_signed = $8, \
             email_attribute = $9, enabled = $10, allow_idp_initiated = $11, jit_accounts = $12, allow_sha1 = $13, \
-            sp_sealed_key = $14, sp_cert = $15, updated_at = $17, tested_hash = $18, tested_at = $19",
+            sp_sealed_key = $14, sp_cert = $15, updated_at = $17, tested_hash = $18, tested_at = $19, \
+            idp_metadata_url = $20, metadata_fetched_at = $21, metadata_error = $22, metadata_error_at = $23, \
+            metadata_next_fetch_at = $24",
     )
     .bind(&c.entity_id)
     .bind(&c.vendor)
@@ -81,6 +95,11 @@ pub async fn put_config<'e>(db: impl AnyExecutor<'e>, c: &SsoConfig) -> sqlx::Re
     .bind(c.updated_at)
     .bind(&c.tested_hash)
     .bind(c.tested_at)
+    .bind(&c.idp_metadata_url)
+    .bind(c.metadata_fetched_at)
+    .bind(&c.metadata_error)
+    .bind(c.metadata_error_at)
+    .bind(c.metadata_next_fetch_at)
     .execute(db)
     .await
     .map(|_| ())
@@ -348,4 +367,83 @@ pub async fn purge<'e>(db: impl AnyExecutor<'e> + Copy, now: Millis) -> sqlx::Re
     let b = sqlx::query("DELETE FROM saml_assertions_seen WHERE expires_at < $1").bind(now).execute(db).await?;
     let c = sqlx::query("DELETE FROM sso_failures WHERE at < $1").bind(now - FAILURE_RETENTION_MS).execute(db).await?;
     Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
+}
+
+/// Entities whose metadata URL is due for a refresh.
+pub async fn due_refreshes<'e>(db: impl AnyExecutor<'e>, now: Millis) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT entity_id FROM sso_configs WHERE idp_metadata_url IS NOT NULL AND metadata_next_fetch_at <= $1 \
+         AND (metadata_claimed_until IS NULL OR metadata_claimed_until <= $1) ORDER BY metadata_next_fetch_at",
+    )
+    .bind(now)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Claim one refresh until `until`: true for exactly one replica per period (the predicate is
+/// re-checked in the UPDATE itself).
+pub async fn claim_refresh<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    now: Millis,
+    until: Millis,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE sso_configs SET metadata_claimed_until = $1 WHERE entity_id = $2 AND idp_metadata_url IS NOT NULL \
+         AND metadata_next_fetch_at <= $3 AND (metadata_claimed_until IS NULL OR metadata_claimed_until <= $3)",
+    )
+    .bind(until)
+    .bind(entity_id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn release_refresh<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sso_configs SET metadata_claimed_until = NULL WHERE entity_id = $1")
+        .bind(entity_id)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// A refresh failed: keep the configuration, say why, try again at `next`.
+pub async fn record_refresh_failure<'e>(
+    db: impl AnyExecutor<'e>,
+    entity_id: &str,
+    url: &str,
+    error: &str,
+    now: Millis,
+    next: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sso_configs SET metadata_error = $1, metadata_error_at = $2, metadata_next_fetch_at = $3, \
+         metadata_claimed_until = NULL WHERE entity_id = $4 AND idp_metadata_url = $5",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(next)
+    .bind(entity_id)
+    .bind(url)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Every entity with an SSO configuration.
+pub async fn configured_entities<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT entity_id FROM sso_configs ORDER BY entity_id").fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+pub async fn set_cert_warnings<'e>(db: impl AnyExecutor<'e>, entity_id: &str, sent: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sso_configs SET cert_warnings_sent = $1 WHERE entity_id = $2")
+        .bind(sent)
+        .bind(entity_id)
+        .execute(db)
+        .await
+        .map(|_| ())
 }

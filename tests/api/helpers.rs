@@ -290,12 +290,14 @@ impl TestApp {
     /// A second server on the same database, clock, master key and public URL (a replica).
     pub async fn replica(&self) -> TestApp {
         let (key, base) = (self.state.config.master_key_file.clone(), self.base.clone());
+        let insecure_metadata_urls = self.state.config.insecure_metadata_urls;
         spawn_app_with(Options {
             database_url: Some(self.state.config.database_url.clone()),
             clock: Some(self.clock.clone()),
             tweak: Box::new(move |c| {
                 c.master_key_file = key;
                 c.public_url = Some(base);
+                c.insecure_metadata_urls = insecure_metadata_urls;
             }),
             ..Default::default()
         })

@@ -20,4 +20,5 @@ mod seats;
 mod secrets;
 mod sso;
 mod sso_lifecycle;
+mod sso_metadata;
 mod tokens;

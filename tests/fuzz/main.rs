@@ -3,7 +3,8 @@
 //!
 //! Targets: the SAML response path (`acs::validate_response`, seeded with every vendor's response
 //! and the attack corpus), IdP metadata import (`metadata::parse_idp_metadata`, seeded with the
-//! vendors' and real-world metadata) and the JSON and form bodies of the HTTP endpoints (the real
+//! vendors' and real-world metadata), the SCIM filter and PATCH parsers (seeded with the shapes
+//! Okta and Entra ID send) and the JSON and form bodies of the HTTP endpoints (the real
 //! router, in-process, on a fresh SQLite database). No input may panic, take more than a second,
 //! or (HTTP) answer 500.
 //!
@@ -15,6 +16,7 @@
 mod http;
 mod mutate;
 mod saml;
+mod scim;
 
 use std::{
     path::{Path, PathBuf},
