@@ -396,10 +396,16 @@ async fn put_replaces_the_whole_configuration_and_patch_changes_only_what_it_nam
         (json!({ "vendor": "nope" }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         (json!({ "email_domains": ["gmail.com"] }), StatusCode::UNPROCESSABLE_ENTITY, "public_domain"),
         (json!({ "idp_metadata_xml": "<nope/>" }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata"),
+        // A metadata URL that cannot be fetched (the .example domain never resolves).
         (
             json!({ "idp_metadata_url": "https://idp.example/metadata" }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            "invalid_metadata",
+        ),
+        (
+            json!({ "idp_metadata_url": "http://idp.example/metadata" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_metadata_url",
         ),
     ] {
         let r = s.app.patch("/api/v1/entities/acme/sso", s.app.op(), body.clone()).await;
