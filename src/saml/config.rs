@@ -262,7 +262,7 @@ pub enum Mode {
 }
 
 /// Whether `idp_metadata_url` is taken (the portal offers the field only then).
-pub const METADATA_URLS: bool = false;
+pub const METADATA_URLS: bool = true;
 
 fn check_body(body: &SsoBody) -> Result<()> {
     if let Some(k) = body.rest.keys().find(|k| !READ_ONLY.contains(&k.as_str())) {

@@ -539,7 +539,7 @@ async fn an_administrator_sets_up_sso_tests_it_reads_what_the_idp_sent_and_enabl
     ] {
         assert!(html.contains(needle), "{needle}: {html}");
     }
-    assert!(!html.contains("name=\"metadata_url\""), "this server takes no metadata URL yet");
+    assert!(html.contains("name=\"metadata_url\""), "the metadata URL field is offered");
     // Saving without metadata is refused, nothing is made.
     let r = post_form(&p.app, &p.admin, sso_page, sso_page, &[("vendor", "okta"), ("metadata_xml", "")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
