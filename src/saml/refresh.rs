@@ -92,7 +92,16 @@ async fn refresh_one(state: &AppState, entity_id: &str, now: Millis) -> Result<(
         Ok(f) => f,
         Err(why) => {
             let next = now + period.min(RETRY_MS);
-            store::sso::record_refresh_failure(&state.db.pool, entity_id, &url, &why, now, next).await?;
+            let mut tx = state.db.begin_write().await?;
+            store::sso::record_refresh_failure(&mut *tx, entity_id, &url, &why, now, next).await?;
+            if let Some(e) = store::entities::entity_by_id(&mut *tx, entity_id).await? {
+                crate::audit::Event::new("sso.metadata_refresh_failed")
+                    .entity(&e.id, &e.slug)
+                    .details(json!({ "url": url, "error": why }))
+                    .record(&mut tx, &crate::audit::Context::system("metadata refresh"), now)
+                    .await?;
+            }
+            tx.commit().await?;
             tracing::warn!(entity_id, error = %why, "IdP metadata refresh failed; the last good configuration stays");
             return Ok(());
         }
@@ -113,6 +122,14 @@ async fn refresh_one(state: &AppState, entity_id: &str, now: Millis) -> Result<(
     }
     store::sso::put_config(&mut *tx, &cur).await?;
     store::sso::release_refresh(&mut *tx, entity_id).await?;
+    if let Some(e) = store::entities::entity_by_id(&mut *tx, entity_id).await? {
+        let certs: Vec<String> = cert_infos(&cur.idp_certs).into_iter().map(|i| i.sha256).collect();
+        crate::audit::Event::new("sso.metadata_refreshed")
+            .entity(&e.id, &e.slug)
+            .details(json!({ "url": url, "certificates": certs, "certificates_changed": before != cur.idp_certs }))
+            .record(&mut tx, &crate::audit::Context::system("metadata refresh"), now)
+            .await?;
+    }
     tx.commit().await?;
     tracing::info!(entity_id, certificates_changed = before != cur.idp_certs, "IdP metadata refreshed");
     Ok(())

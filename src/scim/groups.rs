@@ -252,6 +252,12 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     change_members(&mut tx, &caller, &g.id, &c).await?;
+    caller
+        .event("scim.group_created")
+        .target(crate::audit::Target::new("scim_group", &g.id, Some(&g.display_name)))
+        .details(json!({ "members": c.set_members.as_ref().map_or(0, Vec::len) }))
+        .record(&mut tx, &caller.ctx, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(entity = %caller.slug, group = %g.id, "SCIM group created");
     let body = resource(&state, &caller.slug, &g, true).await?;
@@ -283,6 +289,17 @@ async fn apply(state: &AppState, caller: &ScimCaller, id: &str, c: GroupChange) 
         Err(e) => return Err(e.into()),
     }
     let changed = change_members(&mut tx, caller, &g.id, &c).await?;
+    caller
+        .event("scim.group_updated")
+        .target(crate::audit::Target::new("scim_group", &g.id, Some(&name)))
+        .details(json!({
+            "renamed": name != g.display_name,
+            "members_changed": changed,
+            "added": c.add_members, "removed": c.remove_members,
+            "replaced": c.set_members.is_some(), "cleared": c.remove_all_members,
+        }))
+        .record(&mut tx, &caller.ctx, now)
+        .await?;
     let g = store::scim::group(&mut *tx, &caller.entity_id, id)
         .await?
         .ok_or_else(|| ScimError::from(crate::error::ApiError::internal("group vanished")))?;
@@ -329,6 +346,11 @@ pub async fn delete(
         return Err(ScimError::not_found(format!("no group `{}` in this organisation", id.escape_default())));
     }
     store::scim::delete_group(&mut tx, &id).await?;
+    caller
+        .event("scim.group_deleted")
+        .target(crate::audit::Target::new("scim_group", &id, None))
+        .record(&mut tx, &caller.ctx, state.now())
+        .await?;
     tx.commit().await?;
     tracing::info!(entity = %caller.slug, group = %id, "SCIM group deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

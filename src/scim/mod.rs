@@ -164,6 +164,15 @@ pub fn scim_json(status: StatusCode, body: &Value) -> Response {
 pub struct ScimCaller {
     pub entity_id: String,
     pub slug: String,
+    /// The audit context of the request: the entity's IdP, by its token.
+    pub ctx: crate::audit::Context,
+}
+
+impl ScimCaller {
+    /// An audit event on the entity's chain, by the IdP.
+    pub fn event(&self, action: &'static str) -> crate::audit::Event {
+        crate::audit::Event::new(action).entity(&self.entity_id, &self.slug)
+    }
 }
 
 impl FromRequestParts<AppState> for ScimCaller {
@@ -176,7 +185,7 @@ impl FromRequestParts<AppState> for ScimCaller {
             return Err(ScimError::unauthorized());
         }
         // A token of another entity, a revoked one and an unknown one get the same answer.
-        let Some((token_id, entity_id, token_slug, last_used)) =
+        let Some((token_id, token_name, entity_id, token_slug, last_used)) =
             store::scim::token_by_hash(&state.db.pool, &secret_hash(token)).await?
         else {
             return Err(ScimError::unauthorized());
@@ -189,7 +198,10 @@ impl FromRequestParts<AppState> for ScimCaller {
         if last_used.is_none_or(|t| now - t >= 60_000) {
             store::scim::touch_token(&state.db.pool, &token_id, now).await?;
         }
-        Ok(ScimCaller { entity_id, slug })
+        let ctx = crate::audit::Context::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+        let actor =
+            crate::audit::Actor { kind: "system", id: Some(token_id), name: Some(format!("SCIM token {token_name}")) };
+        Ok(ScimCaller { entity_id, slug, ctx: ctx.by(actor) })
     }
 }
 

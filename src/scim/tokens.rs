@@ -34,6 +34,7 @@ pub struct NewToken {
 pub async fn create(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<Value>)> {
@@ -55,6 +56,11 @@ pub async fn create(
     let secret = random_secret(TOKEN_PREFIX);
     let id = store::new_id();
     store::scim::insert_token(&mut *tx, &id, &e.id, name, &secret_hash(&secret), now).await?;
+    crate::audit::Event::new("scim.token_created")
+        .entity(&e.id, &e.slug)
+        .target(crate::audit::Target::new("scim_token", &id, Some(name)))
+        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .await?;
     tx.commit().await?;
     tracing::info!(entity = %e.slug, token = %id, "SCIM token created");
     Ok((
@@ -91,10 +97,19 @@ pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): Ap
 pub async fn revoke(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath((slug, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let e = entity_for(&state, &admin, &slug).await?;
-    if store::scim::revoke_token(&state.db.pool, &e.id, &id, state.now()).await? {
+    let now = state.now();
+    let mut tx = state.db.begin_write().await?;
+    if store::scim::revoke_token(&mut *tx, &e.id, &id, now).await? {
+        crate::audit::Event::new("scim.token_revoked")
+            .entity(&e.id, &e.slug)
+            .target(crate::audit::Target::new("scim_token", &id, None))
+            .record(&mut tx, &ctx.by_admin(&admin), now)
+            .await?;
+        tx.commit().await?;
         tracing::info!(entity = %e.slug, token = %id, "SCIM token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -228,7 +228,14 @@ pub async fn create(
     let (user, created) = accounts::find_or_create(&mut tx, &email, &caller.entity_id, now).await?;
     let external = c.external_id.clone().flatten();
     store::scim::upsert_link(&mut *tx, &caller.entity_id, &user.id, external.as_deref(), now).await?;
-    set_active(&mut tx, &user.id, c.active.unwrap_or(true), now).await?;
+    let active = c.active.unwrap_or(true);
+    caller
+        .event("scim.user_created")
+        .target(crate::audit::Target::user(&user.id, &user.email))
+        .details(json!({ "external_id": external, "active": active, "account_created": created }))
+        .record(&mut tx, &caller.ctx, now)
+        .await?;
+    set_active(&mut tx, &caller, (&user.id, &user.email), active, now).await?;
     let u = store::scim::user_in_scope(&mut *tx, &caller.entity_id, &user.id)
         .await?
         .ok_or_else(|| ScimError::from(crate::error::ApiError::internal("provisioned user out of scope")))?;
@@ -242,10 +249,18 @@ pub async fn create(
     Ok(resp)
 }
 
-/// Deactivate or reactivate, with everything that goes with it, inside `tx`.
-pub async fn set_active(tx: &mut Tx, user_id: &str, active: bool, now: Millis) -> ScimResult<()> {
+/// Deactivate or reactivate, with everything that goes with it (and its audit event), inside `tx`.
+pub async fn set_active(
+    tx: &mut Tx,
+    caller: &ScimCaller,
+    (user_id, email): (&str, &str),
+    active: bool,
+    now: Millis,
+) -> ScimResult<()> {
+    let target = crate::audit::Target::user(user_id, email);
     if active {
         if store::scim::reactivate(tx, user_id).await? {
+            caller.event("scim.user_reactivated").target(target).record(tx, &caller.ctx, now).await?;
             tracing::info!(user = %user_id, "account reactivated by provisioning");
         }
     } else {
@@ -254,6 +269,7 @@ pub async fn set_active(tx: &mut Tx, user_id: &str, active: bool, now: Millis) -
         store::tokens::revoke_families_of_user(tx, user_id, None, "deactivated by the organisation", now).await?;
         store::sessions::end_sign_ins_of_user(tx, user_id, now).await?;
         if changed {
+            caller.event("scim.user_deactivated").target(target).record(tx, &caller.ctx, now).await?;
             tracing::info!(user = %user_id, "account deactivated by provisioning");
         }
     }
@@ -277,6 +293,12 @@ async fn apply(state: &AppState, caller: &ScimCaller, id: &str, c: UserChange) -
                 return Err(ScimError::conflict(format!("another account already has the address `{new}`")));
             }
             store::scim::rename_user(&mut *tx, &u.id, &new).await?;
+            caller
+                .event("scim.user_updated")
+                .target(crate::audit::Target::user(&u.id, &new))
+                .details(json!({ "previous_email": u.email }))
+                .record(&mut tx, &caller.ctx, now)
+                .await?;
             // Tokens and sessions carry the old address: they end with it.
             store::tokens::revoke_families_of_user(&mut tx, &u.id, None, "address changed", now).await?;
             store::sessions::end_sign_ins_of_user(&mut tx, &u.id, now).await?;
@@ -291,7 +313,7 @@ async fn apply(state: &AppState, caller: &ScimCaller, id: &str, c: UserChange) -
     };
     store::scim::upsert_link(&mut *tx, &caller.entity_id, &u.id, external.as_deref(), now).await?;
     if let Some(active) = c.active {
-        set_active(&mut tx, &u.id, active, now).await?;
+        set_active(&mut tx, caller, (&u.id, &email), active, now).await?;
     }
     let u = store::scim::user_in_scope(&mut *tx, &caller.entity_id, &u.id)
         .await?
@@ -337,7 +359,12 @@ pub async fn delete(
     let Some(u) = store::scim::user_in_scope(&mut *tx, &caller.entity_id, &id).await? else {
         return Err(ScimError::not_found(format!("no user `{}` in this organisation", id.escape_default())));
     };
-    set_active(&mut tx, &u.id, false, now).await?;
+    set_active(&mut tx, &caller, (&u.id, &u.email), false, now).await?;
+    caller
+        .event("scim.user_deleted")
+        .target(crate::audit::Target::user(&u.id, &u.email))
+        .record(&mut tx, &caller.ctx, now)
+        .await?;
     let groups = store::scim::leave_groups(&mut *tx, &caller.entity_id, &u.id).await?;
     for g in &groups {
         store::scim::remove_member(&mut *tx, g, &u.id).await?;

@@ -54,13 +54,13 @@ pub async fn revoke_token<'e>(db: impl AnyExecutor<'e>, entity_id: &str, id: &st
     Ok(r.rows_affected() == 1)
 }
 
-/// (token id, entity id, entity slug, last used) of a live token.
+/// (token id, token name, entity id, entity slug, last used) of a live token.
 pub async fn token_by_hash<'e>(
     db: impl AnyExecutor<'e>,
     token_hash: &str,
-) -> sqlx::Result<Option<(String, String, String, Option<Millis>)>> {
+) -> sqlx::Result<Option<(String, String, String, String, Option<Millis>)>> {
     sqlx::query_as(
-        "SELECT t.id, t.entity_id, e.slug, t.last_used_at FROM scim_tokens t JOIN entities e ON e.id = t.entity_id \
+        "SELECT t.id, t.name, t.entity_id, e.slug, t.last_used_at FROM scim_tokens t JOIN entities e ON e.id = t.entity_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
     )
     .bind(token_hash)

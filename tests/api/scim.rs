@@ -195,6 +195,20 @@ async fn okta_provisions_updates_deactivates_and_reactivates_a_user() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["active"], false);
 
+    // Recorded in the audit log, by the IdP's token.
+    latchkey::audit::seal_now(&app.state).await;
+    for action in ["scim.user_created", "scim.user_deactivated"] {
+        let r = app.get(&format!("/api/v1/entities/acme/audit?action={action}"), Some(&s.admin)).await;
+        let v: Value = r.json().await.unwrap();
+        let e = &v["events"][0];
+        assert_eq!(
+            (e["targets"][0]["name"].as_str(), e["actor"]["type"].as_str()),
+            (Some(email.as_str()), Some("system")),
+            "{action}: {v}"
+        );
+        assert_eq!(e["actor"]["name"], "SCIM token idp", "{v}");
+    }
+
     // Signed out everywhere, in that same request.
     assert_oauth_error(app.refresh_grant(&refresh, "readyapi").await, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert_eq!(app.get("/api/v1/me", Some(&access)).await.status(), StatusCode::UNAUTHORIZED);
