@@ -41,13 +41,13 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    after: Option<String>,
-    limit: Option<String>,
-    action: Option<String>,
-    actor: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    format: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<String>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub format: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -168,6 +168,31 @@ async fn answer(state: AppState, filter: Filter, limit: Option<i64>, format: For
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+/// The portal's audit pages: one page of events (as the API's JSON shows them) and the cursor of
+/// the next, with the API's own filters; `chain`: an entity's id, or `None` for every event.
+pub async fn page_of(
+    state: &AppState,
+    q: AuditQuery,
+    chain: Option<String>,
+    limit: i64,
+) -> Result<(Vec<Value>, Option<String>)> {
+    let (filter, _, _) = parse_query(q, chain)?;
+    super::seal_now(state).await;
+    let mut rows = store::audit::page(&state.db.pool, &filter, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().and_then(|r| r.sealed).map(|s| s.to_string()) } else { None };
+    Ok((rows.iter().map(chain::view).collect(), next))
+}
+
+/// The same events as the API's CSV export (streamed).
+pub async fn csv_of(state: AppState, mut q: AuditQuery, chain: Option<String>, name: &str) -> Result<Response> {
+    q.format = Some("csv".into());
+    q.after = None;
+    let (filter, limit, format) = parse_query(q, chain)?;
+    answer(state, filter, limit, format, name).await
 }
 
 pub const CSV_HEADER: &str =

@@ -12,6 +12,7 @@
 //! (local times, copy buttons) from a static file under a strict Content-Security-Policy.
 
 mod admin;
+mod audit;
 mod me;
 mod operator;
 mod security;
@@ -45,6 +46,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/portal", get(me::home))
         .route("/portal/seats/{lease_id}/release", post(me::release))
+        .route("/portal/entities/{slug}/audit", get(audit::entity_page))
+        .route("/portal/entities/{slug}/audit.csv", get(audit::entity_csv))
+        .route("/portal/operator/audit", get(audit::operator_page))
+        .route("/portal/operator/audit.csv", get(audit::operator_csv))
         .route("/portal/operator", get(operator::home))
         .route("/portal/operator/entities", get(operator::entities).post(operator::create_entity))
         .route("/portal/operator/entities/{slug}", get(operator::entity_page))

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Let an operator user with an authenticator through.
-async fn gate(state: &AppState, v: &Viewer) -> Result<Operator, Response> {
+pub(super) async fn gate(state: &AppState, v: &Viewer) -> Result<Operator, Response> {
     if !v.operator {
         return Err(not_found());
     }

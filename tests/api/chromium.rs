@@ -257,4 +257,19 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     let html = b.wait_for("Add an administrator").await;
     assert!(html.contains(cy.as_str()), "{html}");
     b.shots("09-users").await;
+
+    // The usage report, single sign-on set-up, audit log and sign-in security pages, for the
+    // screenshots and the 375 px check.
+    b.click("nav a[href^='/portal/entities/acme/usage']").await;
+    b.wait_for("Download CSV").await;
+    b.shots("10-usage").await;
+    b.click("nav a[href='/portal/entities/acme/sso']").await;
+    b.wait_for("Your service provider values").await;
+    b.shots("11-sso").await;
+    b.click("nav a[href='/portal/entities/acme/audit']").await;
+    b.wait_for("<code>assignment.created</code>").await;
+    b.shots("12-audit").await;
+    b.click("a[href='/portal/security']").await;
+    b.wait_for("Code from the app").await;
+    b.shots("13-security").await;
 }

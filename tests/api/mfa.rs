@@ -411,4 +411,12 @@ async fn an_operator_with_an_authenticator_creates_an_entity_a_product_and_a_lic
     assert!(app.get("/api/v1/entities/evil/licenses", app.op()).await.status().is_client_error());
     let l: Value = app.get(&format!("/api/v1/licenses/{id}"), app.op()).await.json().await.unwrap();
     assert_eq!(l["seats"].as_i64(), Some(7));
+
+    // The audit log of everything names the operator user who acted.
+    let (status, page) = html(&app, &b, "/portal/operator/audit?action=license.updated").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<code>license.updated</code>") && page.contains(&format!("{email} (user)")), "{page}");
+    let r = b.get(app.url("/portal/operator/audit.csv?action=entity.created")).send().await.unwrap();
+    let csv = r.text().await.unwrap();
+    assert!(csv.contains("entity.created") && csv.contains(&email), "{csv}");
 }

@@ -663,3 +663,40 @@ async fn an_administrator_sets_up_sso_tests_it_reads_what_the_idp_sent_and_enabl
     let view: Value = s.app.get("/api/v1/entities/acme/sso", s.app.op()).await.json().await.unwrap();
     assert_eq!(view["enabled"], false);
 }
+
+#[tokio::test]
+async fn administrators_read_their_entitys_audit_log_with_filters_and_its_csv_and_nobody_elses() {
+    let p = portal("floating", 5).await;
+    let app = &p.app;
+    let ada = app.email("ada");
+    app.assign(&p.license, &ada).await;
+    let (status, html) = page(app, &p.admin, "/portal/entities/acme/audit").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<code>assignment.created</code>") && html.contains(&ada), "{html}");
+    assert!(html.contains("<code>license.created</code>"), "{html}");
+    let (_, html) = page(app, &p.admin, "/portal/entities/acme/audit?action=license.created").await;
+    assert!(
+        html.contains("<code>license.created</code>") && !html.contains("<code>assignment.created</code>"),
+        "{html}"
+    );
+    let r = p.admin.get(app.url("/portal/entities/acme/audit.csv?action=assignment.created")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("id,seq,at,entity,actor_type"), "{csv}");
+    assert!(csv.contains("assignment.created") && !csv.contains("license.created"), "{csv}");
+    let (status, html) = page(app, &p.admin, "/portal/entities/acme/audit?from=yesterday").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("UTC day"), "{html}");
+
+    app.create_entity("globex").await;
+    let globex = app.signed_in_browser(&app.email("admin-globex")).await;
+    for path in ["/portal/entities/acme/audit", "/portal/entities/acme/audit.csv"] {
+        assert_eq!(page(app, &globex, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (_, html) = page(app, &globex, "/portal/entities/globex/audit").await;
+    assert!(!html.contains(&ada), "another entity's events are not shown: {html}");
+    for path in ["/portal/operator/audit", "/portal/operator/audit.csv"] {
+        assert_eq!(page(app, &p.admin, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+}
