@@ -7,14 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{Multipart, State, rejection::FormRejection},
+    extract::{Multipart, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 
-use super::{Pager, Shell, TokenForm, Viewer, fail, not_found, see_other, show, view, with_query};
+use super::{Pager, Posted, Shell, TokenForm, Viewer, fail, not_found, see_other, show, view, with_query};
 use crate::{
     accounts,
     error::{ApiError, ApiPath, ApiQuery},
@@ -437,16 +436,10 @@ pub struct EmailForm {
 
 pub async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
-    form: Result<Form<EmailForm>, FormRejection>,
+    Posted { v, form: f }: Posted<EmailForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let l = match license_of(&state, &v, &id).await {
         Ok(l) => l,
         Err(r) => return r,
@@ -481,15 +474,10 @@ pub struct ShareForm {
 pub async fn share_link_create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
-    form: Result<Form<ShareForm>, FormRejection>,
+    Posted { v, form: f }: Posted<ShareForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let l = match license_of(&state, &v, &id).await {
         Ok(l) => l,
         Err(r) => return r,
@@ -515,16 +503,10 @@ pub async fn share_link_create(
 
 pub async fn share_link_delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath((id, link_id)): ApiPath<(String, String)>,
-    form: Result<Form<TokenForm>, FormRejection>,
+    Posted { v, .. }: Posted<TokenForm>,
 ) -> Response {
-    let token = form.ok().and_then(|Form(f)| f.csrf);
-    if let Err(r) = v.check_form(&state, &headers, token.as_deref()) {
-        return r.into_response();
-    }
     let l = match license_of(&state, &v, &id).await {
         Ok(l) => l,
         Err(r) => return r,
@@ -648,16 +630,10 @@ pub async fn disconnect_confirm(
 
 pub async fn disconnect(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(lease_id): ApiPath<String>,
-    form: Result<Form<TokenForm>, FormRejection>,
+    Posted { v, .. }: Posted<TokenForm>,
 ) -> Response {
-    let token = form.ok().and_then(|Form(f)| f.csrf);
-    if let Err(r) = v.check_form(&state, &headers, token.as_deref()) {
-        return r.into_response();
-    }
     let (lease, l) = match lease_of(&state, &v, &lease_id).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -753,16 +729,10 @@ pub async fn users(
 
 pub async fn add_admin(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
-    form: Result<Form<EmailForm>, FormRejection>,
+    Posted { v, form: f }: Posted<EmailForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let e = match entity_of(&state, &v, &slug).await {
         Ok(e) => e,
         Err(r) => return r,
@@ -781,16 +751,10 @@ pub async fn add_admin(
 
 pub async fn remove_admin(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
-    form: Result<Form<EmailForm>, FormRejection>,
+    Posted { v, form: f }: Posted<EmailForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let e = match entity_of(&state, &v, &slug).await {
         Ok(e) => e,
         Err(r) => return r,
@@ -809,6 +773,8 @@ pub async fn remove_admin(
         Err(err) => refused(&state, &back, err),
     }
 }
+
+super::csrf_forms!(EmailForm, ShareForm);
 
 #[cfg(test)]
 mod tests {

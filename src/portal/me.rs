@@ -2,13 +2,12 @@
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{State, rejection::FormRejection},
+    extract::State,
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 
-use super::{Shell, TokenForm, Viewer, fail, not_found, see_other, show, view};
+use super::{Posted, Shell, TokenForm, Viewer, fail, not_found, see_other, show, view};
 use crate::{error::ApiPath, licenses, state::AppState, store};
 
 pub struct HeldRow {
@@ -75,16 +74,10 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap, v: Viewer) 
 /// The owner releases one of their seats (as the product does when it exits).
 pub async fn release(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(lease_id): ApiPath<String>,
-    form: Result<Form<TokenForm>, FormRejection>,
+    Posted { v, .. }: Posted<TokenForm>,
 ) -> Response {
-    let token = form.ok().and_then(|Form(f)| f.csrf);
-    if let Err(refused) = v.check_form(&state, &headers, token.as_deref()) {
-        return refused.into_response();
-    }
     let lease = match store::leases::by_id(&state.db.pool, &lease_id).await {
         Ok(l) => l,
         Err(e) => return fail(e),

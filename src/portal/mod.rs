@@ -22,13 +22,13 @@ pub mod view;
 
 use askama::Template;
 use axum::{
-    Router,
-    extract::FromRequestParts,
+    Form, Router,
+    extract::{FromRequest, FromRequestParts, Request},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
     browser::{
@@ -161,6 +161,49 @@ impl Viewer {
 #[derive(Deserialize)]
 pub struct TokenForm {
     pub csrf: Option<String>,
+}
+
+/// A portal form: it carries the session's CSRF token in a field named `csrf`.
+pub trait CsrfForm {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// `impl CsrfForm` for form structs with a `csrf: Option<String>` field.
+macro_rules! csrf_forms {
+    ($($form:ty),* $(,)?) => {
+        $(impl $crate::portal::CsrfForm for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        })*
+    };
+}
+pub(crate) use csrf_forms;
+
+csrf_forms!(TokenForm);
+
+/// A form posted by a signed-in browser, accepted only once its origin and token are this
+/// session's (else a 403 page and nothing done; no session: the sign-in redirect). `form` is
+/// `None` when the body did not parse as the form (its token check has then already failed,
+/// unless the form has nothing but optional fields). Take it last among a handler's arguments.
+pub struct Posted<F> {
+    pub v: Viewer,
+    pub form: Option<F>,
+}
+
+impl<F> FromRequest<AppState> for Posted<F>
+where
+    F: CsrfForm + DeserializeOwned + Send,
+{
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let v = Viewer::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let form = Form::<F>::from_request(Request::from_parts(parts, body), state).await.ok().map(|Form(f)| f);
+        v.check_form(state, &headers, form.as_ref().and_then(|f| f.csrf())).map_err(IntoResponse::into_response)?;
+        Ok(Posted { v, form })
+    }
 }
 
 /// The same answer for "no such page" and "not yours": nothing leaks across entities.

@@ -9,15 +9,14 @@
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{State, rejection::FormRejection},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Shell, Viewer, fail, not_found, see_other, show, view};
+use super::{Posted, Shell, Viewer, fail, not_found, see_other, show, view};
 use crate::{
     auth::{Admin, Operator},
     error::{ApiError, ApiJson, ApiPath},
@@ -113,15 +112,9 @@ pub struct EntityForm {
 
 pub async fn create_entity(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
-    form: Result<Form<EntityForm>, FormRejection>,
+    Posted { v, form: f }: Posted<EntityForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let op = match gate(&state, &v).await {
         Ok(op) => op,
         Err(r) => return r,
@@ -190,15 +183,9 @@ pub struct ProductForm {
 
 pub async fn create_product(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
-    form: Result<Form<ProductForm>, FormRejection>,
+    Posted { v, form: f }: Posted<ProductForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let op = match gate(&state, &v).await {
         Ok(op) => op,
         Err(r) => return r,
@@ -315,16 +302,10 @@ fn seats_of(s: &str) -> Value {
 
 pub async fn create_license(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
-    form: Result<Form<LicenseForm>, FormRejection>,
+    Posted { v, form: f }: Posted<LicenseForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let op = match gate(&state, &v).await {
         Ok(op) => op,
         Err(r) => return r,
@@ -368,16 +349,10 @@ pub struct ChangeForm {
 /// Change a license: only what differs from now is sent, as a PATCH of the operator.
 pub async fn change_license(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
-    form: Result<Form<ChangeForm>, FormRejection>,
+    Posted { v, form: f }: Posted<ChangeForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let op = match gate(&state, &v).await {
         Ok(op) => op,
         Err(r) => return r,
@@ -424,3 +399,5 @@ pub async fn change_license(
         Err(e) => refused(&state, &back, e),
     }
 }
+
+super::csrf_forms!(ChangeForm, EntityForm, LicenseForm, ProductForm);

@@ -6,15 +6,14 @@ use std::fmt::Write;
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{State, rejection::FormRejection},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use qrcodegen::{QrCode, QrCodeEcc};
 use serde::Deserialize;
 
-use super::{Shell, Viewer, fail, see_other, show, view};
+use super::{Posted, Shell, Viewer, fail, see_other, show, view};
 use crate::{
     accounts::mfa,
     auth::ClientIp,
@@ -142,13 +141,8 @@ pub async fn enrol(
     State(state): State<AppState>,
     headers: HeaderMap,
     ip: ClientIp,
-    v: Viewer,
-    form: Result<Form<CodeForm>, FormRejection>,
+    Posted { v, form: f }: Posted<CodeForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     if v.bu.amr == "saml" {
         return see_other(&state, "/portal/security", false, "Your identity provider gives your second factor.");
     }
@@ -166,17 +160,7 @@ pub async fn enrol(
 }
 
 /// Remove the authenticator (needs a current code or a recovery code). Operators keep theirs.
-pub async fn remove(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ip: ClientIp,
-    v: Viewer,
-    form: Result<Form<CodeForm>, FormRejection>,
-) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
+pub async fn remove(State(state): State<AppState>, ip: ClientIp, Posted { v, form: f }: Posted<CodeForm>) -> Response {
     if v.operator {
         return see_other(&state, "/portal/security", false, "Operators must keep a second factor.");
     }
@@ -194,3 +178,5 @@ pub async fn remove(
         },
     }
 }
+
+super::csrf_forms!(CodeForm);

@@ -9,15 +9,14 @@
 
 use askama::Template;
 use axum::{
-    Form,
-    extract::{State, rejection::FormRejection},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{Shell, TokenForm, Viewer, admin::entity_of, fail, see_other, show, view};
+use super::{Posted, Shell, TokenForm, Viewer, admin::entity_of, fail, see_other, show, view};
 use crate::{
     error::ApiError,
     error::ApiPath,
@@ -320,16 +319,10 @@ fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
 /// the form holds and keep the saved metadata when the field is left empty.
 pub async fn save(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
-    form: Result<Form<SettingsForm>, FormRejection>,
+    Posted { v, form: f }: Posted<SettingsForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let e = match entity_of(&state, &v, &slug).await {
         Ok(e) => e,
         Err(r) => return r,
@@ -392,16 +385,10 @@ pub struct SwitchForm {
 /// Turn single sign-on on or off (`enabled` = `true` | `false`).
 pub async fn switch(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
-    form: Result<Form<SwitchForm>, FormRejection>,
+    Posted { v, form: f }: Posted<SwitchForm>,
 ) -> Response {
-    let f = form.ok().map(|Form(f)| f);
-    if let Err(r) = v.check_form(&state, &headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
     let e = match entity_of(&state, &v, &slug).await {
         Ok(e) => e,
         Err(r) => return r,
@@ -429,15 +416,9 @@ pub async fn switch(
 /// ends on a page of what the IdP sent.
 pub async fn test(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    v: Viewer,
     ApiPath(slug): ApiPath<String>,
-    form: Result<Form<TokenForm>, FormRejection>,
+    Posted { v, .. }: Posted<TokenForm>,
 ) -> Response {
-    let token = form.ok().and_then(|Form(f)| f.csrf);
-    if let Err(r) = v.check_form(&state, &headers, token.as_deref()) {
-        return r.into_response();
-    }
     let e = match entity_of(&state, &v, &slug).await {
         Ok(e) => e,
         Err(r) => return r,
@@ -481,3 +462,5 @@ pub async fn sp_metadata(State(state): State<AppState>, v: Viewer, ApiPath(slug)
     }
     r
 }
+
+super::csrf_forms!(SettingsForm, SwitchForm);

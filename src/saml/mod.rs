@@ -49,12 +49,18 @@ pub(crate) fn libxml_ready() {
     // Parses a tiny document (libxml2 starts) and loads a certificate (xmlsec starts, under
     // samael's lock). A valid certificate, so that xmlsec has nothing to print on stderr.
     READY.call_once(|| {
-        let _ = metadata::load_probe(&probe_certificate().unwrap_or_default());
+        let _ = metadata::load_probe(probe_certificate().map(Vec::as_slice).unwrap_or_default());
     });
 }
 
-/// A throw-away self-signed certificate (P-256), DER.
-fn probe_certificate() -> anyhow::Result<Vec<u8>> {
+/// A throw-away self-signed certificate (P-256), DER: made once, for the start-up probe and
+/// [`warm_up`] both.
+fn probe_certificate() -> Option<&'static Vec<u8>> {
+    static CERT: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| make_probe_certificate().ok()).as_ref()
+}
+
+fn make_probe_certificate() -> anyhow::Result<Vec<u8>> {
     use openssl::{
         asn1::Asn1Time,
         ec::{EcGroup, EcKey},
@@ -84,7 +90,8 @@ fn probe_certificate() -> anyhow::Result<Vec<u8>> {
 /// proves xmlsec can load a certificate. Call once at start-up, off the async executor, and
 /// fail readiness if it errs. Silent on success.
 pub fn warm_up() -> anyhow::Result<()> {
-    anyhow::ensure!(metadata::xmlsec_can_load(&probe_certificate()?), "xmlsec cannot load a certificate");
+    let cert = probe_certificate().ok_or_else(|| anyhow::anyhow!("openssl cannot make a certificate"))?;
+    anyhow::ensure!(metadata::xmlsec_can_load(cert), "xmlsec cannot load a certificate");
     Ok(())
 }
 

@@ -29,6 +29,17 @@ use crate::{
 const MAX_MEMBERS: usize = 50_000;
 
 async fn resource(state: &AppState, slug: &str, g: &Group, with_members: bool) -> ScimResult<Value> {
+    let members = match with_members {
+        true => Some(
+            store::scim::members(&state.db.pool, &g.id).await?.into_iter().map(|(id, _)| id).collect::<Vec<String>>(),
+        ),
+        false => None,
+    };
+    Ok(render(state, slug, g, members.as_deref()))
+}
+
+/// A group as SCIM shows it; `members` (user ids) when asked for.
+fn render(state: &AppState, slug: &str, g: &Group, members: Option<&[String]>) -> Value {
     let mut v = json!({
         "schemas": [GROUP_SCHEMA],
         "id": g.id,
@@ -43,14 +54,13 @@ async fn resource(state: &AppState, slug: &str, g: &Group, with_members: bool) -
     if let Some(x) = &g.external_id {
         v["externalId"] = x.clone().into();
     }
-    if with_members {
-        let members = store::scim::members(&state.db.pool, &g.id).await?;
+    if let Some(members) = members {
         v["members"] = members
             .iter()
-            .map(|(id, _)| json!({ "value": id, "$ref": state.url(&format!("/scim/v2/{slug}/Users/{id}")) }))
+            .map(|id| json!({ "value": id, "$ref": state.url(&format!("/scim/v2/{slug}/Users/{id}")) }))
             .collect();
     }
-    Ok(v)
+    v
 }
 
 /// Turn a group filter into a store query; what cannot be answered is `invalidFilter`.
@@ -124,11 +134,23 @@ async fn list_with(state: &AppState, caller: &ScimCaller, p: ListParams) -> Scim
         None => GroupQuery::default(),
     };
     let (total, page) = store::scim::list_groups(&state.db.pool, &caller.entity_id, &q, p.offset(), p.count).await?;
-    let with_members = p.wants("members");
-    let mut items = Vec::with_capacity(page.len());
-    for g in &page {
-        items.push(p.project(resource(state, &caller.slug, g, with_members).await?));
+    // The members of the whole page in one query, not one per group.
+    let mut members: Option<std::collections::HashMap<String, Vec<String>>> = None;
+    if p.wants("members") {
+        let ids: Vec<&str> = page.iter().map(|g| g.id.as_str()).collect();
+        let mut by_group = std::collections::HashMap::<String, Vec<String>>::new();
+        for (group_id, user_id) in store::scim::members_of_groups(&state.db.pool, &ids).await? {
+            by_group.entry(group_id).or_default().push(user_id);
+        }
+        members = Some(by_group);
     }
+    let items = page
+        .iter()
+        .map(|g| {
+            let of = members.as_ref().map(|m| m.get(&g.id).map_or(&[][..], Vec::as_slice));
+            p.project(render(state, &caller.slug, g, of))
+        })
+        .collect();
     Ok(scim_json(StatusCode::OK, &list_response(total, p.start_index, items)))
 }
 

@@ -400,6 +400,27 @@ pub async fn members<'e>(db: impl AnyExecutor<'e>, group_id: &str) -> sqlx::Resu
     .await
 }
 
+/// The members of several groups at once, as (group id, user id), each group's ordered by email.
+pub async fn members_of_groups<'e>(
+    db: impl AnyExecutor<'e>,
+    group_ids: &[&str],
+) -> sqlx::Result<Vec<(String, String)>> {
+    if group_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=group_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT m.group_id, u.id FROM scim_group_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.group_id IN ({}) ORDER BY m.group_id, u.email",
+        marks.join(", ")
+    );
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for id in group_ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(db).await
+}
+
 /// True when added (not already a member).
 pub async fn add_member<'e>(db: impl AnyExecutor<'e>, group_id: &str, user_id: &str) -> sqlx::Result<bool> {
     let r = sqlx::query(
