@@ -145,6 +145,20 @@ impl Admin {
         }
     }
 
+    /// The entity `slug`, when this caller may administer it ([`Admin::require`]'s answers otherwise).
+    pub async fn entity(&self, state: &AppState, slug: &str) -> Result<store::entities::Entity, ApiError> {
+        let entity = store::entities::entity_by_slug(&state.db.pool, slug).await?;
+        self.require(state, entity.as_ref().map(|e| e.id.as_str())).await?;
+        entity.ok_or_else(|| ApiError::not_found("no such resource"))
+    }
+
+    /// The license `id`, when this caller may administer its entity ([`Admin::require`]'s answers otherwise).
+    pub async fn license(&self, state: &AppState, id: &str) -> Result<store::licenses::License, ApiError> {
+        let license = store::licenses::license_by_id(&state.db.pool, id).await?;
+        self.require(state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
+        license.ok_or_else(|| ApiError::not_found("no such resource"))
+    }
+
     pub fn user_id(&self) -> Option<&str> {
         match self {
             Admin::Operator(_) => None,

@@ -367,7 +367,9 @@ async fn onprem(cmd: OnpremCmd, now: crate::clock::Millis) -> anyhow::Result<()>
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
             };
             let (db, master) = open_store(&store).await?;
-            let done = server::import(&db, &master, &keys, &text, now).await.map_err(api)?;
+            let done = server::import(&db, &master, &keys, &text, &crate::audit::Context::system("cli"), now)
+                .await
+                .map_err(api)?;
             let c = &done.claims;
             println!(
                 "imported: license {} of {} for {}, {} seats until {}",
@@ -389,11 +391,16 @@ async fn onprem(cmd: OnpremCmd, now: crate::clock::Millis) -> anyhow::Result<()>
                 None => to.checked_sub(time::Duration::days(29)).unwrap_or(to),
             };
             let (db, master) = open_store(&store).await?;
-            emit(&server::usage_file(&db, &master, from, to, now).await?, out.as_deref())
+            emit(
+                &server::usage_file(&db, &master, from, to, &crate::audit::Context::system("cli"), now).await?,
+                out.as_deref(),
+            )
         }
         OnpremCmd::Return { license, out, store } => {
             let (db, master) = open_store(&store).await?;
-            let file = server::return_file(&db, &master, &license, now).await.map_err(api)?;
+            let file = server::return_file(&db, &master, &license, &crate::audit::Context::system("cli"), now)
+                .await
+                .map_err(api)?;
             emit(&file, out.as_deref())
         }
     }

@@ -129,9 +129,7 @@ pub async fn entity_events(
     ApiPath(slug): ApiPath<String>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response> {
-    let entity = store::entities::entity_by_slug(&state.db.pool, &slug).await?;
-    admin.require(&state, entity.as_ref().map(|e| e.id.as_str())).await?;
-    let entity = entity.ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let entity = admin.entity(&state, &slug).await?;
     let (filter, limit, format) = parse_query(q, Some(entity.id.clone()))?;
     answer(state, filter, limit, format, &format!("latchkey-audit-{slug}")).await
 }

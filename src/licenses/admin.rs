@@ -20,18 +20,6 @@ use crate::{
     store::{self, Tx, entities::Entity, licenses::License},
 };
 
-async fn entity_for(state: &AppState, admin: &Admin, slug: &str) -> Result<Entity> {
-    let entity = store::entities::entity_by_slug(&state.db.pool, slug).await?;
-    admin.require(state, entity.as_ref().map(|e| e.id.as_str())).await?;
-    entity.ok_or_else(|| ApiError::not_found("no such resource"))
-}
-
-async fn license_for(state: &AppState, admin: &Admin, id: &str) -> Result<License> {
-    let license = store::licenses::license_by_id(&state.db.pool, id).await?;
-    admin.require(state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
-    license.ok_or_else(|| ApiError::not_found("no such resource"))
-}
-
 /// The id of the entity's group `name`, created when missing.
 pub(super) async fn group_id(
     tx: &mut Tx,
@@ -60,7 +48,7 @@ pub async fn get_entity(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     Ok(Json(json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })))
 }
 
@@ -69,7 +57,7 @@ pub async fn list_licenses(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let list = store::licenses::licenses_of_entity(&state.db.pool, &e.id).await?;
     Ok(Json(Value::Array(list.iter().map(license_view).collect())))
 }
@@ -90,7 +78,7 @@ pub async fn get_license(
     admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    Ok(Json(license_view(&license_for(&state, &admin, &id).await?)))
+    Ok(Json(license_view(&admin.license(&state, &id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -120,7 +108,7 @@ pub async fn patch_license(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicensePatch>,
 ) -> Result<Json<Value>> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     if !admin.is_operator()
         && (body.seats.is_some()
             || body.expires_at.is_some()
@@ -373,7 +361,7 @@ pub async fn assign_json(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     let ctx = ctx.by_admin(&admin);
     match (body.email, body.emails) {
         (Some(raw), None) => {
@@ -480,7 +468,7 @@ pub async fn list_assignments(
     admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     let list = store::licenses::assignees(&state.db.pool, &license.id).await?;
     let items: Vec<Value> = list
         .iter()
@@ -496,7 +484,7 @@ pub async fn revoke_json(
     ctx: audit::Context,
     ApiPath((id, raw)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     let email = accounts::normalize_email(&raw)?;
     revoke(&state, &ctx.by_admin(&admin), &license.id, &email, state.now()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -519,7 +507,7 @@ pub async fn create_share_link(
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<NewShareLink>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     let Some(creator) = admin.user_id() else {
         return Err(ApiError::forbidden("admin_only", "share links are made by the entity's administrators"));
     };
@@ -607,7 +595,7 @@ pub async fn list_share_links(
     admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     let now = state.now();
     let links = store::licenses::share_links_of(&state.db.pool, &license.id).await?;
     let items: Vec<Value> = links
@@ -630,7 +618,7 @@ pub async fn delete_share_link(
     ctx: audit::Context,
     ApiPath((id, link_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     stop_share_link(&state, &ctx.by_admin(&admin), &license, &link_id, state.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -693,7 +681,7 @@ pub async fn list_users(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let users = store::accounts::entity_users(&state.db.pool, &e.id).await?;
     let rows = store::licenses::assignments_of_entity(&state.db.pool, &e.id).await?;
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -730,7 +718,7 @@ pub async fn add_admin(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let email = accounts::normalize_email(&body.email)?;
     let added = add_admin_to(&state, &ctx.by_admin(&admin), &e, &email, state.now()).await?;
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
@@ -779,7 +767,7 @@ pub async fn list_admins(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let rows = store::entities::admins_of(&state.db.pool, &e.id).await?;
     let items: Vec<Value> =
         rows.iter().map(|(email, at)| json!({ "email": email, "since": clock::rfc3339(*at) })).collect();
@@ -793,7 +781,7 @@ pub async fn remove_admin(
     ctx: audit::Context,
     ApiPath((slug, raw)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let email = accounts::normalize_email(&raw)?;
     remove_admin_from(&state, &ctx.by_admin(&admin), &e, &email).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -835,7 +823,7 @@ pub async fn create_group(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewGroup>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let name = check_group_name(&body.name)?;
     let g = store::entities::Group { id: store::new_id(), entity_id: e.id.clone(), name, created_at: state.now() };
     let mut tx = state.db.begin_write().await?;
@@ -863,7 +851,7 @@ pub async fn list_groups(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let groups = store::entities::list_groups(&state.db.pool, &e.id).await?;
     let items: Vec<Value> = groups
         .iter()

@@ -295,9 +295,7 @@ pub async fn usage(
     ApiPath(slug): ApiPath<String>,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
-    let entity = store::entities::entity_by_slug(&state.db.pool, &slug).await?;
-    admin.require(&state, entity.as_ref().map(|e| e.id.as_str())).await?;
-    let entity = entity.ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let entity = admin.entity(&state, &slug).await?;
     let now = state.now();
     let range = parse_range(&q, now)?;
     let csv = match q.format.as_deref() {

@@ -530,9 +530,7 @@ pub async fn list_seats(
     admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let license = store::licenses::license_by_id(&state.db.pool, &id).await?;
-    admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
-    let license = license.ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let license = admin.license(&state, &id).await?;
     let now = state.now();
     let rows = leases_store::live_seats(&state.db.pool, &license.id, now).await?;
     let seats: Vec<Value> = rows

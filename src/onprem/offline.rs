@@ -61,9 +61,7 @@ pub async fn issue_json(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<IssueBody>,
 ) -> Result<Json<Value>> {
-    let license = store::licenses::license_by_id(&state.db.pool, &id).await?;
-    admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
-    let license = license.ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let license = admin.license(&state, &id).await?;
     let now = state.now();
     if !license.is_fixed() || license.offline_allowed == 0 {
         return Err(ApiError::forbidden(
@@ -194,16 +192,35 @@ pub async fn return_json(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReturnBody>,
 ) -> Result<Json<Value>> {
-    let license = store::licenses::license_by_id(&state.db.pool, &id).await?;
-    admin.require(&state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
-    let license = license.ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let license = admin.license(&state, &id).await?;
+    let ctx = ctx.by_admin(&admin);
+    let result = take_return(&state, &license, &body.deactivation, &ctx).await;
+    if let Err(e @ ApiError::Problem(_)) = &result {
+        // A code that does not fit, or one used twice, is kept in the log with its reason.
+        let event = crate::audit::Event::new("offline.return_refused")
+            .entity(&license.entity_id, &license.entity_slug)
+            .target(crate::audit::Target::license(&license))
+            .details(json!({ "code": e.code() }));
+        if let Err(err) = event.record_alone(&state, &ctx, state.now()).await {
+            tracing::error!(error = %err, "the refused deactivation could not be recorded in the audit log");
+        }
+    }
+    result
+}
+
+async fn take_return(
+    state: &AppState,
+    license: &crate::store::licenses::License,
+    deactivation: &str,
+    ctx: &crate::audit::Context,
+) -> Result<Json<Value>> {
     let bad = || ApiError::unprocessable("invalid_deactivation", "not a deactivation code of this license");
-    let v = jws::decode_b64_json(&body.deactivation).ok_or_else(bad)?;
+    let v = jws::decode_b64_json(deactivation).ok_or_else(bad)?;
     let (Some(jti), Some(fp)) = (v["jti"].as_str(), v["fingerprint"].as_str()) else { return Err(bad()) };
     let offline = store::onprem::offline_by_jti(&state.db.pool, jti).await?.filter(|o| o.license_id == license.id);
     let offline = offline.ok_or_else(bad)?;
     if !crate::crypto::ct_eq(
-        fingerprint_hash(&state, &offline.user_id, fp).as_bytes(),
+        fingerprint_hash(state, &offline.user_id, fp).as_bytes(),
         offline.fingerprint_hash.as_bytes(),
     ) {
         return Err(bad());
@@ -217,10 +234,10 @@ pub async fn return_json(
     store::leases::end(&mut *tx, &offline.lease_id, "offline_returned", now).await?;
     crate::audit::Event::new("offline.returned")
         .entity(&license.entity_id, &license.entity_slug)
-        .target(crate::audit::Target::license(&license))
+        .target(crate::audit::Target::license(license))
         .target(crate::audit::Target::new("user", &offline.user_id, None))
         .details(json!({ "file_id": offline.jti }))
-        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .record(&mut tx, ctx, now)
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, jti = %offline.jti, "offline license returned");

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::{EntitlementClaims, ReturnClaims, UsageClaims, UsageDay, UsageLicense, file_error, jws, secs};
 use crate::{
+    audit,
     auth::Operator,
     clock::{self, Millis},
     config::Config,
@@ -34,6 +35,8 @@ pub struct Local {
     pub server_id: String,
     pub thumbprint: String,
     verified: Mutex<HashMap<String, Arc<EntitlementClaims>>>,
+    /// Stored entitlements found failing verification, recorded in the audit log once each.
+    reported: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Local {
@@ -54,7 +57,17 @@ impl Local {
             server_id: me.id,
             thumbprint: me.thumbprint,
             verified: Mutex::new(HashMap::new()),
+            reported: Mutex::new(std::collections::HashSet::new()),
         }))
+    }
+
+    /// Whether `jti` is reported for the first time (then the caller records it).
+    fn first_report(&self, jti: &str) -> bool {
+        let mut m = match self.reported.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.len() < 4096 && m.insert(jti.to_string())
     }
 
     /// The claims of a stored entitlement, when its signature verifies with the vendor's key.
@@ -173,10 +186,12 @@ pub async fn seat_rule(state: &AppState, tx: &mut Tx, license_id: &str, now: Mil
     for row in rows {
         let Some(c) = local.verify(&row.token) else {
             tracing::warn!(license = %license_id, entitlement = %row.jti, "stored entitlement fails verification (changed in the database?); ignored");
+            report_ignored(state, local, license_id, &row.jti, "invalid_signature");
             continue;
         };
         if c.license_id != license_id || c.server != local.thumbprint || c.jti != row.jti {
             tracing::warn!(license = %license_id, entitlement = %row.jti, "stored entitlement is for another license or server; ignored");
+            report_ignored(state, local, license_id, &row.jti, "wrong_license_or_server");
             continue;
         }
         if c.exp.saturating_mul(1000) <= now {
@@ -200,6 +215,26 @@ pub async fn seat_rule(state: &AppState, tx: &mut Tx, license_id: &str, now: Mil
     })
 }
 
+/// Record, once per entitlement and process, that a stored entitlement was ignored because it no
+/// longer verifies (its row was edited). In its own transaction, after the checkout's: the
+/// checkout holds the writer on SQLite.
+fn report_ignored(state: &AppState, local: &Local, license_id: &str, jti: &str, code: &'static str) {
+    if !local.first_report(jti) {
+        return;
+    }
+    let event = audit::Event::new("onprem.entitlement_ignored")
+        .entity_of_license(license_id)
+        .target(audit::Target::new("license", license_id, None))
+        .details(json!({ "entitlement_id": jti, "code": code }));
+    let state = state.clone();
+    tokio::spawn(async move {
+        let ctx = audit::Context::system("on-premise entitlement check");
+        if let Err(e) = event.record_alone(&state, &ctx, state.now()).await {
+            tracing::error!(error = %e, "the ignored entitlement could not be recorded in the audit log");
+        }
+    });
+}
+
 /// What an import did.
 #[derive(Debug)]
 pub struct Imported {
@@ -208,17 +243,69 @@ pub struct Imported {
 }
 
 /// Verify an entitlement for this server and take it into use: the entity, product and license
-/// are created when missing (same slug, SKU and license id as at the vendor).
+/// are created when missing (same slug, SKU and license id as at the vendor). The import is
+/// recorded in the audit log with the change; a refused file is recorded too (on the operator
+/// chain: nothing in it is trusted), with the reason's code.
 pub async fn import(
     db: &Db,
     master: &MasterKey,
     vendor_keys: &jws::PublicKeys,
     token: &str,
+    ctx: &audit::Context,
     now: Millis,
 ) -> Result<Imported> {
     let token = token.trim();
-    let claims: EntitlementClaims =
-        jws::verify(token, jws::ENTITLEMENT_TYP, vendor_keys).map_err(|e| file_error("an entitlement", e))?;
+    let claims: EntitlementClaims = match jws::verify(token, jws::ENTITLEMENT_TYP, vendor_keys) {
+        Ok(c) => c,
+        Err(e) => {
+            let e = file_error("an entitlement", e);
+            refused(db, ctx, &e, None, now).await;
+            return Err(e);
+        }
+    };
+    match import_verified(db, master, token, &claims, ctx, now).await {
+        Ok(created_license) => Ok(Imported { claims, created_license }),
+        Err(e) => {
+            refused(db, ctx, &e, Some(&claims), now).await;
+            Err(e)
+        }
+    }
+}
+
+/// Record a refused entitlement. Best effort: the refusal stands even when the log cannot be
+/// written (the reason is in the server's log line then).
+async fn refused(db: &Db, ctx: &audit::Context, e: &ApiError, claims: Option<&EntitlementClaims>, now: Millis) {
+    if matches!(e, ApiError::Internal(_)) {
+        return;
+    }
+    let mut event = audit::Event::new("onprem.entitlement_refused");
+    let mut details = json!({ "code": e.code() });
+    if let Some(c) = claims {
+        event = event.target(audit::Target::new("license", &c.license_id, None));
+        details["entitlement_id"] = json!(c.jti);
+        details["entity"] = json!(c.entity);
+        details["seats"] = json!(c.seats);
+    }
+    tracing::warn!(code = e.code(), "entitlement refused");
+    let result = async {
+        let mut tx = db.begin_write().await?;
+        event.details(details).record(&mut tx, ctx, now).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::error!(error = %err, "the refused entitlement could not be recorded in the audit log");
+    }
+}
+
+async fn import_verified(
+    db: &Db,
+    master: &MasterKey,
+    token: &str,
+    claims: &EntitlementClaims,
+    ctx: &audit::Context,
+    now: Millis,
+) -> Result<bool> {
     let me = identity(db, master, now).await?;
     if claims.server != me.thumbprint {
         return Err(ApiError::unprocessable(
@@ -327,9 +414,21 @@ pub async fn import(
     if let Err(e) = store::onprem::insert_entitlement(&mut *tx, &row).await {
         return Err(if store::is_unique_violation(&e) { already_imported() } else { e.into() });
     }
+    audit::Event::new("onprem.entitlement_imported")
+        .entity(&entity.id, &entity.slug)
+        .target(audit::Target::new("license", &claims.license_id, None))
+        .details(json!({
+            "entitlement_id": claims.jti,
+            "product": claims.product,
+            "seats": claims.seats,
+            "expires_at": clock::rfc3339(exp_ms),
+            "created_license": created_license,
+        }))
+        .record(&mut tx, ctx, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %claims.license_id, entity = %claims.entity, product = %claims.product, seats = claims.seats, "entitlement imported");
-    Ok(Imported { claims, created_license })
+    Ok(created_license)
 }
 
 fn already_imported() -> ApiError {
@@ -346,7 +445,8 @@ pub struct ImportBody {
 #[tracing::instrument(skip_all)]
 pub async fn import_json(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
+    ctx: audit::Context,
     ApiJson(body): ApiJson<ImportBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let Some(local) = &state.onprem else {
@@ -355,7 +455,8 @@ pub async fn import_json(
             "this is not an on-premise server (set LATCHKEY_LICENSE_PUBLIC_KEY_FILE to the vendor's license key)",
         ));
     };
-    let imported = import(&state.db, &state.master, &local.vendor_keys, &body.entitlement, state.now()).await?;
+    let ctx = ctx.by(audit::Actor::operator(&op));
+    let imported = import(&state.db, &state.master, &local.vendor_keys, &body.entitlement, &ctx, state.now()).await?;
     let c = &imported.claims;
     Ok((
         StatusCode::CREATED,
@@ -377,6 +478,7 @@ pub async fn usage_file(
     master: &MasterKey,
     from: time::Date,
     to: time::Date,
+    ctx: &audit::Context,
     now: Millis,
 ) -> anyhow::Result<String> {
     anyhow::ensure!(from <= to, "--from is after --to");
@@ -420,12 +522,30 @@ pub async fn usage_file(
         iat: secs(now),
         jti: uuid::Uuid::new_v4().to_string(),
     };
-    jws::sign(&me.der, &me.thumbprint, jws::USAGE_TYP, &claims)
+    let file = jws::sign(&me.der, &me.thumbprint, jws::USAGE_TYP, &claims)?;
+    // What left the customer's network, on each license's entity chain.
+    let mut tx = db.begin_write().await?;
+    for l in &claims.licenses {
+        audit::Event::new("onprem.usage_exported")
+            .entity_of_license(&l.license_id)
+            .target(audit::Target::new("license", &l.license_id, None))
+            .details(json!({ "file_id": claims.jti, "from": claims.from, "to": claims.to, "days": l.days.len() }))
+            .record(&mut tx, ctx, now)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(file)
 }
 
 /// `latchkey onprem return`: stop serving the license here, remove its entitlement and give the
 /// vendor a return file signed with the server's key.
-pub async fn return_file(db: &Db, master: &MasterKey, license_id: &str, now: Millis) -> Result<String> {
+pub async fn return_file(
+    db: &Db,
+    master: &MasterKey,
+    license_id: &str,
+    ctx: &audit::Context,
+    now: Millis,
+) -> Result<String> {
     let me = identity(db, master, now).await?;
     let active = store::onprem::active_entitlements(&db.pool, license_id).await?;
     let Some(newest) = active.first() else {
@@ -449,6 +569,12 @@ pub async fn return_file(db: &Db, master: &MasterKey, license_id: &str, now: Mil
         return Err(ApiError::conflict("not_on_premise", "the entitlement was returned meanwhile"));
     }
     let ended = store::onprem::end_live_leases(&mut *tx, license_id, "returned", now).await?;
+    audit::Event::new("onprem.return_file_created")
+        .entity_of_license(license_id)
+        .target(audit::Target::new("license", license_id, None))
+        .details(json!({ "file_id": claims.jti, "entitlement_id": newest.jti, "seats_ended": ended }))
+        .record(&mut tx, ctx, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license_id, ended, "license returned to the vendor");
     Ok(file)

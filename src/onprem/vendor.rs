@@ -21,7 +21,7 @@ use crate::{
     clock,
     error::{ApiError, ApiJson, ApiPath, Result},
     state::AppState,
-    store::{self, licenses::License, onprem::Export},
+    store::{self, onprem::Export},
     tokens::license_keys,
 };
 
@@ -64,12 +64,6 @@ pub fn parse_fingerprint(text: &str) -> Result<Fingerprint> {
     })
 }
 
-async fn license_for(state: &AppState, admin: &Admin, id: &str) -> Result<License> {
-    let license = store::licenses::license_by_id(&state.db.pool, id).await?;
-    admin.require(state, license.as_ref().map(|l| l.entity_id.as_str())).await?;
-    license.ok_or_else(|| ApiError::not_found("no such resource"))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportBody {
@@ -85,7 +79,7 @@ pub async fn export_json(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExportBody>,
 ) -> Result<Json<Value>> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
     let now = state.now();
     if super::server::on_premise_mode(&state) {
         return Err(ApiError::forbidden(
@@ -219,12 +213,46 @@ pub struct UsageBody {
 pub async fn usage_json(
     State(state): State<AppState>,
     admin: Admin,
+    ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UsageBody>,
 ) -> Result<Json<Value>> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
+    let ctx = ctx.by_admin(&admin);
+    let result = import_usage(&state, &license, &body.usage, &ctx).await;
+    refused_file(&state, &license, "usage", &result, &ctx).await;
+    result
+}
+
+/// Record a refused usage or return file on the license's entity chain, with the reason's code.
+async fn refused_file(
+    state: &AppState,
+    license: &crate::store::licenses::License,
+    file: &str,
+    result: &Result<Json<Value>>,
+    ctx: &crate::audit::Context,
+) {
+    let Err(e) = result else { return };
+    if matches!(e, ApiError::Internal(_)) {
+        return;
+    }
+    let event = crate::audit::Event::new("onprem.file_refused")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(crate::audit::Target::license(license))
+        .details(json!({ "file": file, "code": e.code() }));
+    if let Err(err) = event.record_alone(state, ctx, state.now()).await {
+        tracing::error!(error = %err, "the refused file could not be recorded in the audit log");
+    }
+}
+
+async fn import_usage(
+    state: &AppState,
+    license: &crate::store::licenses::License,
+    usage: &str,
+    ctx: &crate::audit::Context,
+) -> Result<Json<Value>> {
     let exports = store::onprem::exports_of(&state.db.pool, &license.id).await?;
-    let (export, claims) = signer_of::<UsageClaims>(&exports, &body.usage, jws::USAGE_TYP, "a usage file")?;
+    let (export, claims) = signer_of::<UsageClaims>(&exports, usage, jws::USAGE_TYP, "a usage file")?;
     if claims.server != export.server_thumb {
         return Err(ApiError::unprocessable("wrong_server", "the usage file names another server than signed it"));
     }
@@ -261,6 +289,13 @@ pub async fn usage_json(
     for d in &days {
         store::onprem::upsert_usage(&mut *tx, d, now).await?;
     }
+    crate::audit::Event::new("onprem.usage_imported")
+        .entity(&license.entity_id, &license.entity_slug)
+        .target(crate::audit::Target::license(license))
+        .target(crate::audit::Target::new("onprem_server", &export.server_id, Some(&export.server_host)))
+        .details(json!({ "file_id": claims.jti, "from": claims.from, "to": claims.to, "days": days.len() }))
+        .record(&mut tx, ctx, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, days = days.len(), "on-premise usage imported");
     Ok(Json(json!({ "license_id": license.id, "days": days.len(), "from": claims.from, "to": claims.to })))
@@ -283,9 +318,21 @@ pub async fn return_json(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReturnBody>,
 ) -> Result<Json<Value>> {
-    let license = license_for(&state, &admin, &id).await?;
+    let license = admin.license(&state, &id).await?;
+    let ctx = ctx.by_admin(&admin);
+    let result = take_return(&state, &license, &body.file, &ctx).await;
+    refused_file(&state, &license, "return", &result, &ctx).await;
+    result
+}
+
+async fn take_return(
+    state: &AppState,
+    license: &crate::store::licenses::License,
+    file: &str,
+    ctx: &crate::audit::Context,
+) -> Result<Json<Value>> {
     let exports = store::onprem::exports_of(&state.db.pool, &license.id).await?;
-    let (export, claims) = signer_of::<ReturnClaims>(&exports, &body.file, jws::RETURN_TYP, "a return file")?;
+    let (export, claims) = signer_of::<ReturnClaims>(&exports, file, jws::RETURN_TYP, "a return file")?;
     if claims.server != export.server_thumb || claims.license_id != license.id {
         return Err(ApiError::unprocessable("wrong_server", "the return file is for another server or license"));
     }
@@ -306,10 +353,10 @@ pub async fn return_json(
     }
     crate::audit::Event::new("onprem.returned")
         .entity(&license.entity_id, &license.entity_slug)
-        .target(crate::audit::Target::license(&license))
+        .target(crate::audit::Target::license(license))
         .target(crate::audit::Target::new("onprem_server", &target.server_id, Some(&target.server_host)))
         .details(json!({ "entitlement_id": target.entitlement_jti }))
-        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .record(&mut tx, ctx, now)
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, server = %target.server_id, "on-premise license returned");

@@ -178,12 +178,6 @@ pub fn acs_url(state: &AppState, slug: &str) -> String {
     state.url(&format!("/saml/{slug}/acs"))
 }
 
-async fn entity_for(state: &AppState, admin: &Admin, slug: &str) -> Result<Entity> {
-    let entity = store::entities::entity_by_slug(&state.db.pool, slug).await?;
-    admin.require(state, entity.as_ref().map(|e| e.id.as_str())).await?;
-    entity.ok_or_else(|| ApiError::not_found("no such resource"))
-}
-
 fn not_configured(slug: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "sso_not_configured", format!("{slug} has no SSO configuration yet"))
 }
@@ -193,7 +187,7 @@ pub async fn get_sso(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let c = store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
     Ok(Json(view(&state, &e, &c).await?))
 }
@@ -206,7 +200,7 @@ pub async fn put_sso(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Replace).await
 }
 
@@ -218,7 +212,7 @@ pub async fn patch_sso(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SsoBody>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Patch).await
 }
 
@@ -229,7 +223,7 @@ pub async fn delete_sso(
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let now = state.now();
     let mut tx = state.db.begin_write().await?;
     if !store::sso::lock_config(&mut *tx, &e.id).await? {
@@ -553,7 +547,7 @@ pub async fn start_test(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
     let (path, expires_at) = test_link(&state, &e, state.now());
     Ok(Json(json!({ "url": state.url(&path), "expires_at": clock::rfc3339(expires_at) })))
@@ -575,7 +569,7 @@ pub async fn list_failures(
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let since = state.now() - store::sso::FAILURE_RETENTION_MS;
     let list = store::sso::failures(&state.db.pool, &e.id, since).await?;
     Ok(Json(Value::Array(

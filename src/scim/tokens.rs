@@ -11,18 +11,12 @@ use crate::{
     crypto::{random_secret, secret_hash},
     error::{ApiError, ApiJson, ApiPath, Result},
     state::AppState,
-    store::{self, entities::Entity},
+    store::{self},
 };
 
 /// SCIM bearer tokens start with this, so that they are recognisable in a leak.
 pub const TOKEN_PREFIX: &str = "lk_scim_";
 const MAX_TOKENS: usize = 20;
-
-async fn entity_for(state: &AppState, admin: &Admin, slug: &str) -> Result<Entity> {
-    let entity = store::entities::entity_by_slug(&state.db.pool, slug).await?;
-    admin.require(state, entity.as_ref().map(|e| e.id.as_str())).await?;
-    entity.ok_or_else(|| ApiError::not_found("no such resource"))
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +32,7 @@ pub async fn create(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable("invalid_request", "`name` takes 1 to 100 printable characters"));
@@ -76,7 +70,7 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): ApiPath<String>) -> Result<Json<Value>> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let rows = store::scim::tokens_of(&state.db.pool, &e.id).await?;
     let items: Vec<Value> = rows
         .iter()
@@ -100,7 +94,7 @@ pub async fn revoke(
     ctx: crate::audit::Context,
     ApiPath((slug, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let e = entity_for(&state, &admin, &slug).await?;
+    let e = admin.entity(&state, &slug).await?;
     let now = state.now();
     let mut tx = state.db.begin_write().await?;
     if store::scim::revoke_token(&mut *tx, &e.id, &id, now).await? {

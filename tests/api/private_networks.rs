@@ -261,6 +261,18 @@ async fn a_license_moves_to_an_on_premise_server_serves_its_users_reports_usage_
         )
         .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature").await;
+    // What left the network is in the on-premise server's log; what came in, in the vendor's.
+    let exported: Vec<Value> =
+        audit_events(&onprem).await.into_iter().filter(|e| e["action"] == "onprem.usage_exported").collect();
+    assert_eq!(exported.len(), 1);
+    assert_eq!(exported[0]["details"]["file_id"], claims["jti"]);
+    let at_vendor = audit_events(&v.app).await;
+    let imported: Vec<&Value> = at_vendor.iter().filter(|e| e["action"] == "onprem.usage_imported").collect();
+    assert_eq!(imported.len(), 1, "{at_vendor:#?}");
+    assert_eq!(imported[0]["details"]["file_id"], claims["jti"]);
+    assert_eq!(imported[0]["entity"], "acme");
+    let refused = at_vendor.iter().find(|e| e["action"] == "onprem.file_refused").unwrap();
+    assert_eq!(refused["details"], json!({ "file": "usage", "code": "invalid_signature" }));
 
     // Return: local use stops at once, the vendor takes the file once, and the license is online again.
     let (ok, ret, err) = cli(&onprem, &["onprem", "return", "--license", &v.license]).await;
@@ -389,6 +401,68 @@ async fn forged_foreign_expired_and_replayed_files_grant_no_seat() {
         .post(&format!("/api/v1/licenses/{license2}/onprem/return"), Some(&v.admin), json!({ "return": "x.y.z" }))
         .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_file").await;
+
+    // Each refusal is in the audit log with its reason, beside what was taken in.
+    let on_site = audit_events(&onprem).await;
+    let refused: Vec<&str> = on_site
+        .iter()
+        .filter(|e| e["action"] == "onprem.entitlement_refused")
+        .map(|e| e["details"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        ["wrong_server", "invalid_signature", "invalid_signature", "invalid_file", "already_imported"],
+        "{on_site:#?}"
+    );
+    let replay = on_site.iter().find(|e| e["details"]["code"] == "already_imported").unwrap();
+    assert_eq!(replay["details"]["entitlement_id"], payload(&ent)["jti"]);
+    assert_eq!(replay["actor"]["type"], "operator_key");
+    let imported: Vec<&Value> = on_site.iter().filter(|e| e["action"] == "onprem.entitlement_imported").collect();
+    assert_eq!(imported.len(), 1, "{on_site:#?}");
+    assert_eq!(imported[0]["entity"], "acme");
+    assert_eq!(imported[0]["details"]["seats"], 5);
+    let returned = on_site.iter().find(|e| e["action"] == "onprem.return_file_created").unwrap();
+    assert_eq!(returned["actor"]["name"], "cli");
+    assert!(returned["details"]["seats_ended"].is_u64(), "{returned}");
+    assert_eq!(returned["details"]["entitlement_id"], payload(&ent)["jti"]);
+    // The stored file replaced by a forged one was noticed at the next checkout, once.
+    let mut ignored = Vec::new();
+    for _ in 0..50 {
+        ignored = audit_events(&onprem)
+            .await
+            .into_iter()
+            .filter(|e| e["action"] == "onprem.entitlement_ignored")
+            .collect::<Vec<_>>();
+        if !ignored.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ignored.len(), 1);
+    assert_eq!(ignored[0]["details"]["code"], "invalid_signature");
+    assert_eq!(ignored[0]["entity"], "acme");
+    // On the stranger's server, the file bound to another server.
+    let theirs = audit_events(&stranger).await;
+    assert!(
+        theirs.iter().all(|e| e["action"] != "onprem.entitlement_imported"),
+        "the stranger imported nothing: {theirs:#?}"
+    );
+    let at_vendor = audit_events(&v.app).await;
+    let vendor_refused: Vec<(&str, &str)> = at_vendor
+        .iter()
+        .filter(|e| e["action"] == "onprem.file_refused")
+        .map(|e| (e["details"]["file"].as_str().unwrap(), e["details"]["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(vendor_refused.len(), 3, "{vendor_refused:?}");
+    assert!(vendor_refused.contains(&("return", "return_used")), "{vendor_refused:?}");
+    assert!(vendor_refused.contains(&("return", "invalid_file")), "{vendor_refused:?}");
+}
+
+/// Every event of a server, as its operator reads them.
+async fn audit_events(app: &TestApp) -> Vec<Value> {
+    let r = app.get("/api/v1/audit?limit=1000", app.op()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["events"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,6 +731,28 @@ print(json.dumps(jwt.decode(inp["token"], key=key.key, algorithms=["EdDSA"])))
         "already_returned",
     )
     .await;
+    assert_problem(
+        app.post(&back, Some(&admin), json!({ "deactivation": "bm90IGEgY29kZQ" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_deactivation",
+    )
+    .await;
+    let events = audit_events(&app).await;
+    let actions: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("offline."))
+        .map(|e| (e["action"].as_str().unwrap(), e["details"]["code"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("offline.issued", ""),
+            ("offline.returned", ""),
+            ("offline.return_refused", "already_returned"),
+            ("offline.return_refused", "invalid_deactivation")
+        ],
+        "{events:#?}"
+    );
     let seats: Value = app.get(&format!("/api/v1/licenses/{license}/seats"), Some(&admin)).await.json().await.unwrap();
     assert_eq!(seats, json!([]));
     assert_eq!(checkout(&app, Some(&t), "other-pc").await.status(), StatusCode::CREATED);
