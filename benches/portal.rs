@@ -127,11 +127,13 @@ async fn main() {
         ("healthz (baseline)", "/healthz".to_string()),
         ("licenses", "/portal/entities/acme/licenses".into()),
         ("license, first page", format!("/portal/licenses/{license}")),
-        ("license, page 150", format!("/portal/licenses/{license}?page=150")),
+        // Deep pages as the pager links them (keyset: the key of the row before the page).
+        ("license, page 150", format!("/portal/licenses/{license}?after=user-07449%40bench.example.com")),
+        ("license, last page", format!("/portal/licenses/{license}?last=1")),
         ("license, search", format!("/portal/licenses/{license}?q=user-0424")),
         ("live seats, first page", format!("/portal/licenses/{license}/seats")),
-        ("live seats, page 20", format!("/portal/licenses/{license}/seats?page=20")),
-        ("users, page 100", "/portal/entities/acme/users?page=100".into()),
+        ("live seats, last page", format!("/portal/licenses/{license}/seats?last=1")),
+        ("users, page 100", "/portal/entities/acme/users?after=user-04949%40bench.example.com".into()),
         ("usage, 30 days", "/portal/entities/acme/usage".into()),
         ("my licenses", "/portal".into()),
     ];

@@ -12,7 +12,7 @@ use crate::{
     audit,
     clock::{Clock, SystemClock},
     config::{Config, DatabaseArgs, LogFormat, StoreArgs},
-    crypto::{MasterKey, random_secret, secret_hash},
+    crypto::MasterKey,
     store::{self, Db},
     tokens::{
         keys::{self, KeyAlg},
@@ -223,20 +223,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::OperatorKey(OperatorKeyCmd::Create { name, db }) => {
-            let name = name.trim();
-            anyhow::ensure!(!name.is_empty() && name.len() <= 100, "--name takes 1 to 100 characters");
             let db = open_db(&db).await?;
-            let key = random_secret(crate::auth::OPERATOR_KEY_PREFIX);
-            let (id, now) = (store::new_id(), clock.now());
-            let mut tx = db.begin_write().await?;
-            store::keys::insert_operator_key(&mut *tx, &id, name, &secret_hash(&key), now).await?;
-            audit::Event::new("operator_key.created")
-                .target(audit::Target::new("operator_key", &id, Some(name)))
-                .record(&mut tx, &audit::Context::system("cli"), now)
-                .await?;
-            tx.commit().await?;
-            println!("{key}");
-            eprintln!("Operator key `{name}` created. It is shown only now: store it in your secrets manager.");
+            let made = crate::accounts::operator_keys::create(&db, &audit::Context::system("cli"), &name, clock.now())
+                .await
+                .map_err(anyhow_of)?;
+            println!("{}", made.key);
+            eprintln!("Operator key `{}` created. It is shown only now: store it in your secrets manager.", made.name);
             Ok(())
         }
         Command::Operator(OperatorCmd::Add(add)) => {
@@ -293,17 +285,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::OperatorKey(OperatorKeyCmd::Revoke { name, db }) => {
             let db = open_db(&db).await?;
-            let now = clock.now();
-            let mut tx = db.begin_write().await?;
-            let revoked = store::keys::revoke_operator_keys(&mut *tx, name.trim(), now).await?;
+            let revoked =
+                crate::accounts::operator_keys::revoke_named(&db, &audit::Context::system("cli"), &name, clock.now())
+                    .await
+                    .map_err(anyhow_of)?;
             anyhow::ensure!(!revoked.is_empty(), "no active operator key is named `{}`", name.trim());
-            for id in &revoked {
-                audit::Event::new("operator_key.revoked")
-                    .target(audit::Target::new("operator_key", id, Some(name.trim())))
-                    .record(&mut tx, &audit::Context::system("cli"), now)
-                    .await?;
-            }
-            tx.commit().await?;
             eprintln!("Operator key `{}` revoked.", name.trim());
             Ok(())
         }

@@ -3,6 +3,7 @@
 //! their owner then sets a password through a single-use, expiring link sent by mail.
 
 pub mod mfa;
+pub mod operator_keys;
 pub mod operators;
 pub mod password;
 pub mod throttle;

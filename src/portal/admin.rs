@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Pager, Posted, Shell, TokenForm, Viewer, fail, not_found, see_other, show, view, with_query};
+use super::{PageQuery, Pager, Posted, Shell, TokenForm, Viewer, fail, not_found, see_other, show, view, with_query};
 use crate::{
     accounts,
     error::{ApiError, ApiPath, ApiQuery},
@@ -168,13 +168,21 @@ pub async fn licenses(
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     q: Option<String>,
-    page: Option<i64>,
+    #[serde(flatten)]
+    page: PageQuery,
 }
 
 impl ListQuery {
     fn search(&self) -> Option<String> {
         self.q.as_deref().map(|q| q.trim().to_lowercase()).filter(|q| !q.is_empty() && q.len() <= 320)
     }
+}
+
+/// The address of another page of a list: its search and where the page starts.
+fn list_link(path: &str, q: &str, at: &[(&str, &str)]) -> String {
+    let mut pairs = vec![("q", q)];
+    pairs.extend_from_slice(at);
+    with_query(path, &pairs)
 }
 
 pub struct AssigneeView {
@@ -223,8 +231,9 @@ pub async fn license(
     let result = async {
         let total = store::licenses::count_assignees(pool, &l.id, search.as_deref()).await?;
         let path = license_path(&l);
-        let pager = Pager::new(lq.page, total, |p| with_query(&path, &[("q", &q), ("page", &p.to_string())]));
-        let rows = store::licenses::assignee_page(pool, &l.id, search.as_deref(), Pager::SIZE, pager.offset()).await?;
+        let at = lq.page.keyset();
+        let mut rows = store::licenses::assignee_page(pool, &l.id, search.as_deref(), &at, Pager::FETCH).await?;
+        let pager = Pager::cut(&mut rows, &at, total, |a| a.email.clone(), |k| list_link(&path, &q, k));
         let links = store::licenses::share_links_of(pool, &l.id).await?;
         let in_use = store::leases::count_live(pool, &l.id, now).await?;
         Ok::<_, sqlx::Error>((pager, rows, links, in_use))
@@ -383,17 +392,18 @@ pub struct EmailQuery {
     email: Option<String>,
 }
 
+/// "Are you sure?" before something that cannot be undone: a form that posts `fields` to `action`.
 #[derive(Template)]
 #[template(path = "portal/confirm.html")]
-struct Confirm {
-    shell: Shell,
-    heading: String,
-    text: String,
-    note: String,
-    action: String,
-    fields: Vec<(&'static str, String)>,
-    button: &'static str,
-    cancel: String,
+pub(super) struct Confirm {
+    pub shell: Shell,
+    pub heading: String,
+    pub text: String,
+    pub note: String,
+    pub action: String,
+    pub fields: Vec<(&'static str, String)>,
+    pub button: &'static str,
+    pub cancel: String,
 }
 
 pub async fn revoke_confirm(
@@ -553,8 +563,9 @@ pub async fn seats(
     let result = async {
         let total = store::leases::count_live(pool, &l.id, now).await?;
         let path = format!("{}/seats", license_path(&l));
-        let pager = Pager::new(lq.page, total, |p| with_query(&path, &[("page", &p.to_string())]));
-        let rows = store::leases::live_seat_page(pool, &l.id, now, Pager::SIZE, pager.offset()).await?;
+        let at = lq.page.keyset();
+        let mut rows = store::leases::live_seat_page(pool, &l.id, now, &at, Pager::FETCH).await?;
+        let pager = Pager::cut(&mut rows, &at, total, store::leases::seat_key, |k| list_link(&path, "", k));
         Ok::<_, sqlx::Error>((pager, rows))
     }
     .await;
@@ -688,9 +699,9 @@ pub async fn users(
     let result = async {
         let total = store::accounts::count_entity_users(pool, &e.id, search.as_deref()).await?;
         let path = format!("/portal/entities/{}/users", e.slug);
-        let pager = Pager::new(lq.page, total, |p| with_query(&path, &[("q", &q), ("page", &p.to_string())]));
-        let rows =
-            store::accounts::entity_users_page(pool, &e.id, search.as_deref(), Pager::SIZE, pager.offset()).await?;
+        let at = lq.page.keyset();
+        let mut rows = store::accounts::entity_users_page(pool, &e.id, search.as_deref(), &at, Pager::FETCH).await?;
+        let pager = Pager::cut(&mut rows, &at, total, |u| u.email.clone(), |k| list_link(&path, &q, k));
         let held = store::licenses::assignments_of_entity(pool, &e.id).await?;
         let admins = store::entities::admins_of(pool, &e.id).await?;
         Ok::<_, sqlx::Error>((pager, rows, held, admins))

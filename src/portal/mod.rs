@@ -14,6 +14,8 @@
 mod admin;
 mod audit;
 mod me;
+mod op_keys;
+mod op_private;
 mod operator;
 mod security;
 mod sso;
@@ -54,7 +56,15 @@ pub fn router() -> Router<AppState> {
         .route("/portal/operator/entities", get(operator::entities).post(operator::create_entity))
         .route("/portal/operator/entities/{slug}", get(operator::entity_page))
         .route("/portal/operator/entities/{slug}/licenses", post(operator::create_license))
-        .route("/portal/operator/licenses/{id}", post(operator::change_license))
+        .route("/portal/operator/licenses/{id}", get(op_private::page).post(operator::change_license))
+        .route("/portal/operator/licenses/{id}/onprem", post(op_private::export))
+        .route("/portal/operator/licenses/{id}/onprem/usage", post(op_private::usage))
+        .route("/portal/operator/licenses/{id}/onprem/return", post(op_private::give_back))
+        .route("/portal/operator/licenses/{id}/offline", post(op_private::issue))
+        .route("/portal/operator/licenses/{id}/offline/return", post(op_private::deactivate))
+        .route("/portal/operator/private", get(op_private::overview))
+        .route("/portal/operator/keys", get(op_keys::list).post(op_keys::create))
+        .route("/portal/operator/keys/{id}/revoke", get(op_keys::revoke_confirm).post(op_keys::revoke))
         .route("/portal/operator/products", get(operator::products).post(operator::create_product))
         .route("/portal/security", get(security::page))
         .route("/portal/security/totp", post(security::enrol))
@@ -69,7 +79,7 @@ pub fn router() -> Router<AppState> {
         .route("/portal/entities/{slug}/usage.csv", get(usage::csv))
         .route("/portal/entities/{slug}/sso", get(sso::page).post(sso::save))
         .route("/portal/entities/{slug}/sso/enabled", post(sso::switch))
-        .route("/portal/entities/{slug}/sso/test", post(sso::test))
+        .route("/portal/entities/{slug}/sso/test", get(sso::test_link).post(sso::test))
         .route("/portal/entities/{slug}/sso/sp-metadata.xml", get(sso::sp_metadata))
         .route("/portal/licenses/{id}", get(admin::license))
         .route("/portal/licenses/{id}/assign", post(admin::assign))
@@ -297,38 +307,86 @@ pub fn fail(e: impl Into<ApiError>) -> Response {
     e.into().into_response()
 }
 
-/// A page of a long list: `page` counts from 1.
+/// Where a list page starts, from its address: `?after=KEY`, `?before=KEY` or `?last=1`
+/// (keyset paging: the key of the row next to the page, never a count of rows to skip).
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub last: Option<String>,
+}
+
+impl PageQuery {
+    pub fn keyset(&self) -> store::Keyset {
+        let key = |k: &Option<String>| k.as_deref().filter(|k| !k.is_empty() && k.len() <= 400).map(str::to_string);
+        match (key(&self.after), key(&self.before), self.last.is_some()) {
+            (Some(k), _, _) => store::Keyset::After(k),
+            (None, Some(k), _) => store::Keyset::Before(k),
+            (None, None, true) => store::Keyset::Last,
+            (None, None, false) => store::Keyset::First,
+        }
+    }
+}
+
+/// A page of a long list and the links to its neighbours.
 pub struct Pager {
-    pub page: i64,
-    pub pages: i64,
+    /// Rows in the whole list (of the search, when there is one).
     pub total: i64,
-    pub first_row: i64,
-    pub last_row: i64,
+    /// Rows on this page.
+    pub shown: usize,
+    pub first: Option<String>,
     pub prev: Option<String>,
     pub next: Option<String>,
+    pub last: Option<String>,
 }
 
 impl Pager {
     pub const SIZE: i64 = 50;
 
-    /// `link(page)` makes the address of another page.
-    pub fn new(requested: Option<i64>, total: i64, link: impl Fn(i64) -> String) -> Pager {
-        let pages = ((total + Self::SIZE - 1) / Self::SIZE).max(1);
-        let page = requested.unwrap_or(1).clamp(1, pages);
-        let first_row = if total == 0 { 0 } else { (page - 1) * Self::SIZE + 1 };
+    /// How many rows to ask the store for: one more than a page, to know whether more follow.
+    pub const FETCH: i64 = Self::SIZE + 1;
+
+    /// Cut `rows` (fetched with [`Pager::FETCH`] at `at`) to a page and make its links:
+    /// `link(&[("after", key)])` makes the address of another page, `key(row)` a row's key.
+    pub fn cut<T>(
+        rows: &mut Vec<T>,
+        at: &store::Keyset,
+        total: i64,
+        key: impl Fn(&T) -> String,
+        link: impl Fn(&[(&str, &str)]) -> String,
+    ) -> Pager {
+        let size = Self::SIZE as usize;
+        let more = rows.len() > size;
+        if more {
+            // The extra row is beyond the page: at its end read forwards, at its start backwards.
+            if at.backwards() {
+                rows.drain(..rows.len() - size);
+            } else {
+                rows.truncate(size);
+            }
+        }
+        // Rows before this page exist when it was reached going forwards from somewhere, or
+        // going backwards with more to come; rows after it, the other way round.
+        let (before, after) = match at {
+            store::Keyset::First => (false, more),
+            store::Keyset::After(_) => (true, more),
+            store::Keyset::Before(_) => (more, true),
+            store::Keyset::Last => (more, false),
+        };
+        let (first_key, last_key) = (rows.first().map(&key), rows.last().map(&key));
         Pager {
-            page,
-            pages,
             total,
-            first_row,
-            last_row: (page * Self::SIZE).min(total),
-            prev: (page > 1).then(|| link(page - 1)),
-            next: (page < pages).then(|| link(page + 1)),
+            shown: rows.len(),
+            first: before.then(|| link(&[])),
+            prev: before.then(|| first_key.map(|k| link(&[("before", &k)]))).flatten(),
+            next: after.then(|| last_key.map(|k| link(&[("after", &k)]))).flatten(),
+            last: after.then(|| link(&[("last", "1")])),
         }
     }
 
-    pub fn offset(&self) -> i64 {
-        (self.page - 1) * Self::SIZE
+    /// More than one page: the pager shows.
+    pub fn paged(&self) -> bool {
+        self.first.is_some() || self.next.is_some()
     }
 }
 

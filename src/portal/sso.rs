@@ -412,6 +412,13 @@ pub async fn switch(
     }
 }
 
+/// Start a test sign-in from the page's link. A link, not a form: browsers hold a form's
+/// redirects to the page's `form-action` (this site only), and the test goes on to the IdP.
+/// It changes nothing: the signed test link only runs a sign-in that signs no one in.
+pub async fn test_link(State(state): State<AppState>, v: Viewer, ApiPath(slug): ApiPath<String>) -> Response {
+    start_test(&state, &v, &slug).await
+}
+
 /// Start a test sign-in: off to the signed test link, which runs a real sign-in at the IdP and
 /// ends on a page of what the IdP sent.
 pub async fn test(
@@ -419,16 +426,20 @@ pub async fn test(
     ApiPath(slug): ApiPath<String>,
     Posted { v, .. }: Posted<TokenForm>,
 ) -> Response {
-    let e = match entity_of(&state, &v, &slug).await {
+    start_test(&state, &v, &slug).await
+}
+
+async fn start_test(state: &AppState, v: &Viewer, slug: &str) -> Response {
+    let e = match entity_of(state, v, slug).await {
         Ok(e) => e,
         Err(r) => return r,
     };
     match store::sso::config(&state.db.pool, &e.id).await {
         Ok(Some(_)) => {}
-        Ok(None) => return see_other(&state, &sso_path(&e), false, "Save your identity provider's metadata first."),
+        Ok(None) => return see_other(state, &sso_path(&e), false, "Save your identity provider's metadata first."),
         Err(err) => return fail(err),
     }
-    let (path, _) = config::test_link(&state, &e, state.now());
+    let (path, _) = config::test_link(state, &e, state.now());
     Redirect::to(&path).into_response()
 }
 

@@ -120,24 +120,31 @@ const ENTITY_USERS: &str = "SELECT u.id, u.email, \
            AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\')";
 
 pub async fn entity_users<'e>(db: impl AnyExecutor<'e>, entity_id: &str) -> sqlx::Result<Vec<EntityUser>> {
-    entity_users_page(db, entity_id, None, i64::from(i32::MAX), 0).await
+    entity_users_page(db, entity_id, None, &super::Keyset::First, i64::from(i32::MAX)).await
 }
 
-/// One page of an entity's users by email, optionally only those whose email contains `search`.
+/// A page of an entity's users by email (at most `limit`, in email order), optionally only those
+/// whose email contains `search`.
 pub async fn entity_users_page<'e>(
     db: impl AnyExecutor<'e>,
     entity_id: &str,
     search: Option<&str>,
+    at: &super::Keyset,
     limit: i64,
-    offset: i64,
 ) -> sqlx::Result<Vec<EntityUser>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{ENTITY_USERS} ORDER BY u.email LIMIT $3 OFFSET $4")))
+    let (cond, order) = at.sql("u.email", 4);
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!("{ENTITY_USERS}{cond} ORDER BY u.email {order} LIMIT $3")))
         .bind(entity_id)
         .bind(search.map(super::licenses::contains_pattern).unwrap_or_default())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await
+        .bind(limit);
+    if let Some(k) = at.key() {
+        q = q.bind(k.to_string());
+    }
+    let mut rows: Vec<EntityUser> = q.fetch_all(db).await?;
+    if at.backwards() {
+        rows.reverse();
+    }
+    Ok(rows)
 }
 
 pub async fn count_entity_users<'e>(

@@ -36,6 +36,41 @@ pub async fn revoke_operator_keys<'e>(db: impl AnyExecutor<'e>, name: &str, now:
         .await
 }
 
+/// Revoke the active key `id`; its name, or `None` when there is no such active key.
+pub async fn revoke_operator_key<'e>(db: impl AnyExecutor<'e>, id: &str, now: Millis) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("UPDATE operator_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING name")
+        .bind(now)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// An operator key as the console lists it (never its hash).
+#[derive(Debug, Clone, FromRow)]
+pub struct OperatorKeyRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Every operator key: active ones first, newest first.
+pub async fn list_operator_keys<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<Vec<OperatorKeyRow>> {
+    sqlx::query_as(
+        "SELECT id, name, created_at, revoked_at FROM operator_keys \
+         ORDER BY CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END, created_at DESC, id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn operator_key_by_id<'e>(db: impl AnyExecutor<'e>, id: &str) -> sqlx::Result<Option<OperatorKeyRow>> {
+    sqlx::query_as("SELECT id, name, created_at, revoked_at FROM operator_keys WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
 pub async fn operator_key_by_hash<'e>(db: impl AnyExecutor<'e>, key_hash: &str) -> sqlx::Result<Option<OperatorKey>> {
     sqlx::query_as("SELECT id, name FROM operator_keys WHERE key_hash = $1 AND revoked_at IS NULL")
         .bind(key_hash)

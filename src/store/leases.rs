@@ -312,25 +312,52 @@ pub async fn denials<'e>(
 }
 
 /// One page of a license's live seats, oldest first.
+/// A page of a license's live seats in the order they were taken (at most `limit`). Their key is
+/// `<created_at>.<id>` (see [`seat_key`]).
 pub async fn live_seat_page<'e>(
     db: impl AnyExecutor<'e>,
     license_id: &str,
     now: Millis,
+    at: &super::Keyset,
     limit: i64,
-    offset: i64,
 ) -> sqlx::Result<Vec<SeatRow>> {
-    sqlx::query_as(
+    let key = at.key().and_then(parse_seat_key);
+    let (cond, order) = match (at, &key) {
+        (super::Keyset::After(_), Some(_)) => (" AND (l.created_at > $4 OR (l.created_at = $4 AND l.id > $5))", "ASC"),
+        (super::Keyset::Before(_), Some(_)) => {
+            (" AND (l.created_at < $4 OR (l.created_at = $4 AND l.id < $5))", "DESC")
+        }
+        (super::Keyset::Last, _) => ("", "DESC"),
+        // The first page, also for a key that is not one.
+        _ => ("", "ASC"),
+    };
+    let sql = format!(
         "SELECT l.id, u.email, l.machine, l.created_at, l.last_heartbeat_at, l.idle_seconds, l.expires_at \
          FROM leases l JOIN users u ON u.id = l.user_id \
-         WHERE l.license_id = $1 AND l.ended_at IS NULL AND l.expires_at > $2 ORDER BY l.created_at, l.id \
-         LIMIT $3 OFFSET $4",
-    )
-    .bind(license_id)
-    .bind(now)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
+         WHERE l.license_id = $1 AND l.ended_at IS NULL AND l.expires_at > $2{cond} \
+         ORDER BY l.created_at {order}, l.id {order} LIMIT $3"
+    );
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(license_id).bind(now).bind(limit);
+    if !cond.is_empty()
+        && let Some((at_ms, id)) = key
+    {
+        q = q.bind(at_ms).bind(id);
+    }
+    let mut rows: Vec<SeatRow> = q.fetch_all(db).await?;
+    if order == "DESC" {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// A seat's place in the seat list: `<created_at>.<id>`.
+pub fn seat_key(s: &SeatRow) -> String {
+    format!("{}.{}", s.created_at, s.id)
+}
+
+fn parse_seat_key(k: &str) -> Option<(Millis, String)> {
+    let (at, id) = k.split_once('.')?;
+    Some((at.parse().ok()?, id.to_string()))
 }
 
 /// (license id, live seats) of every license of an entity that has any.

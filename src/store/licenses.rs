@@ -311,27 +311,36 @@ pub struct AssigneeRow {
 }
 
 /// One page of a license's assignees by email, optionally only those whose email contains `search`.
+/// A page of a license's assignees by email (at most `limit`, in email order), optionally only
+/// those whose email contains `search`.
 pub async fn assignee_page<'e>(
     db: impl AnyExecutor<'e>,
     license_id: &str,
     search: Option<&str>,
+    at: &super::Keyset,
     limit: i64,
-    offset: i64,
 ) -> sqlx::Result<Vec<AssigneeRow>> {
-    sqlx::query_as(
+    let (cond, order) = at.sql("u.email", 4);
+    let sql = format!(
         "SELECT a.user_id, u.email, a.created_at, \
                 CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, \
                 (SELECT MAX(s.last_heartbeat_at) FROM leases s WHERE s.user_id = a.user_id AND s.license_id = a.license_id) AS last_use \
          FROM assignments a JOIN users u ON u.id = a.user_id \
-         WHERE a.license_id = $1 AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\') \
-         ORDER BY u.email LIMIT $3 OFFSET $4",
-    )
-    .bind(license_id)
-    .bind(search.map(contains_pattern).unwrap_or_default())
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
+         WHERE a.license_id = $1 AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\'){cond} \
+         ORDER BY u.email {order} LIMIT $3"
+    );
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(license_id)
+        .bind(search.map(contains_pattern).unwrap_or_default())
+        .bind(limit);
+    if let Some(k) = at.key() {
+        q = q.bind(k.to_string());
+    }
+    let mut rows: Vec<AssigneeRow> = q.fetch_all(db).await?;
+    if at.backwards() {
+        rows.reverse();
+    }
+    Ok(rows)
 }
 
 pub async fn count_assignees<'e>(

@@ -183,6 +183,45 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// Where a page of a list ordered by a unique key starts (keyset paging: a deep page costs what the
+/// first does, no rows are counted off to reach it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keyset {
+    /// The first rows.
+    First,
+    /// The rows after this key.
+    After(String),
+    /// The rows before this key (read backwards, then turned around).
+    Before(String),
+    /// The last rows (read backwards, then turned around).
+    Last,
+}
+
+impl Keyset {
+    /// Read from the end: the rows come newest-key first and must be reversed.
+    pub fn backwards(&self) -> bool {
+        matches!(self, Keyset::Before(_) | Keyset::Last)
+    }
+
+    /// The key this page starts after or ends before, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Keyset::After(k) | Keyset::Before(k) => Some(k),
+            Keyset::First | Keyset::Last => None,
+        }
+    }
+
+    /// `AND <key> > $n` (or `<`), empty without a key; and the ORDER BY direction.
+    pub fn sql(&self, key: &str, n: usize) -> (String, &'static str) {
+        match self {
+            Keyset::First => (String::new(), "ASC"),
+            Keyset::Last => (String::new(), "DESC"),
+            Keyset::After(_) => (format!(" AND {key} > ${n}"), "ASC"),
+            Keyset::Before(_) => (format!(" AND {key} < ${n}"), "DESC"),
+        }
+    }
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

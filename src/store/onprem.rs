@@ -88,6 +88,65 @@ pub async fn count_live_offline<'e>(db: impl AnyExecutor<'e>, license_id: &str, 
     Ok(n)
 }
 
+/// An offline license file as the operator console lists it.
+#[derive(Debug, Clone, FromRow)]
+pub struct OfflineRow {
+    pub jti: String,
+    pub email: String,
+    pub issued_at: Millis,
+    pub expires_at: Millis,
+    pub returned_at: Option<Millis>,
+}
+
+/// The offline license files of a license, newest first.
+pub async fn offline_of<'e>(db: impl AnyExecutor<'e>, license_id: &str) -> sqlx::Result<Vec<OfflineRow>> {
+    sqlx::query_as(
+        "SELECT o.jti, u.email, o.issued_at, o.expires_at, o.returned_at FROM offline_licenses o \
+         JOIN users u ON u.id = o.user_id WHERE o.license_id = $1 ORDER BY o.issued_at DESC, o.jti",
+    )
+    .bind(license_id)
+    .fetch_all(db)
+    .await
+}
+
+/// A license the vendor allowed on an on-premise server or offline, with where it is now.
+#[derive(Debug, Clone, FromRow)]
+pub struct PrivateRow {
+    pub id: String,
+    pub entity_slug: String,
+    pub entity_name: String,
+    pub product_name: String,
+    pub kind: String,
+    pub seats: i64,
+    pub expires_at: Option<Millis>,
+    pub onprem_allowed: i64,
+    pub offline_allowed: i64,
+    /// The on-premise server holding it now, and until when.
+    pub onprem_host: Option<String>,
+    pub onprem_until: Option<Millis>,
+    /// Offline files in force.
+    pub offline_live: i64,
+}
+
+/// Every license allowed on-premise or offline use, by entity and product.
+pub async fn private_licenses<'e>(db: impl AnyExecutor<'e>, now: Millis) -> sqlx::Result<Vec<PrivateRow>> {
+    sqlx::query_as(
+        "SELECT l.id, e.slug AS entity_slug, e.name AS entity_name, p.name AS product_name, l.kind, l.seats, \
+                l.expires_at, l.onprem_allowed, l.offline_allowed, \
+                (SELECT x.server_host FROM onprem_exports x WHERE x.license_id = l.id AND x.returned_at IS NULL \
+                   AND x.expires_at > $1 ORDER BY x.issued_at DESC LIMIT 1) AS onprem_host, \
+                (SELECT x.expires_at FROM onprem_exports x WHERE x.license_id = l.id AND x.returned_at IS NULL \
+                   AND x.expires_at > $1 ORDER BY x.issued_at DESC LIMIT 1) AS onprem_until, \
+                (SELECT COUNT(*) FROM offline_licenses o WHERE o.license_id = l.id AND o.returned_at IS NULL \
+                   AND o.expires_at > $1) AS offline_live \
+         FROM licenses l JOIN entities e ON e.id = l.entity_id JOIN products p ON p.id = l.product_id \
+         WHERE l.onprem_allowed = 1 OR l.offline_allowed = 1 ORDER BY e.slug, p.name, l.id",
+    )
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
 // ---- vendor: licenses moved to on-premise servers --------------------------------------------
 
 #[derive(Debug, Clone, FromRow)]

@@ -387,13 +387,28 @@ pub async fn login_code(
             }
             t.attach(r)
         }
-        Err(ApiError::Problem(_)) => t.attach(page(
-            StatusCode::UNAUTHORIZED,
-            &CodePage {
-                csrf: t.token(),
-                error: Some("That code is wrong, expired or already used. Try the next one."),
-            },
-        )),
+        Err(ApiError::Problem(_)) => {
+            // Recorded like a wrong password, on the account's entity chain (never the code).
+            let event = crate::audit::Event::new("user.sign_in_failed")
+                .target(crate::audit::Target::user(&user.id, &user.email))
+                .details(serde_json::json!({ "method": "totp", "reason": "wrong_code" }));
+            let event = match crate::store::entities::entity_by_id(&state.db.pool, &user.entity_id).await {
+                Ok(Some(e)) => event.entity(&e.id, &e.slug),
+                Ok(None) => event,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let actor = ctx.as_actor(crate::audit::Actor::user(&user.id, &user.email));
+            if let Err(e) = event.record_alone(&state, &actor, now).await {
+                return ApiError::from(e).into_response();
+            }
+            t.attach(page(
+                StatusCode::UNAUTHORIZED,
+                &CodePage {
+                    csrf: t.token(),
+                    error: Some("That code is wrong, expired or already used. Try the next one."),
+                },
+            ))
+        }
         Err(e) => e.into_response(),
     }
 }

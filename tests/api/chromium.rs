@@ -18,6 +18,8 @@ struct Browser {
     base: String,
     session: String,
     shots: PathBuf,
+    /// Where the browser saves downloads (a folder of its own).
+    downloads: PathBuf,
     driver: tokio::process::Child,
 }
 
@@ -63,7 +65,18 @@ impl Browser {
         let r: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
         let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {r}")).to_string();
         std::fs::create_dir_all(&shots).unwrap();
-        Browser { http, base, session, shots, driver }
+        let downloads = std::env::temp_dir().join(format!("latchkey-downloads-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&downloads).unwrap();
+        let b = Browser { http, base, session, shots, downloads, driver };
+        // Downloads go to that folder without asking (headless Chromium refuses them otherwise).
+        let params = json!({ "behavior": "allow", "downloadPath": b.downloads.to_str().unwrap() });
+        b.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Browser.setDownloadBehavior", "params": params })),
+        )
+        .await;
+        b
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -131,6 +144,64 @@ impl Browser {
         self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": js, "args": [] }))).await
     }
 
+    /// Fill a field as a paste would (long texts such as metadata documents, at once).
+    async fn paste_into(&self, css: &str, text: &str) {
+        self.find(css).await;
+        let js = "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+                  e.dispatchEvent(new Event('input', { bubbles: true }));";
+        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": js, "args": [css, text] }))).await;
+    }
+
+    /// The text of the element `css` selects.
+    async fn text_of(&self, css: &str) -> String {
+        let el = self.find(css).await;
+        self.cmd(reqwest::Method::GET, &format!("/element/{el}/text"), None).await.as_str().unwrap().to_string()
+    }
+
+    /// `fetch(path)` from the current page, with its session (same origin): status, content type
+    /// and body text.
+    async fn fetch(&self, method: &str, path: &str, form: Value) -> (u16, String, String) {
+        let js = "const done = arguments[arguments.length - 1]; \
+                  const init = { method: arguments[1], credentials: 'same-origin', redirect: 'manual' }; \
+                  if (arguments[1] === 'POST') init.body = new URLSearchParams(arguments[2]); \
+                  fetch(arguments[0], init) \
+                    .then(r => r.text().then(t => done([r.status, r.headers.get('content-type') || '', t]))) \
+                    .catch(e => done([0, '', String(e)]));";
+        let v = self
+            .cmd(reqwest::Method::POST, "/execute/async", Some(json!({ "script": js, "args": [path, method, form] })))
+            .await;
+        (v[0].as_u64().unwrap() as u16, v[1].as_str().unwrap().to_string(), v[2].as_str().unwrap().to_string())
+    }
+
+    /// The file the browser downloaded whose name starts with `prefix`, once it is complete.
+    async fn downloaded(&self, prefix: &str) -> (String, String) {
+        for _ in 0..100 {
+            let done = std::fs::read_dir(&self.downloads).unwrap().filter_map(Result::ok).find(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.starts_with(prefix) && !name.ends_with(".crdownload")
+            });
+            if let Some(f) = done {
+                return (f.file_name().to_string_lossy().to_string(), std::fs::read_to_string(f.path()).unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no download {prefix}* in {}", self.downloads.display())
+    }
+
+    /// Sign in at /login with email and password (the second factor, when asked, is the caller's).
+    async fn sign_in(&self, app: &TestApp, email: &str) {
+        self.goto(&app.url("/login")).await;
+        self.type_into("#email", email).await;
+        self.click("button[type=submit]").await;
+        self.type_into("#password", PASSWORD).await;
+        self.click("button[type=submit]").await;
+    }
+
+    async fn sign_out(&self) {
+        self.click("form.signout button[type=submit]").await;
+        self.wait_for("You are signed out").await;
+    }
+
     async fn resize(&self, width: u32, height: u32) {
         self.cmd(reqwest::Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
     }
@@ -169,6 +240,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.start_kill();
+        let _ = std::fs::remove_dir_all(&self.downloads);
     }
 }
 
@@ -192,11 +264,7 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     let b = Browser::start(shots).await;
 
     // Signing in lands on the portal.
-    b.goto(&app.url("/login")).await;
-    b.type_into("#email", &admin).await;
-    b.click("button[type=submit]").await;
-    b.type_into("#password", PASSWORD).await;
-    b.click("button[type=submit]").await;
+    b.sign_in(&app, &admin).await;
     let html = b.wait_for("You hold no license yet").await;
     assert_eq!(b.url().await, app.url("/portal"));
     assert!(html.contains("Europe/Berlin"), "the page's script ran under the policy: {html}");
@@ -237,6 +305,8 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     let lease_id = lease["lease_id"].as_str().unwrap();
     let beat_path = format!("/api/v1/seats/{lease_id}/heartbeat");
     let beat = || app.post(&beat_path, Some(&token), json!({ "idle_seconds": 1500 }));
+    // The seat is in use for a while before the administrator looks (for the usage report).
+    app.advance(Duration::from_secs(120));
     assert_eq!(beat().await.status(), StatusCode::OK);
 
     b.click(&format!("a[href='/portal/licenses/{license}/seats']")).await;
@@ -263,6 +333,16 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     b.click("nav a[href^='/portal/entities/acme/usage']").await;
     b.wait_for("Download CSV").await;
     b.shots("10-usage").await;
+    // The CSV, downloaded by the browser: the day of bob's seat in the viewer's zone.
+    b.click("a[href*='/usage.csv']").await;
+    let (name, csv) = b.downloaded("latchkey-usage-acme-").await;
+    assert!(name.ends_with("-Europe_Berlin.csv"), "{name}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(latchkey::licenses::reports::CSV_HEADER));
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.iter().all(|r| r.contains(&license) && r.ends_with(",Europe/Berlin")), "{csv}");
+    let today = rows.last().unwrap().split(',').collect::<Vec<_>>();
+    assert_eq!((today[4], today[5], today[8]), ("10", "1", "1"), "10 seats, a peak of 1, one user: {csv}");
     b.click("nav a[href='/portal/entities/acme/sso']").await;
     b.wait_for("Your service provider values").await;
     b.shots("11-sso").await;
@@ -272,4 +352,281 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     b.click("a[href='/portal/security']").await;
     b.wait_for("Code from the app").await;
     b.shots("13-security").await;
+}
+
+/// A test identity provider on a port of its own: its sign-in page answers latchkey's real
+/// AuthnRequest (HTTP-Redirect) with pysaml2 (tests/support/saml_idp.py `idp-login`), as `email`
+/// with a `department` attribute, and shows a button that posts the answer to latchkey.
+async fn start_idp(app: &TestApp, slug: &str, email: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sso_url = format!("http://127.0.0.1:{port}/sso");
+    let state = app.state.clone();
+    let metadata_url = app.url(&format!("/saml/{slug}/metadata"));
+    let email = email.to_string();
+    let sign_in = move |uri: axum::http::Uri| {
+        let (state, metadata_url, email) = (state.clone(), metadata_url.clone(), email.clone());
+        async move {
+            let sp_metadata = reqwest::get(&metadata_url).await.unwrap().text().await.unwrap();
+            let answer = crate::sso::idp(
+                "idp-login",
+                &json!({
+                    "vendor": "okta",
+                    "url": format!("http://127.0.0.1:{port}{uri}"),
+                    "sp_metadata_xml": sp_metadata,
+                    "email": email,
+                    "attributes": { "department": "Sales" },
+                    "now": state.now() / 1000,
+                }),
+            )
+            .await;
+            let field = |name: &str, v: &Value| match v.as_str() {
+                Some(v) => format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", v.replace('"', "&quot;")),
+                None => String::new(),
+            };
+            axum::response::Html(format!(
+                "<!doctype html><title>Test IdP</title><h1>Test identity provider</h1><p>Signed in as {email}.</p>\
+                 <form method=\"post\" action=\"{}\">{}{}<button id=\"continue\" type=\"submit\">Continue</button></form>",
+                answer["acs_url"].as_str().unwrap(),
+                field("SAMLResponse", &answer["saml_response"]),
+                field("RelayState", &answer["relay_state"]),
+            ))
+        }
+    };
+    let router = axum::Router::new().route("/sso", axum::routing::get(sign_in));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    sso_url
+}
+
+#[tokio::test]
+async fn an_administrator_sets_up_tests_and_enables_single_sign_on_in_chromium() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    app.create_entity("acme").await;
+    let admin = app.email("admin-acme");
+    app.set_password_from_mail(&admin, PASSWORD).await;
+    let sso_url = start_idp(&app, "acme", &admin).await;
+    // The IdP's metadata as Okta shapes it, signing in at the test IdP (HTTP-Redirect).
+    let md =
+        crate::sso::idp("metadata", &json!({ "vendor": "okta", "sso_url": sso_url, "sso_bindings": ["redirect"] }))
+            .await;
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("sso")).await;
+    b.sign_in(&app, &admin).await;
+    b.wait_for("You hold no license yet").await;
+
+    b.click("nav a[href='/portal/entities/acme/sso']").await;
+    b.wait_for("Single sign-on is not set up").await;
+    b.shots("01-sso-not-set-up").await;
+    b.click("#vendor-okta").await;
+    b.paste_into("#metadata-xml", md["xml"].as_str().unwrap()).await;
+    b.type_into("#domains", &app.domain).await;
+    b.click("form[action='/portal/entities/acme/sso'] button[type=submit]").await;
+    let html = b.wait_for("set up but off").await;
+    assert!(html.contains("claimed, not verified") && html.contains("not yet passed"), "{html}");
+    b.shots("02-sso-saved").await;
+
+    // Enabling first is refused with what to do.
+    b.click("form[action$='/sso/enabled'] button[type=submit]").await;
+    b.wait_for("Run Test sign-in with these identity provider settings first").await;
+
+    // Test sign-in: to the IdP, and back to what it sent.
+    b.click("a[href='/portal/entities/acme/sso/test']").await;
+    b.wait_for("Test identity provider").await;
+    assert!(b.url().await.starts_with(&sso_url), "{}", b.url().await);
+    b.click("#continue").await;
+    let report = b.wait_for("Test passed").await;
+    for needle in ["http://www.okta.com/", "department", "Sales", admin.as_str()] {
+        assert!(report.contains(needle), "{needle}: {report}");
+    }
+    b.shots("03-sso-test-report").await;
+    b.goto(&app.url("/portal/entities/acme/sso")).await;
+    b.wait_for("passed <time").await;
+
+    // The vendor verifies the domain (operator API), then the administrator enables.
+    let r = app.patch("/api/v1/entities/acme/sso", app.op(), json!({ "email_domains": [app.domain] })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    b.goto(&app.url("/portal/entities/acme/sso")).await;
+    b.wait_for("<span class=\"tag\">verified</span>").await;
+    b.shots("04-sso-verified").await;
+    b.click("form[action$='/sso/enabled'] button[type=submit]").await;
+    // The administrator's password session ended with it: the page asks to sign in again (from
+    // here on, through the IdP).
+    b.wait_for("id=\"email\"").await;
+    assert!(b.url().await.starts_with(&app.url("/login?return_to=%2Fportal%2Fentities%2Facme%2Fsso")));
+    let view: Value = app.get("/api/v1/entities/acme/sso", app.op()).await.json().await.unwrap();
+    assert_eq!(view["enabled"], true, "{view}");
+}
+
+#[tokio::test]
+async fn an_operator_enrols_an_authenticator_and_creates_an_entity_and_a_license_in_chromium() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let ops = app.email("ops");
+    latchkey::accounts::operators::add(&app.state, &ops, app.clock_now()).await.unwrap();
+    app.set_password_from_mail(&ops, PASSWORD).await;
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("operator")).await;
+
+    // First sign-in: an operator enrols an authenticator before the console opens.
+    b.sign_in(&app, &ops).await;
+    b.wait_for("Operators need a second factor").await;
+    assert_eq!(b.url().await, app.url("/portal/security?first=1"));
+    b.shots("01-enrol").await;
+    let secret = crate::mfa::base32_decode(&b.text_of("#totp-secret").await);
+    b.type_into("#code", &crate::mfa::code_now(&app, &secret)).await;
+    b.click("form[action='/portal/security/totp'] button[type=submit]").await;
+    b.wait_for("recovery codes").await;
+    b.shots("02-recovery-codes").await;
+
+    // Signing in again asks for a code; a wrong one is refused (and recorded), the next one works.
+    b.sign_out().await;
+    b.sign_in(&app, &ops).await;
+    b.wait_for("name=\"code\"").await;
+    b.shots("03-sign-in-code").await;
+    b.type_into("#code", "000000").await;
+    b.click("form[action='/login/code'] button[type=submit]").await;
+    b.wait_for("That code is wrong, expired or already used").await;
+    app.advance(Duration::from_secs(30));
+    b.type_into("#code", &crate::mfa::code_now(&app, &secret)).await;
+    b.click("form[action='/login/code'] button[type=submit]").await;
+    b.wait_for("You hold no license yet").await;
+
+    // The console: an entity, then a license of it.
+    b.click("nav a[href='/portal/operator/entities']").await;
+    b.wait_for("Create an entity").await;
+    let admin = app.email("admin-globex");
+    b.type_into("#slug", "globex").await;
+    b.type_into("#name", "Globex Corporation").await;
+    b.type_into("#admin-email", &admin).await;
+    b.click("form[action='/portal/operator/entities'] button[type=submit]").await;
+    let html = b.wait_for("Globex Corporation is created").await;
+    assert!(html.contains("holds no license yet"), "{html}");
+    assert_eq!(b.url().await, app.url("/portal/operator/entities/globex"));
+    b.type_into("#new-seats", "25").await;
+    b.click("form[action='/portal/operator/entities/globex/licenses'] button[type=submit]").await;
+    let html = b.wait_for("license is created").await;
+    assert!(html.contains("0 of 25"), "{html}");
+    b.shots("04-entity-with-license").await;
+    let licenses: Value = app.get("/api/v1/entities/globex/licenses", app.op()).await.json().await.unwrap();
+    let list = licenses.as_array().unwrap_or_else(|| licenses["licenses"].as_array().unwrap());
+    assert_eq!(list.len(), 1, "{licenses}");
+    assert_eq!((list[0]["product"].as_str(), list[0]["seats"].as_i64()), (Some("readyapi"), Some(25)), "{licenses}");
+    b.click("a[href='/portal/operator/entities']").await;
+    b.wait_for("Globex Corporation").await;
+    b.shots("05-entities").await;
+
+    // The audit log of everything names the operator user, and the refused code.
+    b.click("a[href='/portal/operator/audit']").await;
+    let html = b.wait_for("<code>license.created</code>").await;
+    assert!(html.contains("<code>entity.created</code>") && html.contains(&ops), "{html}");
+    assert!(html.contains("<code>user.sign_in_failed</code>"), "{html}");
+    b.shots("06-audit").await;
+}
+
+#[tokio::test]
+async fn a_user_releases_their_own_seat_in_chromium() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 3).await;
+    let ada = app.licensed_user(&license, "ada", &admin).await;
+    let token = app.token_for(&ada, "readyapi").await;
+    let r = app.post("/api/v1/seats", Some(&token), json!({ "product": "readyapi", "machine": "ada-desktop" })).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let lease: Value = r.json().await.unwrap();
+    let lease_id = lease["lease_id"].as_str().unwrap();
+
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("user")).await;
+    b.sign_in(&app, &ada).await;
+    let html = b.wait_for("ada-desktop").await;
+    assert!(html.contains("READYAPI") || html.contains("readyapi"), "{html}");
+    assert!(!html.contains("/portal/entities/"), "a user has no administration pages: {html}");
+    b.shots("01-my-licenses-with-seat").await;
+    b.click(&format!("form[action='/portal/seats/{lease_id}/release'] button[type=submit]")).await;
+    let html = b.wait_for("Seat released").await;
+    assert!(!html.contains("ada-desktop"), "{html}");
+    b.shots("02-seat-released").await;
+    let r = app.post(&format!("/api/v1/seats/{lease_id}/heartbeat"), Some(&token), json!({ "idle_seconds": 0 })).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn an_administrator_cannot_reach_another_entitys_pages_in_chromium() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let acme_admin = app.entity_with_admin("acme").await;
+    let globex_admin = app.entity_with_admin("globex").await;
+    let acme_license = app.create_license("acme", "readyapi", "floating", 3).await;
+    let globex_license = app.create_license("globex", "readyapi", "floating", 3).await;
+    app.licensed_user(&acme_license, "ada", &acme_admin).await;
+    let gus = app.licensed_user(&globex_license, "gus", &globex_admin).await;
+    let token = app.token_for(&gus, "readyapi").await;
+    let r = app.post("/api/v1/seats", Some(&token), json!({ "product": "readyapi", "machine": "gus-pc" })).await;
+    let lease: Value = r.json().await.unwrap();
+    let lease_id = lease["lease_id"].as_str().unwrap();
+
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("isolation")).await;
+    b.sign_in(&app, &app.email("admin-acme")).await;
+    b.wait_for("You hold no license yet").await;
+    // Guessed addresses of globex's pages answer exactly as pages that do not exist.
+    let guessed = [
+        format!("/portal/licenses/{globex_license}"),
+        format!("/portal/licenses/{globex_license}/seats"),
+        format!("/portal/licenses/{globex_license}/revoke?email={gus}"),
+        format!("/portal/seats/{lease_id}/disconnect"),
+        "/portal/entities/globex/licenses".into(),
+        "/portal/entities/globex/users".into(),
+        "/portal/entities/globex/usage".into(),
+        "/portal/entities/globex/usage.csv".into(),
+        "/portal/entities/globex/sso".into(),
+        "/portal/entities/globex/audit".into(),
+        "/portal/operator/entities".into(),
+        "/portal/licenses/00000000-0000-0000-0000-000000000000".into(),
+    ];
+    for (i, path) in guessed.iter().enumerate() {
+        b.goto(&app.url(path)).await;
+        let html = b.wait_for("There is no such page, or it is not yours to see.").await;
+        assert!(!html.contains(&gus) && !html.contains("gus-pc"), "{path}: {html}");
+        if i == 0 {
+            b.shots("01-not-found").await;
+        }
+    }
+    // Their status, fetched from a portal page (whose policy lets its own scripts connect).
+    b.goto(&app.url("/portal")).await;
+    b.wait_for("You hold no license yet").await;
+    for path in &guessed {
+        let (status, _, _) = b.fetch("GET", path, Value::Null).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    // Forms posted with acme's own valid token change nothing of globex's.
+    b.goto(&app.url(&format!("/portal/licenses/{acme_license}"))).await;
+    b.wait_for("ada").await;
+    let csrf = b.script("return document.querySelector('input[name=csrf]').value").await;
+    let csrf = csrf.as_str().unwrap();
+    let posts = [
+        (format!("/portal/licenses/{globex_license}/revoke"), json!({ "csrf": csrf, "email": gus })),
+        (format!("/portal/seats/{lease_id}/disconnect"), json!({ "csrf": csrf })),
+        (format!("/portal/licenses/{globex_license}/share-links"), json!({ "csrf": csrf, "days": "7" })),
+        ("/portal/entities/globex/admins".into(), json!({ "csrf": csrf, "email": app.email("mallory") })),
+        ("/portal/entities/globex/sso/enabled".into(), json!({ "csrf": csrf, "enabled": "false" })),
+    ];
+    for (path, form) in posts {
+        let (status, _, _) = b.fetch("POST", &path, form).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let r = app.post(&format!("/api/v1/seats/{lease_id}/heartbeat"), Some(&token), json!({ "idle_seconds": 0 })).await;
+    assert_eq!(r.status(), StatusCode::OK, "globex's seat still runs");
+    let assignees: Value = app
+        .get(&format!("/api/v1/licenses/{globex_license}/assignments"), Some(&globex_admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(assignees.to_string().contains(&gus), "gus still assigned: {assignees}");
+    let admins = latchkey::store::entities::admins_of(
+        &app.state.db.pool,
+        &latchkey::store::entities::entity_by_slug(&app.state.db.pool, "globex").await.unwrap().unwrap().id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(admins.len(), 1, "no administrator added: {admins:?}");
 }

@@ -214,7 +214,7 @@ async fn guessing_codes_is_throttled_like_passwords_and_a_throttled_guess_is_not
     app.advance(Duration::from_secs(30));
     let (b1, r) = password_step(&app, &email).await;
     let mut page = r.text().await.unwrap();
-    let mut throttled = false;
+    let (mut throttled, mut wrong) = (false, 0);
     for i in 0..12 {
         let r = give_code(&app, &b1, &page, &format!("{:06}", 100_000 + i)).await;
         let status = r.status();
@@ -224,6 +224,7 @@ async fn guessing_codes_is_throttled_like_passwords_and_a_throttled_guess_is_not
             break;
         }
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+        wrong += 1;
     }
     assert!(throttled, "a dozen wrong codes in a row are throttled");
     // While throttled, even the right code is not evaluated.
@@ -231,6 +232,28 @@ async fn guessing_codes_is_throttled_like_passwords_and_a_throttled_guess_is_not
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     assert!(!has_session(&r));
+    // The throttle is the account's: passing the password again in another browser does not
+    // reset it, and the right code is still not evaluated there.
+    let (b_again, r) = password_step(&app, &email).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = give_code(&app, &b_again, &r.text().await.unwrap(), &code_now(&app, &secret)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!has_session(&r));
+
+    // Each wrong code was recorded as a failed sign-in of the account, on its entity's log; the
+    // codes themselves are not in the log.
+    let r = app.get("/api/v1/entities/acme/audit?limit=1000&action=user.sign_in_failed", app.op()).await;
+    let events: Value = r.json().await.unwrap();
+    let failed = events["events"].as_array().unwrap();
+    assert_eq!(failed.len(), wrong, "each evaluated wrong code, not the throttled ones: {events}");
+    let id = user_id(&app, &email).await;
+    for e in failed {
+        assert_eq!(e["details"], json!({ "method": "totp", "reason": "wrong_code" }), "{e}");
+        assert_eq!(e["actor"], json!({ "type": "user", "id": id, "name": email }), "{e}");
+        assert_eq!(e["targets"][0]["id"], id.as_str(), "{e}");
+        assert_eq!(e["entity"], "acme");
+        assert!(!e.to_string().contains("100000"), "no code in the event: {e}");
+    }
     // After the wait, the right code works.
     app.advance(Duration::from_secs(16 * 60));
     let (b2, r) = password_step(&app, &email).await;
@@ -419,4 +442,169 @@ async fn an_operator_with_an_authenticator_creates_an_entity_a_product_and_a_lic
     let r = b.get(app.url("/portal/operator/audit.csv?action=entity.created")).send().await.unwrap();
     let csv = r.text().await.unwrap();
     assert!(csv.contains("entity.created") && csv.contains(&email), "{csv}");
+}
+
+/// An operator user with an authenticator, signed in: the app, their browser and their email.
+async fn operator_in_console() -> (TestApp, Client, String) {
+    let app = spawn_app().await;
+    let email = app.email("ops");
+    latchkey::accounts::operators::add(&app.state, &email, app.clock_now()).await.unwrap();
+    app.set_password_from_mail(&email, PASSWORD).await;
+    let b = app.signed_in_browser(&email).await;
+    enrol(&app, &b).await;
+    (app, b, email)
+}
+
+#[tokio::test]
+async fn an_operator_makes_an_operator_key_seen_once_and_revokes_it_in_the_console() {
+    let (app, b, email) = operator_in_console().await;
+    let keys = "/portal/operator/keys";
+    let (status, page) = html(&app, &b, keys).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // The test harness's own key is there already.
+    let before = latchkey::store::keys::list_operator_keys(&app.state.db.pool).await.unwrap().len();
+    assert!(page.contains(&format!("{before} active of {before}")), "{page}");
+    // A name is needed; a bad one changes nothing.
+    let r = post(&app, &b, keys, keys, &[("name", "  ")]).await;
+    assert_eq!(r.headers()["location"], keys);
+    assert!(html(&app, &b, keys).await.1.contains("give the key a name of 1 to 100 characters"));
+    let r = post(&app, &b, keys, keys, &[("name", "billing-sync")]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let page = r.text().await.unwrap();
+    let key = page.split("value=\"lk_op_").nth(1).unwrap().split('"').next().unwrap();
+    let key = format!("lk_op_{key}");
+    // It works for the operator API, it is listed by name only, and only its hash is stored.
+    assert_eq!(app.get("/api/v1/entities", Some(&key)).await.status(), StatusCode::OK);
+    let (_, page) = html(&app, &b, keys).await;
+    let counts = format!("{} active of {}", before + 1, before + 1);
+    assert!(page.contains("billing-sync") && page.contains(&counts) && !page.contains(&key), "{page}");
+    assert!(!app.database_text().await.contains(&key), "the key is not stored");
+    let id = page.split("/portal/operator/keys/").skip(1).find(|r| r.contains("> billing-sync</span>")).unwrap();
+    let id = id.split('/').next().unwrap().to_string();
+    let revoke = format!("/portal/operator/keys/{id}/revoke");
+
+    // Nobody else reaches these pages or revokes the key.
+    let admin = app.entity_with_admin("acme").await;
+    let a = app.signed_in_browser(&app.email("admin-acme")).await;
+    for path in [keys, revoke.as_str()] {
+        assert_eq!(html(&app, &a, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(post(&app, &a, "/portal", &revoke, &[]).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &a, "/portal", keys, &[("name", "mine")]).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/v1/entities", Some(&key)).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/api/v1/entities", Some(&admin)).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Revoking asks first, then the key no longer works.
+    let (status, page) = html(&app, &b, &revoke).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Revoke the operator key billing-sync?"), "{page}");
+    let r = post(&app, &b, &revoke, &revoke, &[]).await;
+    assert_eq!(r.headers()["location"], keys);
+    let (_, page) = html(&app, &b, keys).await;
+    let counts = format!("{before} active of {}", before + 1);
+    assert!(page.contains("is revoked") && page.contains(&counts), "{page}");
+    assert_eq!(app.get("/api/v1/entities", Some(&key)).await.status(), StatusCode::UNAUTHORIZED);
+    let r = post(&app, &b, keys, &revoke, &[]).await;
+    assert_eq!(r.headers()["location"], keys);
+    assert!(html(&app, &b, keys).await.1.contains("was revoked already"));
+    let r = post(&app, &b, keys, "/portal/operator/keys/no-such-key/revoke", &[]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Both are in the audit log of everything, by the operator user.
+    let (_, page) = html(&app, &b, "/portal/operator/audit?action=operator_key.created").await;
+    assert!(page.contains("<code>operator_key.created</code>") && page.contains(&format!("{email} (user)")), "{page}");
+    let (_, page) = html(&app, &b, "/portal/operator/audit?action=operator_key.revoked").await;
+    assert!(page.contains("<code>operator_key.revoked</code>") && page.contains("billing-sync"), "{page}");
+}
+
+/// A server fingerprint as `latchkey onprem fingerprint` prints it (RFC 8032's first test key).
+fn server_fingerprint() -> String {
+    use base64::Engine;
+    const PUBLIC: [u8; 32] = [
+        0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a, 0x0e, 0xe1,
+        0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+    ];
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(PUBLIC);
+    latchkey::onprem::jws::encode_b64_json(&json!({
+        "server_id": "srv-build-1",
+        "host": "build-farm",
+        "key": { "kty": "OKP", "crv": "Ed25519", "x": x },
+    }))
+}
+
+#[tokio::test]
+async fn an_operator_moves_licenses_on_premise_and_offline_in_the_console() {
+    let (app, b, _) = operator_in_console().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let floating = app.create_license("acme", "readyapi", "floating", 5).await;
+    let fixed = app.create_license("acme", "readyapi", "fixed", 2).await;
+    let private = "/portal/operator/private";
+    let (status, page) = html(&app, &b, private).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("No license may leave the service yet"), "{page}");
+    let fpage = format!("/portal/operator/licenses/{floating}");
+    assert!(html(&app, &b, &fpage).await.1.contains("may not move to an on-premise server"));
+    for (id, field) in [(&floating, "onprem_allowed"), (&fixed, "offline_allowed")] {
+        let r = app.patch(&format!("/api/v1/licenses/{id}"), app.op(), json!({ field: true })).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let (_, page) = html(&app, &b, private).await;
+    assert!(page.contains("2 licenses") && page.contains(">online<"), "{page}");
+
+    // On-premise: a fingerprint that is not one is refused with the API's reason.
+    let onprem = format!("{fpage}/onprem");
+    let r = post(&app, &b, &fpage, &onprem, &[("text", "not a fingerprint")]).await;
+    assert_eq!(r.headers()["location"], fpage.as_str());
+    assert!(html(&app, &b, &fpage).await.1.contains("not a server fingerprint"));
+    let fp = server_fingerprint();
+    let r = post(&app, &b, &fpage, &onprem, &[("text", &fp)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("shown only on this page") && page.contains("latchkey onprem import"), "{page}");
+    let entitlement = page.split("id=\"signed-file\"").nth(1).unwrap().split('>').nth(1).unwrap().split('<').next();
+    assert_eq!(entitlement.unwrap().split('.').count(), 3, "a compact JWS: {page}");
+    let (_, page) = html(&app, &b, &fpage).await;
+    assert!(page.contains("build-farm") && page.contains("in force") && page.contains("Return file"), "{page}");
+    assert!(!page.contains("id=\"fingerprint\""), "no second export while one is in force: {page}");
+    let (_, page) = html(&app, &b, private).await;
+    assert!(page.contains("on the on-premise server build-farm until"), "{page}");
+    let ada = app.licensed_user(&floating, "ada", &admin).await;
+    let token = app.token_for(&ada, "readyapi").await;
+    let r = app.post("/api/v1/seats", Some(&token), json!({ "product": "readyapi", "machine": "m" })).await;
+    assert_problem(r, StatusCode::CONFLICT, "license_on_premise").await;
+    let r = post(&app, &b, &fpage, &format!("{fpage}/onprem/return"), &[("text", "bm90IGEgZmlsZQ")]).await;
+    assert_eq!(r.headers()["location"], fpage.as_str());
+    assert!(html(&app, &b, &fpage).await.1.contains("flash error"), "a bad return file is refused");
+
+    // Offline: an activation request of an assigned user becomes a license file, shown once.
+    let gus = app.licensed_user(&fixed, "gus", &admin).await;
+    let xpage = format!("/portal/operator/licenses/{fixed}");
+    let request = latchkey::onprem::jws::encode_b64_json(
+        &json!({ "fingerprint": "fp-gus-laptop", "user": gus, "product": "readyapi" }),
+    );
+    let r = post(&app, &b, &xpage, &format!("{xpage}/offline"), &[("text", &request)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Offline license file for") && page.contains("latchkey product run"), "{page}");
+    let (_, page) = html(&app, &b, &xpage).await;
+    assert!(page.contains(&gus) && page.contains("in force"), "{page}");
+    let files = latchkey::store::onprem::offline_of(&app.state.db.pool, &fixed).await.unwrap();
+    let code = latchkey::onprem::offline::deactivation_code(&files[0].jti, &fixed, "fp-gus-laptop");
+    let r = post(&app, &b, &xpage, &format!("{xpage}/offline/return"), &[("text", &code)]).await;
+    assert_eq!(r.headers()["location"], xpage.as_str());
+    let (_, page) = html(&app, &b, &xpage).await;
+    assert!(page.contains("The offline license is returned") && page.contains("returned 20"), "{page}");
+    let r = post(&app, &b, &xpage, &format!("{xpage}/offline/return"), &[("text", &code)]).await;
+    assert_eq!(r.headers()["location"], xpage.as_str());
+    assert!(html(&app, &b, &xpage).await.1.contains("returned already"), "a code works once");
+
+    // An administrator of the entity gets none of it.
+    let a = app.signed_in_browser(&app.email("admin-acme")).await;
+    for path in [private, fpage.as_str(), xpage.as_str()] {
+        assert_eq!(html(&app, &a, path).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = post(&app, &a, "/portal", &format!("{xpage}/offline"), &[("text", &request)]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
