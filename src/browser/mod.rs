@@ -16,8 +16,24 @@ use axum::{
 
 use crate::error::ApiError;
 
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// The policy of the other pages outside the portal (messages, password links, share links, the
+/// device page): inline styles only, forms post to this site only.
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// The policy of the sign-in steps whose forms legitimately end on another origin: `CSP` without
+/// `form-action`. The email step posts to `/login`, answered 303 to `/saml/{slug}/login`, answered
+/// 302 to the entity's IdP; the password and code steps of a product's sign-in are answered 303 to
+/// `/oauth/authorize/resume`, answered 302 to the product's loopback `redirect_uri`. Chromium
+/// checks `form-action` on every redirect of a form's navigation, so with `'self'` those sign-ins
+/// stop at the hop to the other origin. That origin cannot be named instead: the IdP is known only
+/// once the email is typed (and listing every entity's IdP would publish them), a loopback port is
+/// any port, and `http://[::1]` has no source expression. What `form-action` adds, a form injected
+/// into the page posting elsewhere, the templates' escaping already prevents; what the forms post
+/// stays guarded by the CSRF token and the Origin check, and the rest of the policy (no script, no
+/// plugin, no framing, no `<base>`) is unchanged. Portal pages keep `form-action 'self'`.
+pub const SIGN_IN_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The portal's policy: its one stylesheet and its scripts come from this site's own static files;
 /// nothing inline, no event-handler attributes, no framing.
@@ -27,6 +43,11 @@ pub const STRICT_CSP: &str = "default-src 'none'; style-src 'self'; script-src '
 /// Render a page with a status and the page security headers.
 pub fn page(status: StatusCode, t: &impl Template) -> Response {
     page_with_csp(status, t, CSP)
+}
+
+/// Render a sign-in step whose form may end on another origin (see `SIGN_IN_CSP`).
+pub fn sign_in_page(status: StatusCode, t: &impl Template) -> Response {
+    page_with_csp(status, t, SIGN_IN_CSP)
 }
 
 /// Render a page under the strict policy (no inline style or script at all).
@@ -87,4 +108,29 @@ pub fn login_path(return_to: &str, login_hint: Option<&str>) -> String {
 pub fn sso_path(slug: &str, return_to: &str) -> String {
     let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_to).finish();
     format!("/saml/{slug}/login?{q}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directives(csp: &str) -> Vec<&str> {
+        csp.split(';').map(str::trim).collect()
+    }
+
+    #[test]
+    fn sign_in_pages_let_their_forms_end_elsewhere_and_keep_everything_else() {
+        let d = directives(SIGN_IN_CSP);
+        assert!(!SIGN_IN_CSP.contains("form-action"), "{SIGN_IN_CSP}");
+        for kept in ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"] {
+            assert!(d.contains(&kept), "{kept}: {SIGN_IN_CSP}");
+        }
+        assert!(!SIGN_IN_CSP.contains("script-src"), "no script on sign-in pages: {SIGN_IN_CSP}");
+        // It is the other pages' policy less form-action, nothing else.
+        let without: Vec<&str> = directives(CSP).into_iter().filter(|d| !d.starts_with("form-action")).collect();
+        assert_eq!(d, without);
+        for other in [CSP, STRICT_CSP] {
+            assert!(directives(other).contains(&"form-action 'self'"), "{other}");
+        }
+    }
 }

@@ -260,10 +260,9 @@ async fn start(
                 StatusCode::OK,
                 &PostForm { url: &url, saml_request: &saml_request, relay_state: &relay_state, nonce: &nonce },
             );
-            let origin = url::Url::parse(&url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-            let csp = format!(
-                "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; form-action {origin}; frame-ancestors 'none'; base-uri 'none'"
-            );
+            // The sign-in pages' policy (`browser::SIGN_IN_CSP`: no form-action, as the IdP may
+            // pass the posted request on to another host of its own) and this page's one script.
+            let csp = format!("{}; script-src 'nonce-{nonce}'", crate::browser::SIGN_IN_CSP);
             if let Ok(v) = HeaderValue::from_str(&csp) {
                 r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
             }

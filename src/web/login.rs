@@ -16,7 +16,7 @@ use crate::{
     browser::{
         csrf, login_path, message, page,
         session::{self, safe_return_to},
-        sso_path,
+        sign_in_page, sso_path,
     },
     error::{ApiError, ApiQuery},
     state::AppState,
@@ -73,7 +73,10 @@ pub async fn login_page(
         return Redirect::to(&sso_path(&slug, &return_to)).into_response();
     }
     let t = csrf::issue(&state, &headers);
-    t.attach(page(StatusCode::OK, &LoginPage { email: &email, return_to: &return_to, csrf: t.token(), error: None }))
+    t.attach(sign_in_page(
+        StatusCode::OK,
+        &LoginPage { email: &email, return_to: &return_to, csrf: t.token(), error: None },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -90,7 +93,7 @@ pub async fn login_email(
 ) -> Response {
     let t = csrf::issue(&state, &headers);
     let Ok(Form(f)) = form else {
-        return t.attach(page(
+        return t.attach(sign_in_page(
             StatusCode::BAD_REQUEST,
             &LoginPage { email: "", return_to: "/portal", csrf: t.token(), error: Some("Enter your email.") },
         ));
@@ -100,7 +103,7 @@ pub async fn login_email(
     }
     let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/portal".into());
     let Ok(email) = accounts::normalize_email(&f.email) else {
-        return page(
+        return sign_in_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &LoginPage {
                 email: &f.email,
@@ -112,9 +115,10 @@ pub async fn login_email(
     };
     match crate::saml::sso_entity_for_email(&state, &email).await {
         Ok(Some(slug)) => Redirect::to(&sso_path(&slug, &return_to)).into_response(),
-        Ok(None) => {
-            page(StatusCode::OK, &PasswordPage { email: &email, return_to: &return_to, csrf: t.token(), error: None })
-        }
+        Ok(None) => sign_in_page(
+            StatusCode::OK,
+            &PasswordPage { email: &email, return_to: &return_to, csrf: t.token(), error: None },
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -137,7 +141,7 @@ pub async fn login_password(
 ) -> Response {
     let t = csrf::issue(&state, &headers);
     let Ok(Form(f)) = form else {
-        return t.attach(page(
+        return t.attach(sign_in_page(
             StatusCode::BAD_REQUEST,
             &PasswordPage {
                 email: "",
@@ -153,7 +157,10 @@ pub async fn login_password(
     }
     let return_to = safe_return_to(f.return_to.as_deref()).unwrap_or_else(|| "/portal".into());
     let again = |status, msg: &str| {
-        page(status, &PasswordPage { email: &f.email, return_to: &return_to, csrf: t.token(), error: Some(msg) })
+        sign_in_page(
+            status,
+            &PasswordPage { email: &f.email, return_to: &return_to, csrf: t.token(), error: Some(msg) },
+        )
     };
     match crate::oauth::password_login(&state, ip, &ctx, &f.email, &f.password).await {
         Ok((user, entity_slug)) => {
@@ -291,7 +298,7 @@ fn read_mfa(state: &AppState, headers: &HeaderMap, now: crate::clock::Millis) ->
 /// After the password: ask for the second factor (the session starts only once it is given).
 fn ask_code(state: &AppState, headers: &HeaderMap, user_id: &str, return_to: &str) -> Response {
     let t = csrf::issue(state, headers);
-    let mut r = t.attach(page(StatusCode::OK, &CodePage { csrf: t.token(), error: None }));
+    let mut r = t.attach(sign_in_page(StatusCode::OK, &CodePage { csrf: t.token(), error: None }));
     r.headers_mut().append(header::SET_COOKIE, mfa_cookie(state, user_id, return_to, state.now()));
     r
 }
@@ -379,7 +386,7 @@ pub async fn login_code(
         }
         Err(ApiError::OAuth(o)) if o.error == "slow_down" => {
             let text = format!("Too many attempts. {}", o.description);
-            let mut r = page(StatusCode::TOO_MANY_REQUESTS, &CodePage { csrf: t.token(), error: Some(&text) });
+            let mut r = sign_in_page(StatusCode::TOO_MANY_REQUESTS, &CodePage { csrf: t.token(), error: Some(&text) });
             if let Some(s) = o.retry_after
                 && let Ok(v) = s.to_string().parse()
             {
@@ -401,7 +408,7 @@ pub async fn login_code(
             if let Err(e) = event.record_alone(&state, &actor, now).await {
                 return ApiError::from(e).into_response();
             }
-            t.attach(page(
+            t.attach(sign_in_page(
                 StatusCode::UNAUTHORIZED,
                 &CodePage {
                     csrf: t.token(),

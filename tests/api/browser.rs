@@ -669,3 +669,63 @@ async fn signed_in_forms_refuse_a_foreign_origin_even_with_the_token() {
     let r = post("/logout", vec![("csrf", &csrf)], &app.base).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// The Content-Security-Policy of an answer.
+fn policy(r: &reqwest::Response) -> String {
+    r.headers()["content-security-policy"].to_str().unwrap().to_string()
+}
+
+/// The sign-in steps' policy: no `form-action` (their forms' navigations end at an IdP or at a
+/// product's loopback address, on another origin, and Chromium checks every redirect), the rest
+/// as strict as elsewhere.
+fn assert_sign_in_policy(csp: &str, what: &str) {
+    assert!(!csp.contains("form-action"), "{what}: {csp}");
+    for kept in ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"] {
+        assert!(csp.contains(kept), "{what}: {kept} in {csp}");
+    }
+    assert!(!csp.contains("script-src"), "{what}: {csp}");
+}
+
+#[tokio::test]
+async fn sign_in_steps_may_lead_to_another_origin_and_every_other_page_posts_only_here() {
+    let app = spawn_app().await;
+    let email = licensed_user(&app).await;
+
+    // The email step, the password step it answers with, and each step again after a mistake.
+    let r = app.get("/login?return_to=%2Fportal", None).await;
+    assert_sign_in_policy(&policy(&r), "GET /login");
+    let html = r.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let r = app.form("/login", &[("email", "not an address"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_sign_in_policy(&policy(&r), "a refused email");
+    let r = app.form("/login", &[("email", &email), ("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_sign_in_policy(&policy(&r), "the password step");
+    let wrong = [("email", email.as_str()), ("password", "not the password"), ("csrf", &csrf)];
+    let r = app.form("/login/password", &wrong).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_sign_in_policy(&policy(&r), "a wrong password");
+
+    // The code step of an account with an authenticator, and after a wrong code.
+    crate::mfa::enrol(&app, &app.signed_in_browser(&email).await).await;
+    let r = app.form("/login/password", &[("email", &email), ("password", PASSWORD), ("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_sign_in_policy(&policy(&r), "the code step");
+    let r = app.form("/login/code", &[("code", "000000"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_sign_in_policy(&policy(&r), "a wrong code");
+
+    // Every other page still lets its forms post only here: pages before sign-in, the account and
+    // device pages, and the portal.
+    for path in ["/account/forgot", "/account/setup?token=nothing"] {
+        let csp = policy(&app.get(path, None).await);
+        assert!(csp.contains("form-action 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+    }
+    let signed_in = app.signed_in_browser(&email).await;
+    for path in ["/account", "/device", "/portal", "/portal/security"] {
+        let r = signed_in.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(policy(&r).contains("form-action 'self'"), "{path}: {}", policy(&r));
+    }
+}

@@ -361,41 +361,83 @@ async fn start_idp(app: &TestApp, slug: &str, email: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let sso_url = format!("http://127.0.0.1:{port}/sso");
-    let state = app.state.clone();
-    let metadata_url = app.url(&format!("/saml/{slug}/metadata"));
+    let (app_state, metadata_url) = (app.state.clone(), app.url(&format!("/saml/{slug}/metadata")));
     let email = email.to_string();
     let sign_in = move |uri: axum::http::Uri| {
-        let (state, metadata_url, email) = (state.clone(), metadata_url.clone(), email.clone());
-        async move {
-            let sp_metadata = reqwest::get(&metadata_url).await.unwrap().text().await.unwrap();
-            let answer = crate::sso::idp(
-                "idp-login",
-                &json!({
-                    "vendor": "okta",
-                    "url": format!("http://127.0.0.1:{port}{uri}"),
-                    "sp_metadata_xml": sp_metadata,
-                    "email": email,
-                    "attributes": { "department": "Sales" },
-                    "now": state.now() / 1000,
-                }),
-            )
-            .await;
-            let field = |name: &str, v: &Value| match v.as_str() {
-                Some(v) => format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", v.replace('"', "&quot;")),
-                None => String::new(),
-            };
-            axum::response::Html(format!(
-                "<!doctype html><title>Test IdP</title><h1>Test identity provider</h1><p>Signed in as {email}.</p>\
-                 <form method=\"post\" action=\"{}\">{}{}<button id=\"continue\" type=\"submit\">Continue</button></form>",
-                answer["acs_url"].as_str().unwrap(),
-                field("SAMLResponse", &answer["saml_response"]),
-                field("RelayState", &answer["relay_state"]),
-            ))
-        }
+        let (state, metadata_url, email) = (app_state.clone(), metadata_url.clone(), email.clone());
+        let url = format!("http://127.0.0.1:{port}{uri}");
+        async move { idp_page(&state, &metadata_url, &email, json!({ "url": url })).await }
     };
     let router = axum::Router::new().route("/sso", axum::routing::get(sign_in));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     sso_url
+}
+
+/// A test identity provider that takes only HTTP-POST at its endpoint, and then, as IdPs that pass
+/// the browser on to a sign-in host of their own do, answers 303 to its sign-in page on another
+/// origin (another port), where pysaml2 answers the posted request as `start_idp`'s page does.
+async fn start_post_idp(app: &TestApp, slug: &str, email: &str) -> String {
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sso_url = format!("http://127.0.0.1:{}/sso", endpoint.local_addr().unwrap().port());
+    let pages = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pages_url = format!("http://127.0.0.1:{}/sign-in", pages.local_addr().unwrap().port());
+    type Posted = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+    let posted: Posted = Default::default();
+    let keep = posted.clone();
+    let take = move |axum::Form(form): axum::Form<Vec<(String, String)>>| {
+        let (keep, pages_url) = (keep.clone(), pages_url.clone());
+        async move {
+            let mut all = keep.lock().unwrap();
+            all.push(form);
+            axum::response::Redirect::to(&format!("{pages_url}?n={}", all.len() - 1))
+        }
+    };
+    let (app_state, metadata_url) = (app.state.clone(), app.url(&format!("/saml/{slug}/metadata")));
+    let (email, url) = (email.to_string(), sso_url.clone());
+    let sign_in = move |axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>| {
+        let (state, metadata_url, email, sso_url) =
+            (app_state.clone(), metadata_url.clone(), email.clone(), url.clone());
+        let n: usize = q.iter().find(|(k, _)| k == "n").unwrap().1.parse().unwrap();
+        let form = posted.lock().unwrap()[n].clone();
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let request =
+            json!({ "saml_request": field("SAMLRequest"), "relay_state": field("RelayState"), "sso_url": sso_url });
+        async move { idp_page(&state, &metadata_url, &email, request).await }
+    };
+    let endpoint_router = axum::Router::new().route("/sso", axum::routing::post(take));
+    let pages_router = axum::Router::new().route("/sign-in", axum::routing::get(sign_in));
+    tokio::spawn(async move { axum::serve(endpoint, endpoint_router).await.unwrap() });
+    tokio::spawn(async move { axum::serve(pages, pages_router).await.unwrap() });
+    sso_url
+}
+
+/// The test IdP's page: pysaml2's answer to `request` (`url` of an HTTP-Redirect request, or the
+/// posted `saml_request` and `relay_state`) as `email`, and a button that posts it to latchkey.
+async fn idp_page(
+    state: &latchkey::state::AppState,
+    metadata_url: &str,
+    email: &str,
+    mut request: Value,
+) -> axum::response::Html<String> {
+    let sp_metadata = reqwest::get(metadata_url).await.unwrap().text().await.unwrap();
+    let params = request.as_object_mut().unwrap();
+    params.insert("vendor".into(), json!("okta"));
+    params.insert("sp_metadata_xml".into(), json!(sp_metadata));
+    params.insert("email".into(), json!(email));
+    params.insert("attributes".into(), json!({ "department": "Sales" }));
+    params.insert("now".into(), json!(state.now() / 1000));
+    let answer = crate::sso::idp("idp-login", &request).await;
+    let field = |name: &str, v: &Value| match v.as_str() {
+        Some(v) => format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", v.replace('"', "&quot;")),
+        None => String::new(),
+    };
+    axum::response::Html(format!(
+        "<!doctype html><title>Test IdP</title><h1>Test identity provider</h1><p>Signed in as {email}.</p>\
+         <form method=\"post\" action=\"{}\">{}{}<button id=\"continue\" type=\"submit\">Continue</button></form>",
+        answer["acs_url"].as_str().unwrap(),
+        field("SAMLResponse", &answer["saml_response"]),
+        field("RelayState", &answer["relay_state"]),
+    ))
 }
 
 #[tokio::test]
@@ -629,4 +671,154 @@ async fn an_administrator_cannot_reach_another_entitys_pages_in_chromium() {
     .await
     .unwrap();
     assert_eq!(admins.len(), 1, "no administrator added: {admins:?}");
+}
+
+/// A user of an entity whose single sign-on is on: `acme`'s IdP is the test IdP of `start_idp`
+/// (HTTP-Redirect), or with `post` of `start_post_idp`, signing in carol (a member with a
+/// license). Returns carol's email.
+async fn sso_on_with_test_idp(app: &TestApp, post: bool) -> String {
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 5).await;
+    let carol = app.email("carol");
+    app.assign(&license, &carol).await;
+    let (sso_url, binding) = if post {
+        (start_post_idp(app, "acme", &carol).await, "post")
+    } else {
+        (start_idp(app, "acme", &carol).await, "redirect")
+    };
+    let md =
+        crate::sso::idp("metadata", &json!({ "vendor": "okta", "sso_url": sso_url, "sso_bindings": [binding] })).await;
+    let body = json!({ "vendor": "okta", "idp_metadata_xml": md["xml"], "email_domains": [app.domain] });
+    let r = app.put("/api/v1/entities/acme/sso", Some(&admin), body).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = app
+        .patch("/api/v1/entities/acme/sso", app.op(), json!({ "email_domains": [app.domain], "enabled": true }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    carol
+}
+
+/// Carol types her email on /login and comes back from the IdP signed in, on /portal.
+async fn sso_sign_in_from_the_email_step(app: &TestApp, b: &Browser, carol: &str) {
+    b.goto(&app.url("/login")).await;
+    b.type_into("#email", carol).await;
+    b.click("button[type=submit]").await;
+    b.wait_for("Test identity provider").await;
+    let at = b.url().await;
+    assert!(at.starts_with("http://127.0.0.1:") && !at.starts_with(&app.url("/")), "at the IdP: {at}");
+    b.click("#continue").await;
+    let html = b.wait_for(carol).await;
+    assert_eq!(b.url().await, app.url("/portal"));
+    assert!(html.contains("READYAPI") || html.contains("readyapi"), "{html}");
+}
+
+#[tokio::test]
+async fn an_sso_user_types_their_email_and_signs_in_through_their_idp_in_chromium() {
+    let app = spawn_app().await;
+    let carol = sso_on_with_test_idp(&app, false).await;
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("signin")).await;
+    // The email form posts to /login, which sends the browser on to /saml/acme/login and from
+    // there to the IdP, on another origin: the page's policy must let the form's navigation go
+    // there.
+    sso_sign_in_from_the_email_step(&app, &b, &carol).await;
+}
+
+#[tokio::test]
+async fn an_sso_user_signs_in_through_an_idp_that_takes_post_and_moves_on_to_another_host_in_chromium() {
+    let app = spawn_app().await;
+    let carol = sso_on_with_test_idp(&app, true).await;
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("signin")).await;
+    // /login → /saml/acme/login, a page whose form posts itself to the IdP, which answers 303 to
+    // its sign-in page on another origin.
+    sso_sign_in_from_the_email_step(&app, &b, &carol).await;
+}
+
+/// A product's loopback listener (RFC 8252): answers `/callback` with a page and keeps the query
+/// it was called with. Returns its redirect URI and what it received.
+async fn loopback_product() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = received.clone();
+    let callback = move |uri: axum::http::Uri| {
+        let keep = keep.clone();
+        async move {
+            let q = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned();
+            keep.lock().unwrap().extend(q);
+            axum::response::Html("<!doctype html><title>Product</title><h1>Product signed in</h1>")
+        }
+    };
+    let router = axum::Router::new().route("/callback", axum::routing::get(callback));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://127.0.0.1:{port}/callback"), received)
+}
+
+/// A product signs `email` in through Chromium with the authorization code and PKCE: opens
+/// /oauth/authorize on its loopback redirect, the user gives email and password (and, with
+/// `totp`, a code from the authenticator), the listener receives code and state, and the code
+/// becomes tokens of `email`.
+async fn product_sign_in_in_chromium(app: &TestApp, b: &Browser, email: &str, totp: Option<&[u8]>) {
+    let (redirect, received) = loopback_product().await;
+    let verifier = crate::browser::VERIFIER;
+    b.goto(&app.url(&crate::browser::authorize_path("readyapi", &redirect, "st-42", verifier))).await;
+    b.type_into("#email", email).await;
+    b.click("button[type=submit]").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    if let Some(secret) = totp {
+        b.wait_for("name=\"code\"").await;
+        b.type_into("#code", &crate::mfa::code_now(app, secret)).await;
+        b.click("form[action='/login/code'] button[type=submit]").await;
+    }
+    // The password (or code) form's answer is 303 to /oauth/authorize/resume, then 302 to the
+    // product on another origin.
+    b.wait_for("Product signed in").await;
+    assert!(b.url().await.starts_with(&redirect), "{}", b.url().await);
+    let got = received.lock().unwrap().clone();
+    let param = |name: &str| got.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(param("state").as_deref(), Some("st-42"), "{got:?}");
+    let code = param("code").unwrap_or_else(|| panic!("no code: {got:?}"));
+    let r = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect),
+            ("code_verifier", verifier),
+            ("client_id", "readyapi"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    let me: Value = app.get("/api/v1/me", t["access_token"].as_str()).await.json().await.unwrap();
+    assert_eq!(me["email"], email, "{me}");
+}
+
+#[tokio::test]
+async fn a_product_signs_a_password_user_in_on_its_loopback_address_in_chromium() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 3).await;
+    let ada = app.licensed_user(&license, "ada", &admin).await;
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("signin")).await;
+    product_sign_in_in_chromium(&app, &b, &ada, None).await;
+}
+
+#[tokio::test]
+async fn a_product_signs_a_user_with_an_authenticator_in_on_its_loopback_address_in_chromium() {
+    let app = spawn_app().await;
+    app.create_product("readyapi").await;
+    let admin = app.entity_with_admin("acme").await;
+    let license = app.create_license("acme", "readyapi", "floating", 3).await;
+    let ada = app.licensed_user(&license, "ada", &admin).await;
+    let (secret, _) = crate::mfa::enrol(&app, &app.signed_in_browser(&ada).await).await;
+    // The enrolment's code is spent: the sign-in's comes from the next time step.
+    app.advance(Duration::from_secs(30));
+    let b = Browser::start(repo_path("target/portal-screenshots").join(backend()).join("signin")).await;
+    product_sign_in_in_chromium(&app, &b, &ada, Some(&secret)).await;
 }
