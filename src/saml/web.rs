@@ -351,7 +351,7 @@ pub async fn acs(
             {
                 log_failure(&state, &audit_ctx, e, &r, true).await;
             }
-            report.page()
+            report.page(&slug)
         }
         Err(r) => {
             state.metrics.event("saml_login", "refused");
@@ -365,7 +365,7 @@ pub async fn acs(
                 log_failure(&state, &audit_ctx, e, &r, ctx.testing).await;
             }
             if ctx.testing {
-                return TestReport::refused(r).page();
+                return TestReport::refused(r).page(&slug);
             }
             refused(r.status, r.code, &r.text)
         }
@@ -710,6 +710,8 @@ fn claimed_identity(saml_response: &str) -> (Option<String>, Option<String>) {
 #[derive(Template)]
 #[template(path = "pages/sso_test.html")]
 struct TestPage<'a> {
+    /// The entity, for the way back to its single sign-on page.
+    slug: &'a str,
     passed: bool,
     code: &'a str,
     reason: &'a str,
@@ -770,7 +772,8 @@ impl TestReport {
         self.failure.clone()
     }
 
-    fn page(&self) -> Response {
+    /// The report as a page that leads back to `slug`'s single sign-on page.
+    fn page(&self, slug: &str) -> Response {
         let status = match &self.failure {
             None => StatusCode::OK,
             Some(r) => r.status,
@@ -780,6 +783,7 @@ impl TestReport {
         page(
             status,
             &TestPage {
+                slug,
                 passed: self.passed(),
                 code,
                 reason,

@@ -481,8 +481,10 @@ async fn an_administrator_sets_up_tests_and_enables_single_sign_on_in_chromium()
         assert!(report.contains(needle), "{needle}: {report}");
     }
     b.shots("03-sso-test-report").await;
-    b.goto(&app.url("/portal/entities/acme/sso")).await;
+    // The report leads back to the SSO page, which now shows the passed test.
+    b.click("a[href='/portal/entities/acme/sso']").await;
     b.wait_for("passed <time").await;
+    assert_eq!(b.url().await, app.url("/portal/entities/acme/sso"));
 
     // The vendor verifies the domain (operator API), then the administrator enables.
     let r = app.patch("/api/v1/entities/acme/sso", app.op(), json!({ "email_domains": [app.domain] })).await;

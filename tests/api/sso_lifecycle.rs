@@ -597,6 +597,7 @@ async fn an_administrator_enables_sso_only_after_a_test_sign_in_with_that_idp_pa
     let page = r.text().await.unwrap();
     assert!(page.contains("Test failed") && page.contains("code: invalid_signature"), "{page}");
     assert!(page.contains(&me) && page.contains("unverified"), "the claimed NameID, marked unverified: {page}");
+    assert!(page.contains("href=\"/portal/entities/acme/sso\""), "back to the SSO page: {page}");
     let view: Value = s.app.get("/api/v1/entities/acme/sso", Some(&admin)).await.json().await.unwrap();
     assert_eq!(view["tested"], false);
 
