@@ -69,7 +69,8 @@ pub fn chart(title: &str, rows: &[&Row]) -> String {
     let plot_h = H - TOP - BOTTOM;
     let y = |v: f64| TOP + plot_h - v / scale * plot_h;
     let slot = plot_w / n;
-    let bar = (slot * 0.6).max(1.0);
+    // A short range (one day, a few) draws bars of a bar's width, not blocks as wide as the chart.
+    let bar = (slot * 0.6).clamp(1.0, 48.0);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -82,7 +83,7 @@ pub fn chart(title: &str, rows: &[&Row]) -> String {
         let _ = write!(
             s,
             "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#d0d7de\" stroke-width=\"1\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#59636e\">{v}</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"end\" fill=\"#59636e\">{v}</text>",
             W - RIGHT,
             LEFT - 6.0,
             yy + 4.0
@@ -150,7 +151,7 @@ pub fn chart(title: &str, rows: &[&Row]) -> String {
         };
         let _ = write!(
             s,
-            "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#59636e\">{}</text>",
+            "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"{anchor}\" fill=\"#59636e\">{}</text>",
             H - 10.0,
             rows[i].date
         );

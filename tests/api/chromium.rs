@@ -211,9 +211,11 @@ impl Browser {
     async fn shots(&self, name: &str) {
         for (width, label) in [(1280, "desktop"), (375, "375px")] {
             self.resize(width, if width == 375 { 812 } else { 900 }).await;
-            // Whole-page height, so the screenshot shows everything.
+            // Whole-page height, so the screenshot shows everything: the window's height holds its
+            // own frame too (outer less inner height), which the page does not get.
             let h = self.script("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(900);
-            self.resize(width, h.clamp(600, 4000) as u32).await;
+            let frame = self.script("return window.outerHeight - window.innerHeight").await.as_u64().unwrap_or(0);
+            self.resize(width, (h.clamp(600, 4000) + frame) as u32).await;
             let png = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
             let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
             std::fs::write(self.shots.join(format!("{name}-{label}.png")), bytes).unwrap();
@@ -710,7 +712,8 @@ async fn sso_sign_in_from_the_email_step(app: &TestApp, b: &Browser, carol: &str
     let at = b.url().await;
     assert!(at.starts_with("http://127.0.0.1:") && !at.starts_with(&app.url("/")), "at the IdP: {at}");
     b.click("#continue").await;
-    let html = b.wait_for(carol).await;
+    // (The IdP's page names carol too: wait for the portal's own line.)
+    let html = b.wait_for(&format!("<span class=\"who\">{carol}</span>")).await;
     assert_eq!(b.url().await, app.url("/portal"));
     assert!(html.contains("READYAPI") || html.contains("readyapi"), "{html}");
 }
