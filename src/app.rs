@@ -68,6 +68,7 @@ impl App {
             Err(e) => tracing::error!(error = %e, "SAML warm-up task"),
         }
         let base_url = config.public_base(addr);
+        let openapi = crate::api_doc::json(&base_url)?.into();
         let state = AppState::new(Inner {
             config,
             db,
@@ -82,6 +83,7 @@ impl App {
             audit: Default::default(),
             known_clients: Default::default(),
             base_url,
+            openapi,
             onprem,
         });
         Ok(App { state, listener, addr, tls })

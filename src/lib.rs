@@ -1,5 +1,7 @@
 //! latchkey: identity, SSO and license seats for desktop software vendors.
 
+#[macro_use]
+pub mod api_doc;
 pub mod accounts;
 pub mod app;
 pub mod audit;

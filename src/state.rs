@@ -29,6 +29,8 @@ pub struct Inner {
     pub known_clients: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Public base URL, no trailing slash; also the token issuer.
     pub base_url: String,
+    /// The OpenAPI document (`GET /openapi.json`), generated once at start-up for this base URL.
+    pub openapi: axum::body::Bytes,
     /// Set on an on-premise license server (`LATCHKEY_LICENSE_PUBLIC_KEY_FILE`).
     pub onprem: Option<crate::onprem::Local>,
 }

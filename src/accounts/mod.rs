@@ -260,19 +260,52 @@ pub fn forgot_in_background(state: &AppState, email: String) {
     });
 }
 
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(set_password_json, forgot_json,))]
+pub struct Doc;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/account/password", post(set_password_json))
         .route("/api/v1/account/forgot", post(forgot_json))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetPassword {
+    /// the `lk_ln_...` token of a setup or reset link
     token: String,
+    /// at least 12 characters, at most 1024 bytes, not trivially guessable
+    #[schema(min_length = 12)]
     password: String,
 }
 
+problems!(SetPasswordProblems:
+    400 invalid_json,
+    400 invalid_link,
+    409 sso_required,
+    410 link_used,
+    410 link_expired,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    422 weak_password,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/account/password",
+    operation_id = "setPassword",
+    tag = "accounts",
+    summary = "Set a password with a setup or reset link",
+    description = "The JSON twin of the form at /account/setup and /account/reset.",
+    request_body(content = SetPassword),
+    responses(
+        (status = 204, description = "set; the link is spent, the account's other links too, and its password sessions end"),
+        SetPasswordProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn set_password_json(
     State(state): State<AppState>,
@@ -283,11 +316,30 @@ async fn set_password_json(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Forgot {
+    /// an email address; compared case-insensitively and answered in lower case
+    #[schema(format = Email, max_length = 254)]
     email: String,
 }
 
+problems!(ForgotPasswordProblems:
+    400 invalid_json,
+    415 unsupported_media_type,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/account/forgot",
+    operation_id = "forgotPassword",
+    tag = "accounts",
+    summary = "Ask for a password reset link",
+    request_body(content = Forgot),
+    responses(
+        (status = 202, description = "always, whether or not the address has an account (or is an address at all)"),
+        ForgotPasswordProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 async fn forgot_json(State(state): State<AppState>, ApiJson(body): ApiJson<Forgot>) -> Result<StatusCode> {
     // Always 202, even for something that is not an address: the answer says nothing.

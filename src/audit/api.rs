@@ -31,6 +31,11 @@ const DEFAULT_LIMIT: i64 = 100;
 /// Rows fetched per query while exporting: memory stays flat whatever the export's size.
 const EXPORT_PAGE: i64 = 1000;
 
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(entity_events, all_events, list_checkpoints,))]
+pub struct Doc;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/entities/{slug}/audit", get(entity_events))
@@ -123,6 +128,38 @@ fn parse_query(q: AuditQuery, chain: Option<String>) -> Result<(Filter, Option<i
     Ok((filter, limit, format))
 }
 
+problems!(EntityAuditProblems:
+    400 invalid_query,
+    401 unauthorized,
+    422 invalid_request "a bad `limit`, `from`, `to`, `format`, `action` or `actor`",
+    422 invalid_cursor,
+    403 wrong_audience,
+    403 not_an_administrator "the user administers no entity",
+    404 not_found "no such entity, or one the caller does not administer",
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/audit",
+    operation_id = "entityAudit",
+    tag = "audit",
+    summary = "An entity's audit log",
+    description = "Sealed events only; the read seals waiting events first, so a caller sees its own changes.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug"),
+        ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000 (default 100); for ndjson and csv the most rows to send (default all)", minimum = 1, maximum = 1000),
+        ("action" = Option<String>, Query, description = "only this action, e.g. `seat.denied`"),
+        ("actor" = Option<String>, Query, description = "only this actor: an email (the actor's name) or an id"),
+        ("from" = Option<String>, Query, description = "RFC 3339 time or UTC day `YYYY-MM-DD`"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or UTC day `YYYY-MM-DD` (the whole day)"),
+        ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv`", /*enum ['json', 'ndjson', 'csv']*/),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "events, oldest first (in seal order); ndjson and csv stream every matching event", content((crate::audit::views::AuditPage = "application/json"), (crate::audit::views::AuditEvent = "application/x-ndjson"), (String = "text/csv"))),
+        EntityAuditProblems,
+    ),
+)]
 pub async fn entity_events(
     State(state): State<AppState>,
     admin: Admin,
@@ -134,6 +171,33 @@ pub async fn entity_events(
     answer(state, filter, limit, format, &format!("latchkey-audit-{slug}")).await
 }
 
+problems!(AllAuditProblems:
+    400 invalid_query,
+    401 unauthorized,
+    422 invalid_request "a bad `limit`, `from`, `to`, `format`, `action` or `actor`",
+    422 invalid_cursor,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "allAudit",
+    tag = "audit",
+    summary = "Every audit event (every entity's and the operator's own)",
+    params(
+        ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000 (default 100); for ndjson and csv the most rows to send (default all)", minimum = 1, maximum = 1000),
+        ("action" = Option<String>, Query, description = "only this action, e.g. `seat.denied`"),
+        ("actor" = Option<String>, Query, description = "only this actor: an email (the actor's name) or an id"),
+        ("from" = Option<String>, Query, description = "RFC 3339 time or UTC day `YYYY-MM-DD`"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or UTC day `YYYY-MM-DD` (the whole day)"),
+        ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv`", /*enum ['json', 'ndjson', 'csv']*/),
+    ),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 200, description = "events, oldest first (in seal order); ndjson and csv stream every matching event", content((crate::audit::views::AuditPage = "application/json"), (crate::audit::views::AuditEvent = "application/x-ndjson"), (String = "text/csv"))),
+        AllAuditProblems,
+    ),
+)]
 pub async fn all_events(
     State(state): State<AppState>,
     _op: Operator,
@@ -287,6 +351,25 @@ pub struct CheckpointQuery {
     entity: Option<String>,
 }
 
+problems!(AuditCheckpointsProblems:
+    401 unauthorized,
+    404 not_found "no entity with that slug",
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/checkpoints",
+    operation_id = "auditCheckpoints",
+    tag = "audit",
+    summary = "Signed checkpoints of a chain",
+    params(
+        ("entity" = Option<String>, Query, description = "the entity's slug; omitted: the operator chain"),
+    ),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the chain's checkpoints, oldest first", body = Vec<crate::audit::views::AuditCheckpoint>),
+        AuditCheckpointsProblems,
+    ),
+)]
 pub async fn list_checkpoints(
     State(state): State<AppState>,
     _op: Operator,

@@ -12,6 +12,7 @@ pub mod api;
 pub mod chain;
 pub mod sealer;
 pub mod verify;
+pub mod views;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use serde_json::{Value, json};

@@ -43,6 +43,28 @@ pub(super) async fn group_id(
     Ok(g.id)
 }
 
+problems!(GetEntityProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}",
+    operation_id = "getEntity",
+    tag = "administration",
+    summary = "Get an entity",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the entity", body = crate::licenses::views::Entity),
+        GetEntityProblems,
+    ),
+)]
 pub async fn get_entity(
     State(state): State<AppState>,
     admin: Admin,
@@ -52,6 +74,28 @@ pub async fn get_entity(
     Ok(Json(json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })))
 }
 
+problems!(ListLicensesProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/licenses",
+    operation_id = "listLicenses",
+    tag = "administration",
+    summary = "List an entity's licenses",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the licenses, by product then age", body = Vec<crate::licenses::views::License>),
+        ListLicensesProblems,
+    ),
+)]
 pub async fn list_licenses(
     State(state): State<AppState>,
     admin: Admin,
@@ -73,6 +117,28 @@ pub async fn licenses_in_use(
     Ok((list, counts.into_iter().collect()))
 }
 
+problems!(GetLicenseProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses/{id}",
+    operation_id = "getLicense",
+    tag = "administration",
+    summary = "Get a license",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the license", body = crate::licenses::views::License),
+        GetLicenseProblems,
+    ),
+)]
 pub async fn get_license(
     State(state): State<AppState>,
     admin: Admin,
@@ -81,24 +147,63 @@ pub async fn get_license(
     Ok(Json(license_view(&admin.license(&state, &id).await?)))
 }
 
-#[derive(Deserialize)]
+/// Members left out are unchanged. Administrators may set `group`, `idle_timeout_minutes` and `scim_group`; `seats` and `expires_at` need the operator key.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicensePatch {
+    /// operator key only; null: unchanged
+    #[schema(minimum = 1, maximum = 1000000)]
     seats: Option<i64>,
+    /// operator key only; null: never expires
+    #[schema(format = DateTime)]
     #[serde(default, deserialize_with = "nullable")]
     expires_at: Option<Option<String>>,
+    /// 1 to 64 printable characters (trimmed); the group is created when missing
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     #[serde(default, deserialize_with = "nullable")]
     group: Option<Option<String>>,
+    /// null: no idle limit
+    #[schema(minimum = 1, maximum = 10080)]
     #[serde(default, deserialize_with = "nullable")]
     idle_timeout_minutes: Option<Option<i64>>,
-    /// Private networks (the operator's switches): offline license files, on-premise servers.
+    /// operator only; fixed licenses
     offline_allowed: Option<bool>,
+    /// operator only; floating licenses
     onprem_allowed: Option<bool>,
-    /// The SCIM group whose membership becomes the assignment list (`null` unbinds).
+    /// a SCIM group id of the license's entity: its members become the assignment list; null unbinds
     #[serde(default, deserialize_with = "nullable")]
     scim_group: Option<Option<String>>,
 }
 
+problems!(PatchLicenseProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    403 operator_only,
+    404 not_found,
+    409 seats_below_assigned,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    500 internal,
+);
+#[utoipa::path(
+    patch,
+    path = "/api/v1/licenses/{id}",
+    operation_id = "patchLicense",
+    tag = "administration",
+    summary = "Change a license (seats, expiry: operator; group, idle timeout: administrators too)",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = LicensePatch),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the updated license", body = crate::licenses::views::License),
+        PatchLicenseProblems,
+    ),
+)]
 /// The operator may change everything; an administrator only the group and the idle policy.
 #[tracing::instrument(skip_all)]
 pub async fn patch_license(
@@ -346,13 +451,49 @@ pub async fn revoke(state: &AppState, ctx: &audit::Context, license_id: &str, em
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// Either `email` (one assignment) or `emails` (bulk, answered per email), not both.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AssignRequest)]
 pub struct AssignBody {
+    /// an email address; compared case-insensitively and answered in lower case
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(min_items = 1, max_items = 1000)]
     emails: Option<Vec<String>>,
 }
 
+problems!(AssignProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    409 seats_exhausted,
+    410 license_expired,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    422 invalid_email,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/assignments",
+    operation_id = "assign",
+    tag = "administration",
+    summary = "Assign a license to an email (or to many)",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = AssignBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 201, description = "assigned (`email`); the account is created when missing and mailed a setup link (for an SSO entity: a sign-in note)", body = crate::licenses::views::AssignResult),
+        (status = 200, description = "`email`: it was already assigned (idempotent, no mail); `emails`: the per-email results", body = crate::licenses::views::AssignAnswer),
+        AssignProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn assign_json(
     State(state): State<AppState>,
@@ -463,6 +604,28 @@ fn outcome_name(o: AssignOutcome) -> &'static str {
     }
 }
 
+problems!(ListAssignmentsProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses/{id}/assignments",
+    operation_id = "listAssignments",
+    tag = "administration",
+    summary = "List a license's assignees",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the assignees, by email", body = Vec<crate::licenses::views::Assignment>),
+        ListAssignmentsProblems,
+    ),
+)]
 pub async fn list_assignments(
     State(state): State<AppState>,
     admin: Admin,
@@ -477,6 +640,32 @@ pub async fn list_assignments(
     Ok(Json(Value::Array(items)))
 }
 
+problems!(UnassignProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    404 not_assigned,
+    409 reassignment_limit,
+    422 invalid_email "not an email address",
+    500 internal,
+);
+#[utoipa::path(
+    delete,
+    path = "/api/v1/licenses/{id}/assignments/{email}",
+    operation_id = "unassign",
+    tag = "administration",
+    summary = "Revoke an assignment",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+        ("email" = String, Path, description = "an email address (case-insensitive)", format = Email, max_length = 254),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 204, description = "revoked; the user's seats on this license end now"),
+        UnassignProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn revoke_json(
     State(state): State<AppState>,
@@ -493,12 +682,40 @@ pub async fn revoke_json(
 pub const SHARE_PREFIX: &str = "lk_sh_";
 const SHARE_DEFAULT_DAYS: i64 = 7;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewShareLink {
+    /// default 7
+    #[schema(minimum = 1, maximum = 90)]
     expires_in_days: Option<i64>,
 }
 
+problems!(CreateShareLinkProblems:
+    400 invalid_json "the body is not JSON of the schema (unknown member, wrong type)",
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    403 admin_only,
+    404 not_found,
+    422 invalid_request "`expires_in_days` is not between 1 and 90",
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/share-links",
+    operation_id = "createShareLink",
+    tag = "administration",
+    summary = "Create a share link",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = Option<NewShareLink>, description = "Optional; an empty body means the defaults. The content type is not checked."),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the link; whoever opens it, signs in and accepts is assigned, while seats last", body = crate::licenses::views::ShareLinkCreated, links(("DeleteShareLink" = (operation_id = "deleteShareLink", parameters(("id" = "$response.body#/license_id"), ("link_id" = "$response.body#/id")))))),
+        CreateShareLinkProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create_share_link(
     State(state): State<AppState>,
@@ -590,6 +807,28 @@ pub async fn stop_share_link(
     Ok(())
 }
 
+problems!(ListShareLinksProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses/{id}/share-links",
+    operation_id = "listShareLinks",
+    tag = "administration",
+    summary = "List a license's share links",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the links, oldest first", body = Vec<crate::licenses::views::ShareLink>),
+        ListShareLinksProblems,
+    ),
+)]
 pub async fn list_share_links(
     State(state): State<AppState>,
     admin: Admin,
@@ -612,6 +851,29 @@ pub async fn list_share_links(
     Ok(Json(Value::Array(items)))
 }
 
+problems!(DeleteShareLinkProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    delete,
+    path = "/api/v1/licenses/{id}/share-links/{link_id}",
+    operation_id = "deleteShareLink",
+    tag = "administration",
+    summary = "Stop a share link",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+        ("link_id" = String, Path, description = "the share link's id"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 204, description = "stopped (idempotent)"),
+        DeleteShareLinkProblems,
+    ),
+)]
 pub async fn delete_share_link(
     State(state): State<AppState>,
     admin: Admin,
@@ -659,6 +921,33 @@ pub async fn accept_share_link(
     Ok((license, outcome))
 }
 
+problems!(AcceptShareLinkProblems:
+    401 unauthorized "no or malformed `Authorization`, or an invalid, expired or revoked access token",
+    403 user_token_required,
+    404 invalid_share_link,
+    404 not_found "the license is gone",
+    409 seats_exhausted,
+    410 share_link_revoked,
+    410 share_link_expired,
+    410 license_expired "the license expired",
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/share-links/{token}/accept",
+    operation_id = "acceptShareLink",
+    tag = "users",
+    summary = "Accept a share link as the signed-in user",
+    params(
+        ("token" = String, Path, description = "the secret at the end of the link's URL (`lk_sh_...`)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "assigned", body = crate::licenses::views::ShareAccepted),
+        (status = 200, description = "the user already had it", body = crate::licenses::views::ShareAccepted),
+        AcceptShareLinkProblems,
+    ),
+)]
 pub async fn accept_share_link_json(
     State(state): State<AppState>,
     UserToken(claims): UserToken,
@@ -676,6 +965,28 @@ pub async fn accept_share_link_json(
     ))
 }
 
+problems!(ListUsersProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/users",
+    operation_id = "listUsers",
+    tag = "administration",
+    summary = "List an entity's users",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the users", body = Vec<crate::licenses::views::User>),
+        ListUsersProblems,
+    ),
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     admin: Admin,
@@ -704,12 +1015,43 @@ pub async fn list_users(
     Ok(Json(Value::Array(items)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailBody {
+    /// an email address; compared case-insensitively and answered in lower case
+    #[schema(format = Email, max_length = 254)]
     email: String,
 }
 
+problems!(AddAdminProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    422 invalid_email,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/entities/{slug}/admins",
+    operation_id = "addAdmin",
+    tag = "administration",
+    summary = "Make an email a license administrator of the entity",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    request_body(content = EmailBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 201, description = "added; the account is created when missing and mailed", body = crate::licenses::views::AdminAdded),
+        (status = 200, description = "already an administrator", body = crate::licenses::views::AdminAdded),
+        AddAdminProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn add_admin(
     State(state): State<AppState>,
@@ -762,6 +1104,28 @@ pub async fn add_admin_to(
     Ok(added)
 }
 
+problems!(ListAdminsProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/admins",
+    operation_id = "listAdmins",
+    tag = "administration",
+    summary = "List the entity's administrators",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the administrators, by email", body = Vec<crate::licenses::views::AdminEntry>),
+        ListAdminsProblems,
+    ),
+)]
 pub async fn list_admins(
     State(state): State<AppState>,
     admin: Admin,
@@ -774,6 +1138,31 @@ pub async fn list_admins(
     Ok(Json(Value::Array(items)))
 }
 
+problems!(RemoveAdminProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    409 last_admin,
+    422 invalid_email "not an email address",
+    500 internal,
+);
+#[utoipa::path(
+    delete,
+    path = "/api/v1/entities/{slug}/admins/{email}",
+    operation_id = "removeAdmin",
+    tag = "administration",
+    summary = "Remove an administrator",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+        ("email" = String, Path, description = "an email address (case-insensitive)", format = Email, max_length = 254),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 204, description = "removed"),
+        RemoveAdminProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn remove_admin(
     State(state): State<AppState>,
@@ -810,12 +1199,42 @@ pub async fn remove_admin_from(state: &AppState, ctx: &audit::Context, e: &Entit
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
+    /// 1 to 64 printable characters (trimmed); the group is created when missing
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     name: String,
 }
 
+problems!(CreateGroupProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    409 group_exists,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/entities/{slug}/groups",
+    operation_id = "createGroup",
+    tag = "administration",
+    summary = "Create a license group (business unit)",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    request_body(content = NewGroup),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the group", body = crate::licenses::views::Group),
+        CreateGroupProblems,
+    ),
+)]
 pub async fn create_group(
     State(state): State<AppState>,
     admin: Admin,
@@ -846,6 +1265,28 @@ pub async fn create_group(
     Ok((StatusCode::CREATED, Json(json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))))
 }
 
+problems!(ListGroupsProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/groups",
+    operation_id = "listGroups",
+    tag = "administration",
+    summary = "List the entity's groups",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the groups, by name", body = Vec<crate::licenses::views::Group>),
+        ListGroupsProblems,
+    ),
+)]
 pub async fn list_groups(
     State(state): State<AppState>,
     admin: Admin,
@@ -860,6 +1301,23 @@ pub async fn list_groups(
     Ok(Json(Value::Array(items)))
 }
 
+problems!(MeProblems:
+    401 unauthorized "no or malformed `Authorization`, or an invalid, expired or revoked access token",
+    403 user_token_required,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "users",
+    summary = "Who the caller is, what they administer, which licenses they hold",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the caller", body = crate::licenses::views::Me),
+        MeProblems,
+    ),
+)]
 /// The caller: who they are, what they administer, which licenses they hold.
 pub async fn me(State(state): State<AppState>, UserToken(claims): UserToken) -> Result<Json<Value>> {
     let admin_of = store::entities::administered_by(&state.db.pool, &claims.sub).await?;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod operator;
 pub mod reports;
 pub mod seats;
+pub mod views;
 
 use axum::{
     Router,
@@ -22,6 +23,40 @@ use crate::{
 
 pub use admin::{AssignOutcome, accept_share_link, assign, revoke, share_link_license};
 pub use operator::check_slug;
+
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    operator::create_entity,
+    operator::list_entities,
+    admin::get_entity,
+    operator::create_product,
+    operator::list_products,
+    operator::create_license,
+    admin::list_licenses,
+    admin::get_license,
+    admin::patch_license,
+    admin::assign_json,
+    admin::list_assignments,
+    admin::revoke_json,
+    admin::create_share_link,
+    admin::list_share_links,
+    admin::delete_share_link,
+    admin::accept_share_link_json,
+    admin::list_users,
+    admin::add_admin,
+    admin::list_admins,
+    admin::remove_admin,
+    admin::create_group,
+    admin::list_groups,
+    admin::me,
+    seats::checkout_json,
+    seats::heartbeat_json,
+    seats::release_json,
+    seats::list_seats,
+    reports::usage,
+))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -34,14 +34,44 @@ fn entity_view(e: &Entity) -> Value {
     json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntity {
+    /// 2 to 63 lower-case letters, digits and inner hyphens
+    #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*[a-z0-9]$")]
     slug: String,
+    /// 1 to 200 characters (trimmed)
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
+    /// the entity's first license administrator; the account is created when missing and mailed a setup link
+    #[schema(format = Email, max_length = 254)]
     admin_email: String,
 }
 
+problems!(CreateEntityProblems:
+    400 invalid_json,
+    401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
+    409 entity_exists,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    422 invalid_slug,
+    422 invalid_email "`admin_email` is not a usable address",
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/entities",
+    operation_id = "createEntity",
+    tag = "operator",
+    summary = "Create an entity (customer) and its first administrator",
+    request_body(content = NewEntity),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the entity; the administrator's account is created when missing and mailed a setup link", body = crate::licenses::views::EntityCreated, links(("GetEntity" = (operation_id = "getEntity", parameters(("slug" = "$response.body#/slug")))), ("ListLicenses" = (operation_id = "listLicenses", parameters(("slug" = "$response.body#/slug")))), ("ListUsers" = (operation_id = "listUsers", parameters(("slug" = "$response.body#/slug")))))),
+        CreateEntityProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create_entity(
     State(state): State<AppState>,
@@ -100,15 +130,34 @@ pub async fn create_entity(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+problems!(ListEntitiesProblems:
+    401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities",
+    operation_id = "listEntities",
+    tag = "operator",
+    summary = "List entities",
+    security(("operatorKey" = [])),
+    responses(
+        (status = 200, description = "every entity, by slug", body = Vec<crate::licenses::views::Entity>),
+        ListEntitiesProblems,
+    ),
+)]
 pub async fn list_entities(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
     let list = store::entities::list_entities(&state.db.pool).await?;
     Ok(Json(Value::Array(list.iter().map(entity_view).collect())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    /// 2 to 64 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit; `portal` is reserved
+    #[schema(min_length = 2, max_length = 64, pattern = "^[a-z0-9][a-z0-9._-]*$")]
     sku: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
 }
 
@@ -116,6 +165,29 @@ fn product_view(p: &Product) -> Value {
     json!({ "id": p.id, "sku": p.sku, "name": p.name, "client_id": p.sku, "created_at": clock::rfc3339(p.created_at) })
 }
 
+problems!(CreateProductProblems:
+    400 invalid_json,
+    401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
+    409 product_exists,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    422 invalid_sku,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    operation_id = "createProduct",
+    tag = "operator",
+    summary = "Register a product (an OAuth public client whose client_id is the SKU)",
+    request_body(content = NewProduct),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the product", body = crate::licenses::views::Product),
+        CreateProductProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create_product(
     State(state): State<AppState>,
@@ -158,23 +230,72 @@ pub async fn create_product(
     Ok((StatusCode::CREATED, Json(product_view(&p))))
 }
 
+problems!(ListProductsProblems:
+    401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    operation_id = "listProducts",
+    tag = "operator",
+    summary = "List products",
+    security(("operatorKey" = [])),
+    responses(
+        (status = 200, description = "every product, by SKU", body = Vec<crate::licenses::views::Product>),
+        ListProductsProblems,
+    ),
+)]
 pub async fn list_products(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
     let list = store::entities::list_products(&state.db.pool).await?;
     Ok(Json(Value::Array(list.iter().map(product_view).collect())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLicense {
+    /// a registered product's SKU
     product: String,
     #[serde(rename = "type")]
     kind: String,
+    #[schema(minimum = 1, maximum = 1000000)]
     seats: i64,
+    /// RFC 3339, in the future; absent or null: never
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// 1 to 64 printable characters (trimmed); the group is created when missing
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     group: Option<String>,
+    #[schema(minimum = 1, maximum = 10080)]
     idle_timeout_minutes: Option<i64>,
 }
 
+problems!(CreateLicenseProblems:
+    400 invalid_json,
+    401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
+    404 not_found "no such entity",
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    422 unknown_product,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/entities/{slug}/licenses",
+    operation_id = "createLicense",
+    tag = "operator",
+    summary = "Sell a license to an entity",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    request_body(content = NewLicense),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the license", body = crate::licenses::views::License, links(("GetLicense" = (operation_id = "getLicense", parameters(("id" = "$response.body#/id")))), ("ListAssignments" = (operation_id = "listAssignments", parameters(("id" = "$response.body#/id")))), ("ListSeats" = (operation_id = "listSeats", parameters(("id" = "$response.body#/id")))), ("ListShareLinks" = (operation_id = "listShareLinks", parameters(("id" = "$response.body#/id")))))),
+        CreateLicenseProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create_license(
     State(state): State<AppState>,

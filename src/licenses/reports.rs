@@ -288,6 +288,37 @@ pub fn csv_response(slug: &str, range: &Range, rows: &[Row]) -> Response {
     resp
 }
 
+problems!(UsageReportProblems:
+    400 invalid_query "malformed query string (e.g. a repeated parameter)",
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    422 invalid_request "`from`/`to` not YYYY-MM-DD, `from` after `to`, more than 366 days, or `format` not json/csv",
+    422 unknown_group,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/reports/usage",
+    operation_id = "usageReport",
+    tag = "reports",
+    summary = "Usage report per license and day of a time zone",
+    description = "Computed from the leases: peak concurrent seats, seat-hours, checkouts refused for want of a seat, distinct users. At most 366 days.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+        ("from" = Option<String>, Query, description = "first day (in `tz`), YYYY-MM-DD; default `to` - 29 days", format = Date),
+        ("to" = Option<String>, Query, description = "last day (in `tz`), YYYY-MM-DD; default today in `tz`", format = Date),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`", /*enum ['json', 'csv']*/),
+        ("group" = Option<String>, Query, description = "only the licenses of this group"),
+        ("tz" = Option<String>, Query, description = "IANA time zone name whose midnights bound the days (e.g. `Europe/Berlin`); default `UTC`"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "one row per license and day (no rows before a license existed nor for days not begun), sorted by date, product, license. CSV: header `date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users,tz` (the zone of the days on every row), CRLF line ends, served as an attachment.", content((Vec<crate::licenses::views::UsageRow> = "application/json"), (String = "text/csv")), headers(("Content-Disposition" = String, description = "CSV only: `attachment; filename=\"latchkey-usage-{slug}-{from}-{to}-{tz with / as _}.csv\"`"))),
+        UsageReportProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn usage(
     State(state): State<AppState>,

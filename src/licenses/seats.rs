@@ -46,10 +46,13 @@ pub struct LeaseClaims {
     pub jti: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Checkout {
+    /// the product's SKU
     product: String,
+    /// the computer's name: 1 to 255 printable bytes (UTF-8, trimmed). Stored for floating licenses only; a fixed seat keeps only a keyed hash of it
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     machine: String,
 }
 
@@ -286,6 +289,33 @@ pub async fn checkout(
     })
 }
 
+problems!(CheckoutProblems:
+    400 invalid_json,
+    401 unauthorized "no or malformed `Authorization`, or an invalid, expired or revoked access token",
+    403 user_token_required,
+    403 not_licensed,
+    409 seat_in_use,
+    409 no_seat_available,
+    410 license_expired "every license of the product the user holds has expired",
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request,
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/seats",
+    operation_id = "checkout",
+    tag = "seats",
+    summary = "Check out a seat",
+    description = "Any access token of the user (whatever client). The fixed seat assigned to the user first, then floating pools, earliest expiry first.",
+    request_body(content = Checkout),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "a lease; heartbeat every `heartbeat_interval_s`. The same user, product and machine asking again gets its live lease back.", body = crate::licenses::views::Lease, links(("Heartbeat" = (operation_id = "heartbeat", parameters(("lease_id" = "$response.body#/lease_id")))), ("Release" = (operation_id = "releaseSeat", parameters(("lease_id" = "$response.body#/lease_id")))))),
+        CheckoutProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn checkout_json(
     State(state): State<AppState>,
@@ -314,17 +344,46 @@ impl axum::extract::FromRequestParts<AppState> for SignedUser {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    /// how long the user has been idle; default 0
+    #[schema(minimum = 0, maximum = 315360000)]
     #[serde(default)]
     idle_seconds: Option<i64>,
+    #[schema(min_length = 1, max_length = 255)]
     /// The computer's name. A fixed seat keeps only its keyed hash, so a product on a fixed
     /// license sends it to have it in the renewed lease token (it must be the same computer).
     #[serde(default)]
     machine: Option<String>,
 }
 
+problems!(HeartbeatProblems:
+    401 unauthorized "no or malformed `Authorization`, or an invalid, expired or revoked access token",
+    403 user_token_required,
+    404 not_found "no such lease of the caller's",
+    410 lease_revoked,
+    410 lease_expired,
+    410 license_expired "the license expired; the seat is released",
+    422 invalid_request "the body is not JSON of the schema, or `idle_seconds` out of range",
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/seats/{lease_id}/heartbeat",
+    operation_id = "heartbeat",
+    tag = "seats",
+    summary = "Keep a seat",
+    params(
+        ("lease_id" = String, Path, description = "the lease's id (from checkout)"),
+    ),
+    request_body(content = Option<Heartbeat>, description = "Optional; an empty body means idle_seconds 0. The content type is not checked."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the lease is extended; a fresh `lease_token`", body = crate::licenses::views::HeartbeatResponse),
+        HeartbeatProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn heartbeat_json(
     State(state): State<AppState>,
@@ -460,6 +519,29 @@ async fn end_lease(
     Ok(ended)
 }
 
+problems!(ReleaseSeatProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    delete,
+    path = "/api/v1/seats/{lease_id}",
+    operation_id = "releaseSeat",
+    tag = "seats",
+    summary = "Release a seat (owner) or disconnect it (administrator)",
+    description = "The lease's owner with any access token, or an administrator of its entity (`portal` token or operator key).",
+    params(
+        ("lease_id" = String, Path, description = "the lease's id (from checkout)"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 204, description = "released or disconnected (idempotent); the product's next heartbeat gets 410 `lease_revoked`"),
+        ReleaseSeatProblems,
+    ),
+)]
 /// Release (the owner, when the product exits) or disconnect (an administrator of its entity).
 #[tracing::instrument(skip_all)]
 pub async fn release_json(
@@ -524,6 +606,28 @@ async fn refuse_offline_seat(state: &AppState, lease: &Lease, now: Millis) -> Re
     Ok(())
 }
 
+problems!(ListSeatsProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses/{id}/seats",
+    operation_id = "listSeats",
+    tag = "seats",
+    summary = "List a license's live seats",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the live leases, oldest first", body = Vec<crate::licenses::views::SeatView>),
+        ListSeatsProblems,
+    ),
+)]
 /// An administrator's view of the live seats of a license.
 pub async fn list_seats(
     State(state): State<AppState>,

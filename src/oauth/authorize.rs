@@ -76,6 +76,31 @@ fn client_error(redirect_uri: &str, state: Option<&str>, error: &str, descriptio
     back_to_client(redirect_uri, &p)
 }
 
+problems!(AuthorizeProblems:
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/oauth/authorize",
+    operation_id = "authorize",
+    tag = "oauth",
+    summary = "Authorization endpoint (authorization code + PKCE, loopback redirect)",
+    description = "Browser endpoint. Shows an email page; an SSO user goes to the IdP, others get a password form; ends with a redirect to `redirect_uri` with a single-use code (valid 60 s) for `grant_type=authorization_code`.",
+    params(
+        ("response_type" = String, Query, description = "must be `code`", /*enum ['code']*/),
+        ("client_id" = String, Query, description = "the product's SKU or `portal`"),
+        ("redirect_uri" = String, Query, description = "a loopback URI: `http://127.0.0.1:{port}/...` or `http://[::1]:{port}/...` (RFC 8252), no fragment", format = "uri", max_length = 2048),
+        ("code_challenge" = String, Query, description = "PKCE: BASE64URL(SHA-256(code_verifier)), 43 to 128 unreserved characters", min_length = 43, max_length = 128, pattern = "^[A-Za-z0-9._~-]+$"),
+        ("code_challenge_method" = String, Query, description = "must be `S256`", /*enum ['S256']*/),
+        ("state" = Option<String>, Query, description = "returned unchanged; at most 1024 bytes", max_length = 1024),
+        ("login_hint" = Option<String>, Query, description = "the email to sign in with; an SSO user goes straight to the IdP", max_length = 254),
+    ),
+    responses(
+        (status = 303, description = "A redirect (always 303 See Other):\n- to `/login?return_to=/oauth/authorize/resume?request=...` (with `login_hint`) when the browser has no session;\n- to `redirect_uri?code=...&state=...` when the browser is already signed in (as the hinted user);\n- to `redirect_uri?error=...&error_description=...&state=...` for a bad request once the client and redirect URI are known good (`unsupported_response_type`; `invalid_request`: PKCE missing or not S256, or `state` longer than 1024 bytes, in which case `state` is not echoed).", headers(("Location" = String, description = "where the browser goes next"))),
+        (status = 400, description = "Unknown `client_id` or a `redirect_uri` that is not a loopback URI: an HTML page, never a redirect. A malformed query string (e.g. a repeated parameter) answers problem+json `invalid_query`.", content((String = "text/html"), (crate::api_doc::Problem = "application/problem+json"))),
+        AuthorizeProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn authorize(
     State(state): State<AppState>,
@@ -149,6 +174,25 @@ pub struct ResumeQuery {
     request: Option<String>,
 }
 
+problems!(AuthorizeResumeProblems:
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/oauth/authorize/resume",
+    operation_id = "authorizeResume",
+    tag = "oauth",
+    summary = "Finish an authorization request after sign-in (browser)",
+    description = "Where /login sends the browser back to. Not called by products.",
+    params(
+        ("request" = String, Query, description = "the pending request's id (from the redirect of /oauth/authorize)"),
+    ),
+    responses(
+        (status = 303, description = "to `redirect_uri?code=...&state=...`, or back to `/login` when the browser is not signed in", headers(("Location" = String, description = "where the browser goes next"))),
+        (status = 400, description = "unknown or expired request (HTML page); a malformed query answers problem+json `invalid_query`", content((String = "text/html"), (crate::api_doc::Problem = "application/problem+json"))),
+        AuthorizeResumeProblems,
+    ),
+)]
 /// Back from signing in: finish the authorization request.
 pub async fn resume(State(state): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<ResumeQuery>) -> Response {
     let id = q.request.unwrap_or_default();

@@ -53,11 +53,39 @@ fn normalize_user_code(raw: &str) -> Option<String> {
     (c.len() == 8 && c.bytes().all(|b| ALPHABET.contains(&b))).then(|| format!("{}-{}", &c[..4], &c[4..]))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = DeviceAuthorizationRequest)]
 pub struct DeviceAuthorizationForm {
+    #[schema(min_length = 1, required = true, nullable = false)]
     client_id: Option<String>,
 }
 
+/// The OAuth errors of this endpoint (RFC 6749 §5.2 form).
+pub struct DeviceAuthorizationErrors;
+impl utoipa::IntoResponses for DeviceAuthorizationErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::api_doc::oauth_errors(&[
+            (400, "Malformed request", &[("invalid_request", "the body is not a form")]),
+            (401, "Unknown client", &[("invalid_client", "`client_id` missing or not a known client")]),
+        ])
+    }
+}
+problems!(DeviceAuthorizationProblems:
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/oauth/device_authorization",
+    operation_id = "deviceAuthorization",
+    tag = "oauth",
+    summary = "Start a device authorization (RFC 8628)",
+    request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the codes; show `user_code` and `verification_uri` to the user, then poll /oauth/token every `interval` seconds", body = crate::oauth::views::DeviceAuthorization, headers(("Cache-Control" = String, description = "`no-store`"))),
+        DeviceAuthorizationProblems,
+        DeviceAuthorizationErrors,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn device_authorization(
     State(state): State<AppState>,

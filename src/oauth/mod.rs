@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod device;
 mod revoke;
 mod token;
+pub mod views;
 
 use axum::{
     Json, Router,
@@ -19,6 +20,20 @@ use crate::{auth::PORTAL_CLIENT, error::Result, state::AppState, store};
 
 pub use token::{check_client, password_login, signed_in};
 
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    metadata,
+    jwks,
+    token::token,
+    revoke::revoke,
+    revoke::introspect,
+    authorize::authorize,
+    authorize::resume,
+    device::device_authorization,
+))]
+pub struct Doc;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
@@ -32,6 +47,16 @@ pub fn router() -> Router<AppState> {
         .route("/device", get(device::device_page).post(device::device_decide))
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    operation_id = "serverMetadata",
+    tag = "oauth",
+    summary = "Authorization server metadata (RFC 8414)",
+    responses(
+        (status = 200, description = "metadata", body = crate::oauth::views::ServerMetadata),
+    ),
+)]
 async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "issuer": state.issuer(),
@@ -59,6 +84,16 @@ async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "oauth",
+    summary = "Token-signing public keys (JWKS)",
+    responses(
+        (status = 200, description = "the key set", body = crate::oauth::views::JWKS, content_type = "application/jwk-set+json"),
+    ),
+)]
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "public, max-age=300")],

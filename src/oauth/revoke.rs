@@ -20,11 +20,44 @@ use crate::{
     tokens::{self, ACCESS_TYP, AccessClaims, REFRESH_PREFIX},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenParam {
+    #[schema(min_length = 1, required = true, nullable = false)]
     token: Option<String>,
+    /// accepted and ignored (any value): every kind of token is looked up
+    #[allow(dead_code)]
+    #[schema(nullable = false)]
+    token_type_hint: Option<String>,
 }
 
+/// The OAuth errors of this endpoint (RFC 6749 §5.2 form).
+pub struct RevokeErrors;
+impl utoipa::IntoResponses for RevokeErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::api_doc::oauth_errors(&[(
+            400,
+            "No token",
+            &[("invalid_request", "`token` missing or empty, or the body is not a form")],
+        )])
+    }
+}
+problems!(RevokeProblems:
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    operation_id = "revoke",
+    tag = "oauth",
+    summary = "Revoke a token (RFC 7009)",
+    description = "A refresh token ends its whole family (session): every access token of it introspects as inactive and is refused. An access token is revoked by its `jti`.",
+    request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "revoked, or the token was unknown or invalid (RFC 7009 §2.2); empty body"),
+        RevokeProblems,
+        RevokeErrors,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn revoke(State(state): State<AppState>, OAuthForm(form): OAuthForm<TokenParam>) -> Response {
     let Some(token) = form.token.filter(|t| !t.is_empty()) else {
@@ -57,6 +90,35 @@ async fn revoke_token(state: &AppState, token: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The OAuth errors of this endpoint (RFC 6749 §5.2 form).
+pub struct IntrospectErrors;
+impl utoipa::IntoResponses for IntrospectErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::api_doc::oauth_errors(&[(
+            400,
+            "No token",
+            &[("invalid_request", "`token` missing or empty, or the body is not a form")],
+        )])
+    }
+}
+problems!(IntrospectProblems:
+    401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    operation_id = "introspect",
+    tag = "oauth",
+    summary = "Introspect a token (RFC 7662)",
+    request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the token's state", body = crate::oauth::views::Introspection),
+        IntrospectProblems,
+        IntrospectErrors,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn introspect(
     State(state): State<AppState>,

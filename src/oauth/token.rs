@@ -18,16 +18,38 @@ use crate::{
     tokens::{self, Amr, TokenResponse},
 };
 
-#[derive(Deserialize)]
+/// The form of every grant; which fields a grant takes is in the request body's description.
+/// `refresh_token` spends the token and returns a new pair (a spent token presented again revokes
+/// its whole family); the password grant is refused with `sso_required` for users of an entity with
+/// SSO enabled; the device grant answers `authorization_pending` until the user decides.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TokenRequest)]
 pub struct TokenForm {
+    /// `password`, `refresh_token`, `authorization_code` or `urn:ietf:params:oauth:grant-type:device_code`
     grant_type: Option<String>,
+    /// the product's SKU, or `portal`
+    #[schema(min_length = 1)]
     client_id: Option<String>,
+    /// password grant: the email
+    #[schema(min_length = 1)]
     username: Option<String>,
+    /// password grant
+    #[schema(min_length = 1)]
     password: Option<String>,
+    /// refresh_token grant
+    #[schema(min_length = 1)]
     refresh_token: Option<String>,
+    /// authorization_code grant
+    #[schema(min_length = 1)]
     code: Option<String>,
+    /// authorization_code grant: the PKCE verifier
+    #[schema(min_length = 43, max_length = 128)]
     code_verifier: Option<String>,
+    /// authorization_code grant
+    #[schema(min_length = 1)]
     redirect_uri: Option<String>,
+    /// device_code grant
+    #[schema(min_length = 1)]
     device_code: Option<String>,
 }
 
@@ -37,6 +59,60 @@ fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str> {
     v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_request(format!("`{name}` is required")))
 }
 
+/// The OAuth errors of this endpoint (RFC 6749 §5.2 form).
+pub struct TokenErrors;
+impl utoipa::IntoResponses for TokenErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::api_doc::oauth_errors(&[
+            (
+                400,
+                "The grant was refused",
+                &[
+                    ("invalid_request", "a required field is missing, or the body is not a form"),
+                    (
+                        "invalid_grant",
+                        "wrong email or password; unknown, spent, expired, revoked or other-client refresh token, code or device code; PKCE verifier mismatch; account gone",
+                    ),
+                    ("unsupported_grant_type", "`grant_type` is none of the four"),
+                    (
+                        "sso_required",
+                        "the address is in a verified domain of an entity with SSO on: a password grant, or an authorization code, device code or refresh token that stems from a password sign-in; `login_url` says where",
+                    ),
+                    ("authorization_pending", "device grant: the user has not approved yet"),
+                    ("slow_down", "device grant: polled faster than `interval`; the body carries the new `interval`"),
+                    ("access_denied", "device grant: the user denied the request"),
+                    ("expired_token", "device grant: the device code expired"),
+                ],
+            ),
+            (
+                401,
+                "Unknown client",
+                &[(
+                    "invalid_client",
+                    "`client_id` missing (where required) or not `portal` nor a registered product's SKU",
+                )],
+            ),
+            (429, "Password grant throttled after repeated failures", &[("slow_down", "wait `Retry-After` seconds")]),
+        ])
+    }
+}
+problems!(TokenProblems:
+    500 internal,
+);
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    operation_id = "token",
+    tag = "oauth",
+    summary = "Token endpoint (password, refresh_token, authorization_code, device_code grants)",
+    description = "Public clients (no client authentication). Products use their SKU as `client_id`; the web portal and admin scripts use `portal`.",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded", description = "Form fields per grant:\n- `password`: `username` (email), `password`, `client_id`\n- `refresh_token`: `refresh_token`, optional `client_id`\n- `authorization_code`: `code`, `code_verifier` (PKCE S256), `redirect_uri`, `client_id`\n- `urn:ietf:params:oauth:grant-type:device_code`: `device_code`, `client_id`"),
+    responses(
+        (status = 200, description = "tokens issued (`Cache-Control: no-store`)", body = crate::oauth::views::TokenResponse, headers(("Cache-Control" = String, description = "`no-store`"))),
+        TokenProblems,
+        TokenErrors,
+    ),
+)]
 #[tracing::instrument(skip_all, fields(grant_type))]
 pub async fn token(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@ pub mod jws;
 pub mod offline;
 pub mod server;
 pub mod vendor;
+pub mod views;
 
 use axum::{
     Router,
@@ -27,6 +28,19 @@ pub use server::{Local, SeatRule, seat_rule};
 /// Longest an entitlement or offline license file is valid: one year (less when the license ends
 /// sooner). A new file is one request away.
 pub const MAX_FILE_LIFE_MS: i64 = 365 * 86_400_000;
+
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    vendor::license_jwks,
+    vendor::export_json,
+    vendor::usage_json,
+    vendor::return_json,
+    offline::issue_json,
+    offline::return_json,
+    server::import_json,
+))]
+pub struct Doc;
 
 pub fn router() -> axum::Router<crate::state::AppState> {
     Router::new()

@@ -46,12 +46,43 @@ fn fingerprint_hash(state: &AppState, user_id: &str, fingerprint: &str) -> Strin
     state.master.keyed_hash(&[b"offline-fingerprint", user_id.as_bytes(), fingerprint.as_bytes()])
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OfflineRequest)]
 pub struct IssueBody {
+    /// what `latchkey product offline-request` printed
     request: String,
 }
 
+problems!(IssueOfflineLicenseProblems:
+    401 unauthorized,
+    404 not_found,
+    403 offline_not_allowed,
+    403 not_an_administrator,
+    403 wrong_audience,
+    409 seat_in_use "the user's seat is in use online or offline on another computer",
+    409 offline_active,
+    410 license_expired,
+    422 invalid_request_file,
+    422 wrong_product,
+    422 not_assigned "the user is not assigned this license",
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/offline",
+    operation_id = "issueOfflineLicense",
+    tag = "private networks",
+    summary = "Issue an offline license file for one computer",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = IssueBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the license file; it takes the user's seat until returned or expired", body = crate::onprem::views::OfflineLicense),
+        IssueOfflineLicenseProblems,
+    ),
+)]
 /// `POST /api/v1/licenses/{id}/offline`: a license file for the computer of an activation request.
 #[tracing::instrument(skip_all)]
 pub async fn issue_json(
@@ -176,12 +207,36 @@ pub fn deactivation_code(jti: &str, license_id: &str, fingerprint: &str) -> Stri
     jws::encode_b64_json(&json!({ "jti": jti, "license_id": license_id, "fingerprint": fingerprint }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OfflineReturn)]
 pub struct ReturnBody {
+    /// what `latchkey product offline-return` printed
     deactivation: String,
 }
 
+problems!(ReturnOfflineLicenseProblems:
+    401 unauthorized,
+    404 not_found,
+    409 already_returned,
+    422 invalid_deactivation,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/offline/return",
+    operation_id = "returnOfflineLicense",
+    tag = "private networks",
+    summary = "Free an offline license's seat with its deactivation code (works once)",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = ReturnBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the seat is free", body = crate::onprem::views::OfflineReturned),
+        ReturnOfflineLicenseProblems,
+    ),
+)]
 /// `POST /api/v1/licenses/{id}/offline/return`: the computer gave its offline license back; its
 /// seat is free again. A deactivation code works once.
 #[tracing::instrument(skip_all)]

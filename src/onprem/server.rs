@@ -435,12 +435,37 @@ fn already_imported() -> ApiError {
     ApiError::conflict("already_imported", "this entitlement was imported here before; a file is imported once")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EntitlementImport)]
 pub struct ImportBody {
     entitlement: String,
 }
 
+problems!(ImportEntitlementProblems:
+    401 unauthorized,
+    404 not_found,
+    409 already_imported,
+    409 not_on_premise_server,
+    409 license_mismatch,
+    422 invalid_file "not an entitlement",
+    422 invalid_signature "not signed by the vendor's license key, or changed",
+    422 wrong_server "bound to another server",
+    422 entitlement_expired,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/onprem/entitlements",
+    operation_id = "importEntitlement",
+    tag = "private networks",
+    summary = "Import an entitlement (on an on-premise server)",
+    request_body(content = ImportBody),
+    security(("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the license is served here", body = crate::onprem::views::EntitlementImported),
+        ImportEntitlementProblems,
+    ),
+)]
 /// `POST /api/v1/onprem/entitlements` (operator key of the on-premise server).
 #[tracing::instrument(skip_all)]
 pub async fn import_json(

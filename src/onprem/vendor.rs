@@ -25,6 +25,17 @@ use crate::{
     tokens::license_keys,
 };
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/latchkey-license-keys.json",
+    operation_id = "licenseKeys",
+    tag = "private networks",
+    summary = "The license signing keys (JWKS)",
+    description = "Ed25519 keys that sign entitlements and offline license files; a superseded key stays while anything it signed is valid.",
+    responses(
+        (status = 200, description = "a JWKS document", body = crate::oauth::views::JWKS),
+    ),
+)]
 /// `GET /.well-known/latchkey-license-keys.json`: the license signing keys as a JWKS.
 pub async fn license_jwks(State(state): State<AppState>) -> Result<Response> {
     let v = license_keys::jwks(&state.db, state.now()).await?;
@@ -64,12 +75,40 @@ pub fn parse_fingerprint(text: &str) -> Result<Fingerprint> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OnPremExport)]
 pub struct ExportBody {
+    /// what `latchkey onprem fingerprint` printed on the server
     fingerprint: String,
 }
 
+problems!(ExportOnPremiseProblems:
+    401 unauthorized,
+    404 not_found,
+    403 onprem_not_allowed,
+    403 not_an_administrator,
+    403 wrong_audience,
+    409 license_on_premise,
+    410 license_expired,
+    422 invalid_fingerprint,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/onprem",
+    operation_id = "exportOnPremise",
+    tag = "private networks",
+    summary = "Move a floating license to an on-premise server",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = ExportBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the entitlement file for that server", body = crate::onprem::views::OnPremEntitlement),
+        ExportOnPremiseProblems,
+    ),
+)]
 /// `POST /api/v1/licenses/{id}/onprem`: move a floating license to an on-premise server.
 #[tracing::instrument(skip_all)]
 pub async fn export_json(
@@ -201,12 +240,38 @@ fn signer_of<T: serde::de::DeserializeOwned>(
     Err(file_error(what, err))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OnPremUsage)]
 pub struct UsageBody {
+    /// what `latchkey onprem usage` wrote
     usage: String,
 }
 
+problems!(ImportOnPremiseUsageProblems:
+    401 unauthorized,
+    404 not_found,
+    409 not_on_premise,
+    422 invalid_file,
+    422 invalid_signature,
+    422 wrong_server,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/onprem/usage",
+    operation_id = "importOnPremiseUsage",
+    tag = "private networks",
+    summary = "Import an on-premise server's usage file",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = UsageBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the days imported", body = crate::onprem::views::OnPremUsageImported),
+        ImportOnPremiseUsageProblems,
+    ),
+)]
 /// `POST /api/v1/licenses/{id}/onprem/usage`: import a server's usage file into the license's
 /// usage report (a day reported again replaces the earlier figures).
 #[tracing::instrument(skip_all)]
@@ -301,13 +366,40 @@ async fn import_usage(
     Ok(Json(json!({ "license_id": license.id, "days": days.len(), "from": claims.from, "to": claims.to })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OnPremReturn)]
 pub struct ReturnBody {
+    /// what `latchkey onprem return` wrote
     #[serde(rename = "return")]
     file: String,
 }
 
+problems!(ReturnOnPremiseProblems:
+    401 unauthorized,
+    404 not_found,
+    409 return_used,
+    409 not_on_premise,
+    422 invalid_file "not a return file, or for an entitlement never issued",
+    422 invalid_signature,
+    422 wrong_server "the file is for another server or license",
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{id}/onprem/return",
+    operation_id = "returnOnPremise",
+    tag = "private networks",
+    summary = "Take a license back from an on-premise server (a return file works once)",
+    params(
+        ("id" = String, Path, description = "the license's id"),
+    ),
+    request_body(content = ReturnBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the license is online again", body = crate::onprem::views::OnPremReturned),
+        ReturnOnPremiseProblems,
+    ),
+)]
 /// `POST /api/v1/licenses/{id}/onprem/return`: the server gave the license back; it is available
 /// online again. A return file works once.
 #[tracing::instrument(skip_all)]

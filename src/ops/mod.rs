@@ -9,7 +9,21 @@ use axum::{
     routing::get,
 };
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use crate::{error::ApiError, state::AppState, store};
+
+/// The answer of the health and readiness checks.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    status: &'static str,
+}
+
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, metrics, openapi,))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,20 +34,51 @@ pub fn router() -> Router<AppState> {
         .fallback(not_found)
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "Process is up",
+    responses(
+        (status = 200, description = "the process is up", body = crate::ops::Status),
+    ),
+)]
 async fn healthz() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], axum::Json(serde_json::json!({ "status": "ok" })))
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(Status { status: "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "Database is reachable",
+    responses(
+        (status = 200, description = "the database answers (`{\"status\":\"ready\"}`)", body = crate::ops::Status),
+        (status = 503, description = "the database is unreachable (`{\"status\":\"database unreachable\"}`)", body = crate::ops::Status),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" }))),
+        Ok(()) => (StatusCode::OK, axum::Json(Status { status: "ready" })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "database unreachable" })))
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Status { status: "database unreachable" }))
         }
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let pending = store::outbox::pending_count(&state.db.pool).await.unwrap_or(-1);
     let pool_size = i64::from(state.db.pool.size());
@@ -46,12 +91,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
-const OPENAPI: &str = include_str!("openapi.json");
-
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This document",
+    responses(
+        (status = 200, description = "the OpenAPI 3.1 document, with `servers` set to this server's public URL", body = Object),
+    ),
+)]
 async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
-    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
-    doc["servers"] = serde_json::json!([{ "url": state.base_url }]);
-    ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc))
+    (
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")],
+        state.openapi.clone(),
+    )
 }
 
 async fn not_found() -> ApiError {

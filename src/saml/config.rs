@@ -27,21 +27,35 @@ use crate::{
 
 /// The body of PUT and PATCH. Every member is optional here: PUT fills the defaults and requires
 /// `vendor` and the metadata, PATCH applies what is present.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = SsoConfigInput)]
 pub struct SsoBody {
     pub vendor: Option<String>,
+    /// the IdP's SAML 2.0 metadata (EntityDescriptor, or an EntitiesDescriptor holding one IdP); it must carry an unexpired signing certificate and an SSO endpoint
+    #[schema(min_length = 1)]
     pub idp_metadata_xml: Option<String>,
+    /// https:// URL of the IdP's metadata: fetched now and every LATCHKEY_METADATA_REFRESH (exactly one of this and idp_metadata_xml)
+    #[schema(format = "uri")]
     pub idp_metadata_url: Option<String>,
+    /// the entity's email domains (default none); the operator's list verifies them, an administrator's claims them. Only verified domains route sign-ins and decide which IdP signs an address in; a verified domain belongs to one entity; public mail providers cannot be claimed; the list replaces the previous one
+    #[schema(max_items = 100)]
     pub email_domains: Option<Vec<String>>,
+    /// the assertion attribute that holds the email; null or empty: the vendor's default
+    #[schema(max_length = 256)]
     #[serde(default, deserialize_with = "nullable")]
     pub email_attribute: Option<Option<String>>,
+    /// true: every address in the entity's verified domains signs in through this IdP only (default false). An administrator needs a passed test sign-in first (409 `sso_untested`).
     pub enabled: Option<bool>,
+    /// accept IdP-initiated responses; absent or null: true
     pub allow_idp_initiated: Option<bool>,
+    /// create accounts at first sign-in for addresses of the verified domains; absent or null: false
     pub jit_accounts: Option<bool>,
+    /// accept SHA-1 signatures; absent or null: false
     pub allow_sha1: Option<bool>,
     /// Anything else: only the view's read-only members are accepted (ignored), so a GET can be
     /// edited and PUT back; any other member is a mistake worth reporting.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub rest: serde_json::Map<String, Value>,
 }
 
@@ -182,6 +196,30 @@ fn not_configured(slug: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "sso_not_configured", format!("{slug} has no SSO configuration yet"))
 }
 
+problems!(GetSsoProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    404 sso_not_configured,
+    500 internal,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/sso",
+    operation_id = "getSso",
+    tag = "sso",
+    summary = "Get the entity's SSO (SAML 2.0) configuration",
+    description = "Another entity's configuration answers 404 `not_found`, like a missing entity.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the configuration and what to give the IdP (SP entity id, ACS URL, metadata URL)", body = crate::saml::views::SsoConfig),
+        GetSsoProblems,
+    ),
+)]
 pub async fn get_sso(
     State(state): State<AppState>,
     admin: Admin,
@@ -192,6 +230,38 @@ pub async fn get_sso(
     Ok(Json(view(&state, &e, &c).await?))
 }
 
+problems!(PutSsoProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    409 domain_taken,
+    409 sso_untested,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request "the JSON does not fit the schema (missing or unknown member, wrong type), a value is out of range, both or neither of `idp_metadata_xml` and `idp_metadata_url`, or `idp_metadata_url` (not supported by this server yet)",
+    422 invalid_metadata,
+    422 public_domain,
+    500 internal,
+);
+#[utoipa::path(
+    put,
+    path = "/api/v1/entities/{slug}/sso",
+    operation_id = "putSso",
+    tag = "sso",
+    summary = "Replace the entity's SSO (SAML 2.0) configuration",
+    description = "Replaces the whole configuration: members not sent take their defaults (`email_domains` [], `email_attribute` the vendor's preset, `enabled` false, `allow_idp_initiated` true, `jit_accounts` false, `allow_sha1` false). Domains sent with the operator key are verified; an administrator's are claims (verified ones stay verified). A domain verified for another entity is taken; a mere claim blocks nobody. An administrator may set `enabled` true only once a test sign-in (POST .../sso/test) with this IdP configuration passed; the operator key may without. While enabled, every address in the entity's verified domains signs in through its IdP only: password grants and password sign-ins are refused, and the password sessions and refresh tokens of those addresses end.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    request_body(content = SsoBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the stored configuration", body = crate::saml::views::SsoConfig),
+        PutSsoProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn put_sso(
     State(state): State<AppState>,
@@ -204,6 +274,39 @@ pub async fn put_sso(
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Replace).await
 }
 
+problems!(PatchSsoProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found,
+    404 sso_not_configured,
+    409 domain_taken,
+    409 sso_untested,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request "the JSON does not fit the schema (missing or unknown member, wrong type), a value is out of range, both or neither of `idp_metadata_xml` and `idp_metadata_url`, or `idp_metadata_url` (not supported by this server yet)",
+    422 invalid_metadata,
+    422 public_domain,
+    500 internal,
+);
+#[utoipa::path(
+    patch,
+    path = "/api/v1/entities/{slug}/sso",
+    operation_id = "patchSso",
+    tag = "sso",
+    summary = "Change some members of the entity's SSO configuration",
+    description = "Changes only the members it names (`{\"enabled\":false}`); `email_attribute: null` returns to the vendor's preset; `email_domains` replaces the list (the operator's verifies it). The same rules as PUT for domains and for enabling.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    request_body(content = SsoBody),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the stored configuration", body = crate::saml::views::SsoConfig),
+        PatchSsoProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn patch_sso(
     State(state): State<AppState>,
@@ -216,6 +319,30 @@ pub async fn patch_sso(
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Patch).await
 }
 
+problems!(DeleteSsoProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    500 internal,
+    404 not_found,
+    404 sso_not_configured,
+);
+#[utoipa::path(
+    delete,
+    path = "/api/v1/entities/{slug}/sso",
+    operation_id = "deleteSso",
+    tag = "sso",
+    summary = "Remove the entity's SSO configuration",
+    description = "Removes the configuration, its email domains (verified ones included) and pending sign-ins. SAML is off at once (login and ACS answer 404 `sso_disabled`), users sign in with passwords again, and sessions its IdP signed in end.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 204, description = "removed"),
+        DeleteSsoProblems,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn delete_sso(
     State(state): State<AppState>,
@@ -538,6 +665,30 @@ pub fn test_link_ok(state: &AppState, entity_id: &str, expires_at: Millis, sig: 
         && crate::crypto::ct_eq(test_mac(state, entity_id, expires_at).as_bytes(), sig.as_bytes())
 }
 
+problems!(StartSsoTestProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    500 internal,
+    404 not_found,
+    404 sso_not_configured,
+);
+#[utoipa::path(
+    post,
+    path = "/api/v1/entities/{slug}/sso/test",
+    operation_id = "startSsoTest",
+    tag = "sso",
+    summary = "Start a test sign-in with the saved SSO configuration",
+    description = "Opening `url` in a browser runs a real SP-initiated sign-in against the saved configuration, enabled or not, and ends on a page that shows what the IdP sent (issuer, NameID, attributes, the email latchkey would use, what a real sign-in would do) or exactly why it was refused. It signs no one in. A passing test lets an administrator enable this IdP configuration. The link works for 30 minutes and may be opened again.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the link to open", body = crate::saml::views::SsoTest),
+        StartSsoTestProblems,
+    ),
+)]
 /// `POST /api/v1/entities/{slug}/sso/test` → `{"url"}`: opening the URL runs a real
 /// SP-initiated sign-in against the saved configuration (enabled or not) and ends on a page
 /// that shows what the IdP sent, or why it was refused. It signs no one in. The link is a MAC
@@ -563,6 +714,30 @@ pub fn test_link(state: &AppState, e: &Entity, now: Millis) -> (String, Millis) 
     (format!("/saml/{}/test?{q}", e.slug), expires_at)
 }
 
+problems!(ListSsoFailuresProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    500 internal,
+    404 not_found,
+    404 sso_not_configured,
+);
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/sso/failures",
+    operation_id = "listSsoFailures",
+    tag = "sso",
+    summary = "Refused SAML responses of the last 7 days",
+    description = "Newest first; at most 1000 are kept per entity. `issuer` and `name_id` are what the response claimed: verified when its signature held, as written otherwise.",
+    params(
+        ("slug" = String, Path, description = "the entity's slug", max_length = 63),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the refusals", body = Vec<crate::saml::views::SsoFailure>),
+        ListSsoFailuresProblems,
+    ),
+)]
 /// `GET /api/v1/entities/{slug}/sso/failures`: refused SAML responses of the last 7 days, newest first.
 pub async fn list_failures(
     State(state): State<AppState>,

@@ -31,6 +31,7 @@ mod xml;
 
 #[cfg(test)]
 mod test_support;
+pub mod views;
 
 use axum::{
     Router,
@@ -98,6 +99,18 @@ pub fn warm_up() -> anyhow::Result<()> {
 use crate::state::AppState;
 
 pub use policy::{sso_entity_for_email, sso_login_url_for, sso_login_url_for_email};
+
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    config::get_sso,
+    config::put_sso,
+    config::patch_sso,
+    config::delete_sso,
+    config::start_test,
+    config::list_failures,
+))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new()

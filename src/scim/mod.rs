@@ -15,6 +15,7 @@ pub mod patch;
 pub mod sync;
 mod tokens;
 mod users;
+pub mod views;
 
 use axum::{
     Router,
@@ -43,6 +44,11 @@ pub const SCIM_JSON: &str = "application/scim+json";
 pub const MAX_BODY: usize = 256 * 1024;
 /// The most resources one list answers (`count` is capped to it).
 pub const MAX_COUNT: i64 = 200;
+
+/// The OpenAPI description of this router's JSON routes (one entry per handler it routes).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(tokens::create, tokens::list, tokens::revoke,))]
+pub struct Doc;
 
 pub fn router() -> Router<AppState> {
     Router::new()

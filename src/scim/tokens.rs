@@ -18,12 +18,32 @@ use crate::{
 pub const TOKEN_PREFIX: &str = "lk_scim_";
 const MAX_TOKENS: usize = 20;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewScimToken)]
 pub struct NewToken {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/entities/{slug}/scim-tokens",
+    operation_id = "createScimToken",
+    tag = "scim",
+    summary = "Make a SCIM token for the entity's IdP (shown once)",
+    params(
+        ("slug" = String, Path, description = "the entity's slug"),
+    ),
+    request_body(content = NewToken),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 201, description = "the token", body = crate::scim::views::ScimTokenCreated),
+        (status = 404, description = "no such entity (or not one the caller administers)", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`too_many_scim_tokens`: 20 live tokens", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_request`: a bad name", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -69,6 +89,21 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/entities/{slug}/scim-tokens",
+    operation_id = "listScimTokens",
+    tag = "scim",
+    summary = "The entity's SCIM tokens (never the tokens themselves)",
+    params(
+        ("slug" = String, Path, description = "the entity's slug"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 200, description = "the tokens", body = Vec<crate::scim::views::ScimToken>),
+        (status = 404, description = "no such entity", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): ApiPath<String>) -> Result<Json<Value>> {
     let e = admin.entity(&state, &slug).await?;
     let rows = store::scim::tokens_of(&state.db.pool, &e.id).await?;
@@ -87,6 +122,22 @@ pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): Ap
     Ok(Json(Value::Array(items)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/entities/{slug}/scim-tokens/{id}",
+    operation_id = "revokeScimToken",
+    tag = "scim",
+    summary = "Revoke a SCIM token at once",
+    params(
+        ("slug" = String, Path, description = "the entity's slug"),
+        ("id" = String, Path, description = "the token's id"),
+    ),
+    security(("bearer" = []), ("operatorKey" = [])),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 404, description = "no such live token", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn revoke(
     State(state): State<AppState>,
