@@ -83,6 +83,7 @@ pub mod codes {
         "no or malformed `Authorization`, unknown operator key, or an invalid, expired or revoked access token";
     pub const unknown_group: &str = "the entity has no group of that name";
     pub const unknown_product: &str = "no product with that SKU";
+    pub const too_many_scim_tokens: &str = "the entity has 20 live SCIM tokens";
     pub const unsupported_media_type: &str = "the body was not sent as `application/json`";
     pub const user_token_required: &str = "an operator key was sent; this endpoint takes a user's access token";
     pub const weak_password: &str = "shorter than 12 characters, longer than 1024 bytes, the email, a sequence, one repeated character or a very common password";

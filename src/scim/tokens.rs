@@ -26,6 +26,18 @@ pub struct NewToken {
     name: String,
 }
 
+problems!(CreateScimTokenProblems:
+    400 invalid_json,
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found "no such entity (or not one the caller administers)",
+    409 too_many_scim_tokens,
+    413 body_too_large,
+    415 unsupported_media_type,
+    422 invalid_request "a bad name, or the JSON does not fit the schema",
+    500 internal,
+);
 #[utoipa::path(
     post,
     path = "/api/v1/entities/{slug}/scim-tokens",
@@ -39,9 +51,7 @@ pub struct NewToken {
     security(("bearer" = []), ("operatorKey" = [])),
     responses(
         (status = 201, description = "the token", body = crate::scim::views::ScimTokenCreated),
-        (status = 404, description = "no such entity (or not one the caller administers)", body = crate::api_doc::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`too_many_scim_tokens`: 20 live tokens", body = crate::api_doc::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_request`: a bad name", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+        CreateScimTokenProblems,
     ),
 )]
 #[tracing::instrument(skip_all)]
@@ -89,6 +99,13 @@ pub async fn create(
     ))
 }
 
+problems!(ListScimTokensProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found "no such entity (or not one the caller administers)",
+    500 internal,
+);
 #[utoipa::path(
     get,
     path = "/api/v1/entities/{slug}/scim-tokens",
@@ -101,7 +118,7 @@ pub async fn create(
     security(("bearer" = []), ("operatorKey" = [])),
     responses(
         (status = 200, description = "the tokens", body = Vec<crate::scim::views::ScimToken>),
-        (status = 404, description = "no such entity", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+        ListScimTokensProblems,
     ),
 )]
 pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): ApiPath<String>) -> Result<Json<Value>> {
@@ -122,6 +139,13 @@ pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): Ap
     Ok(Json(Value::Array(items)))
 }
 
+problems!(RevokeScimTokenProblems:
+    401 unauthorized,
+    403 wrong_audience,
+    403 not_an_administrator,
+    404 not_found "no such live token",
+    500 internal,
+);
 #[utoipa::path(
     delete,
     path = "/api/v1/entities/{slug}/scim-tokens/{id}",
@@ -135,7 +159,7 @@ pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): Ap
     security(("bearer" = []), ("operatorKey" = [])),
     responses(
         (status = 204, description = "revoked"),
-        (status = 404, description = "no such live token", body = crate::api_doc::Problem, content_type = "application/problem+json"),
+        RevokeScimTokenProblems,
     ),
 )]
 #[tracing::instrument(skip_all)]
