@@ -283,7 +283,48 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn json(base_url: &str) -> anyhow::Result<Vec<u8>> {
     let mut doc = document();
     doc.servers = Some(vec![utoipa::openapi::server::Server::new(base_url)]);
+    camel_case_links(&mut doc);
     Ok(serde_json::to_vec(&doc)?)
+}
+
+/// utoipa 5.5 writes a response link's fixed fields as `operation_id`, `operation_ref` and
+/// `request_body`; OpenAPI names them `operationId`, `operationRef` and `requestBody` (and a
+/// validator refuses the others). They are moved to those names here.
+fn camel_case_links(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            for response in op.responses.responses.values_mut() {
+                let RefOr::T(response) = response else { continue };
+                for link in response.links.values_mut() {
+                    let RefOr::T(link) = link else { continue };
+                    let mut fields = Vec::new();
+                    if !link.operation_id.is_empty() {
+                        fields.push(("operationId", serde_json::Value::from(std::mem::take(&mut link.operation_id))));
+                    }
+                    if !link.operation_ref.is_empty() {
+                        fields.push(("operationRef", serde_json::Value::from(std::mem::take(&mut link.operation_ref))));
+                    }
+                    if let Some(body) = link.request_body.take() {
+                        fields.push(("requestBody", body));
+                    }
+                    let extensions = link.extensions.get_or_insert_with(Default::default);
+                    for (name, value) in fields {
+                        extensions.insert(name.to_string(), value);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +357,21 @@ mod tests {
             }
         }
         assert!(ids.len() > 50, "{ids:?}");
+        // Response links name an operation of the document, in OpenAPI's spelling.
+        let mut links = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for r in op["responses"].as_object().unwrap().values() {
+                    for (name, link) in r["links"].as_object().into_iter().flatten() {
+                        assert!(link.get("operation_id").is_none(), "{name}: {link}");
+                        let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{name}: {link}"));
+                        assert!(ids.contains(target), "{name} links to {target}, which is no operation");
+                        links += 1;
+                    }
+                }
+            }
+        }
+        assert!(links > 5, "{links} links");
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
         assert_eq!(schemes["operatorKey"]["scheme"], "bearer");

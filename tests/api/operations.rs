@@ -156,3 +156,81 @@ async fn the_openapi_document_describes_every_route_and_no_other() {
     }
     assert!(problems.is_empty(), "openapi.json and the routers disagree:\n{}", problems.join("\n"));
 }
+
+/// Run tests/support/check_api_examples.py on the served document and the docs under `root`:
+/// its exit status and its report.
+fn check_examples(root: &std::path::Path) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("latchkey-openapi-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = dir.join("openapi.json");
+    std::fs::write(&doc, latchkey::api_doc::json("https://id.example.com").unwrap()).unwrap();
+    let out = std::process::Command::new(python())
+        .arg(repo_path("tests/support/check_api_examples.py"))
+        .arg(&doc)
+        .arg(root)
+        .output()
+        .expect("run tests/support/check_api_examples.py (`./x setup` installs its Python peers)");
+    let _ = std::fs::remove_dir_all(&dir);
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The document is valid OpenAPI 3.1, and the JSON examples of README.md and docs/ fit it: each
+/// ```json block is marked with the operation and status it shows (or skipped with a reason),
+/// and each curl command's JSON body is checked as the request of the operation it calls.
+#[test]
+fn the_docs_examples_fit_the_openapi_document() {
+    let (ok, report) = check_examples(&repo_path(""));
+    assert!(ok, "{report}");
+    let checked: usize = report.lines().last().and_then(|l| l.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(checked >= 25, "too few examples found: {report}");
+}
+
+/// The checker finds what it is for: an unmarked block, a member the schema does not name, a
+/// wrong type, a `...` in place of a value, a code the operation does not answer, and a curl
+/// body that breaks its request schema.
+#[test]
+fn the_examples_check_refuses_wrong_examples() {
+    let root = std::env::temp_dir().join(format!("latchkey-docs-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::write(root.join("README.md"), "# x\n").unwrap();
+    let page = r#"
+```json
+{"status":"ok"}
+```
+
+<!-- example: GET /api/v1/licenses/{id} 200 -->
+```json
+{"id":"0193...","entity":"acme","product":"readyapi","type":"fixed","seats":5,"assigned":2,"expires_at":null,
+ "group":null,"reassignments_left":5,"idle_timeout_minutes":null,"created_at":"2026-11-30T09:00:00Z","colour":"red"}
+```
+
+<!-- example: POST /api/v1/seats 201 -->
+```json
+{"lease_id":"l","license_id":"l","lease_token":"eyJ...","expires_at":"...","heartbeat_interval_s":"60",
+ "lease_ttl_s":300,"offline_grace_s":86400,"product":"readyapi","machine":"m"}
+```
+
+<!-- example: POST /api/v1/seats 409 -->
+```json
+{"type":"about:blank","title":"Conflict","status":409,"code":"seats_exhausted","detail":"d"}
+```
+
+```sh
+curl -s -X PATCH $U/api/v1/licenses/$LIC -H "$H" -H "$J" -d '{"idle_timeout_minute":30}'
+```
+"#;
+    std::fs::write(root.join("docs/page.md"), page).unwrap();
+    let (ok, report) = check_examples(&root);
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(!ok, "{report}");
+    for finding in [
+        "docs/page.md:2: a ```json block without",
+        "'colour' was unexpected",
+        "heartbeat_interval_s: '60' is not of type 'integer'",
+        "expires_at: '...' is not a 'date-time'",
+        "code: 'seats_exhausted' is not one of",
+        "'idle_timeout_minute' was unexpected",
+    ] {
+        assert!(report.contains(finding), "{finding} not in:\n{report}");
+    }
+}
