@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench --bench audit -- rates  --backend postgres --seconds 8 --rounds 3
 //! cargo bench --bench audit -- export --backend postgres --events 1000000
+//! cargo bench --bench audit -- pages  --backend postgres --events 10000000
 //! ```
 //!
 //! - `rates`: seat checkouts (16 clients, closed loop, a new computer each time, so each one
@@ -15,6 +16,11 @@
 //!   realistic sizes), then `GET /api/v1/audit?format=ndjson` read to the end: events per second,
 //!   MB per second, and the process's resident memory before and at its peak (VmRSS, VmHWM). A
 //!   tenth of the events is exported first, so the peaks of a small and a large export compare.
+//! - `pages`: `--events` events (10,000,000) spread over 100 chains (one of them the entity
+//!   `acme`'s), 8 actions and 500 actors over a week, written straight into the table; then
+//!   each filtered first page the API offers (no filter, an action, an actor, a UTC day, the
+//!   entity's log and its log for one action, a deep cursor, a filter that matches nothing), 50
+//!   events a page, p50/p99 of 100 requests each beside `/healthz` in the same round.
 //!
 //! The server runs in this process (the library, built with the bench profile, like the release
 //! binary), on port 0, with a real HTTP client on loopback; the client shares the machine's cores
@@ -186,6 +192,21 @@ async fn fixture(s: &Server, users: usize, seats: i64) -> (Vec<String>, Vec<Stri
     (emails, tokens)
 }
 
+/// Whether the answer had the expected status; the first few others are printed with their body,
+/// so a benchmark never counts refusals as work without saying why.
+async fn note(r: reqwest::Result<reqwest::Response>, want: u16) -> bool {
+    static SHOWN: AtomicU64 = AtomicU64::new(0);
+    let why = match r {
+        Ok(r) if r.status().as_u16() == want => return true,
+        Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+        Err(e) => format!("transport: {e}"),
+    };
+    if SHOWN.fetch_add(1, Ordering::Relaxed) < 5 {
+        eprintln!("unexpected answer: {}", why.chars().take(300).collect::<String>());
+    }
+    false
+}
+
 type Op = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync>;
 
 /// Operations per second of `op` in a closed loop, and how many failed.
@@ -229,7 +250,7 @@ async fn measure(backend: Backend, audit: bool, secs: u64) -> Value {
                 .json(&json!({ "product": "bench", "machine": format!("host-{i:07}") }))
                 .send()
                 .await;
-            matches!(r, Ok(r) if r.status().as_u16() == 201)
+            note(r, 201).await
         })
     });
     let (checkouts, checkout_errors) = closed_loop(16, dur, checkout).await;
@@ -241,7 +262,7 @@ async fn measure(backend: Backend, audit: bool, secs: u64) -> Value {
             let form =
                 [("grant_type", "password"), ("client_id", "bench"), ("username", email), ("password", PASSWORD)];
             let r = c.post(format!("{base}/oauth/token")).form(&form).send().await;
-            matches!(r, Ok(r) if r.status().is_success())
+            note(r, 200).await
         })
     });
     let (grants, grant_errors) = closed_loop(8, dur, grant).await;
@@ -321,17 +342,19 @@ async fn insert_events(s: &Server, backend: Backend, n: u64) {
                '[{\"id\":\"0193b5c4-7d2e-7a61-9f3e-2b8c1d4e5f60\",\"name\":null,\"type\":\"lease\"},\
                {\"id\":\"0193b5c4-7d2e-7a61-9f3e-2b8c1d4e5f61\",\"name\":null,\"type\":\"license\"}]', \
                '203.0.113.7', 'ReadyAPI/3.52.0 (Windows 11; x64)', 'req-' || x, \
-               '{\"machine\":\"host-' || x || '\",\"same_computer_again\":false}', x, \
+               '{\"machine\":\"host-' || x || '\",\"same_computer_again\":false}', x + LAST, \
                '5f2b8a1c9d3e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8', x + ";
     let sql = match backend {
         Backend::Postgres => format!(
             "INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
-             user_agent, request_id, details, seq, hash, seal_order) SELECT {row}{last} FROM generate_series(1, {n}) AS x"
+             user_agent, request_id, details, seq, hash, seal_order) SELECT {row}{last} FROM generate_series(1, {n}) AS x",
+            row = row.replace("LAST", &last.to_string())
         ),
         Backend::Sqlite => format!(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
              INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
-             user_agent, request_id, details, seq, hash, seal_order) SELECT {row}{last} FROM c"
+             user_agent, request_id, details, seq, hash, seal_order) SELECT {row}{last} FROM c",
+            row = row.replace("LAST", &last.to_string())
         ),
     };
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
@@ -387,6 +410,114 @@ async fn export(a: &Args) {
     s.stop().await;
 }
 
+/// `n` sealed events over 100 chains (every hundredth on `entity_chain`), 8 actions, 500 actors,
+/// one every 60 ms from 2027-01-15T08:00:00Z, written in batches of a million.
+async fn insert_spread_events(s: &Server, backend: Backend, entity_chain: &str, n: u64) {
+    latchkey::audit::seal_now(&s.state).await;
+    let pool = &s.state.db.pool;
+    let last: i64 =
+        sqlx::query_scalar("SELECT last_order FROM audit_sealer WHERE id = 1").fetch_one(pool).await.unwrap();
+    let row = format!(
+        "'ev-' || x, CASE WHEN x % 100 = 0 THEN '{entity_chain}' ELSE 'chain-' || (x % 100) END, \
+         CASE WHEN x % 100 = 0 THEN 'acme' ELSE 'entity-' || (x % 100) END, {START_MS} + x * 60, 'user', \
+         'u-' || (x % 500), 'user' || (x % 500) || '@acme.example', \
+         CASE x % 8 WHEN 0 THEN 'seat.checked_out' WHEN 1 THEN 'seat.released' WHEN 2 THEN 'user.signed_in' \
+         WHEN 3 THEN 'assignment.created' WHEN 4 THEN 'seat.denied' WHEN 5 THEN 'license.updated' \
+         WHEN 6 THEN 'user.sign_in_failed' ELSE 'seat.disconnected' END, \
+         '[{{\"id\":\"0193b5c4-7d2e-7a61-9f3e-2b8c1d4e5f60\",\"name\":null,\"type\":\"lease\"}}]', \
+         '203.0.113.7', 'ReadyAPI/3.52.0 (Windows 11; x64)', 'req-' || x, '{{\"machine\":\"host-' || x || '\"}}', \
+         x, '5f2b8a1c9d3e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8', x + {last}"
+    );
+    let cols = "id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, user_agent, request_id, \
+                details, seq, hash, seal_order";
+    let step = 1_000_000u64;
+    let mut from = 1;
+    while from <= n {
+        let to = (from + step - 1).min(n);
+        let sql = match backend {
+            Backend::Postgres => {
+                format!("INSERT INTO audit_events ({cols}) SELECT {row} FROM generate_series({from}, {to}) AS x")
+            }
+            Backend::Sqlite => format!(
+                "WITH RECURSIVE c(x) AS (SELECT {from} UNION ALL SELECT x + 1 FROM c WHERE x < {to}) \
+                 INSERT INTO audit_events ({cols}) SELECT {row} FROM c"
+            ),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+        from = to + 1;
+    }
+    sqlx::query("UPDATE audit_sealer SET last_order = last_order + $1 WHERE id = 1")
+        .bind(n as i64)
+        .execute(pool)
+        .await
+        .unwrap();
+    let analyze = if backend == Backend::Postgres { "ANALYZE audit_events" } else { "ANALYZE" };
+    sqlx::query(analyze).execute(pool).await.unwrap();
+}
+
+const START_MS: i64 = 1_800_000_000_000;
+
+/// p50 and p99 in ms of `n` sequential GETs of `path` (with the operator key), and the size of the
+/// last answer's page.
+async fn latency(c: &reqwest::Client, s: &Server, path: &str, n: usize) -> (f64, f64, usize) {
+    let mut ms = Vec::with_capacity(n);
+    let mut got = 0;
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let r = c.get(format!("{}{path}", s.base)).bearer_auth(&s.operator_key).send().await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        got = body["events"].as_array().map_or(0, Vec::len);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    (ms[n / 2], ms[(n * 99 / 100).min(n - 1)], got)
+}
+
+async fn pages(a: &Args) {
+    let s = Server::start(a.backend, true).await;
+    let c = client();
+    post(&c, &s, "/api/v1/entities", json!({ "slug": "acme", "name": "Acme", "admin_email": "admin@acme.example" }))
+        .await;
+    let chain: String =
+        sqlx::query_scalar("SELECT id FROM entities WHERE slug = 'acme'").fetch_one(&s.state.db.pool).await.unwrap();
+    let t0 = Instant::now();
+    insert_spread_events(&s, a.backend, &chain, a.events).await;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&s.state.db.pool).await.unwrap();
+    println!("{}", json!({ "scenario": "pages", "events": total, "insert_seconds": t0.elapsed().as_secs() }));
+    // A day in the middle of the week the events span.
+    let day = time::OffsetDateTime::from_unix_timestamp(START_MS / 1000 + 3 * 86_400).unwrap().date();
+    let deep = (a.events * 9 / 10).to_string();
+    let queries: Vec<(&str, String)> = vec![
+        ("first page, no filter", "/api/v1/audit?limit=50".into()),
+        ("one action (1/8)", "/api/v1/audit?limit=50&action=seat.released".into()),
+        ("one actor (1/500)", "/api/v1/audit?limit=50&actor=user7%40acme.example".into()),
+        ("one UTC day", format!("/api/v1/audit?limit=50&from={day}&to={day}")),
+        ("actor and day", format!("/api/v1/audit?limit=50&actor=user7%40acme.example&from={day}&to={day}")),
+        ("entity (1/100)", "/api/v1/entities/acme/audit?limit=50".into()),
+        ("entity and action (1/800)", "/api/v1/entities/acme/audit?limit=50&action=license.updated".into()),
+        ("entity, actor and day", format!("/api/v1/entities/acme/audit?limit=50&actor=u-100&from={day}&to={day}")),
+        ("deep cursor (90%)", format!("/api/v1/audit?limit=50&after={deep}")),
+        ("matches nothing", "/api/v1/audit?limit=50&action=no.such.action".into()),
+    ];
+    let rounds = 100;
+    for _ in 0..10 {
+        let _ = latency(&c, &s, "/healthz", 1).await;
+    }
+    for (name, path) in &queries {
+        let (bp50, bp99, _) = latency(&c, &s, "/healthz", rounds).await;
+        let (p50, p99, got) = latency(&c, &s, path, rounds).await;
+        println!(
+            "{}",
+            json!({ "scenario": "pages", "backend": format!("{:?}", a.backend), "query": name, "events_on_page": got,
+                    "p50_ms": (p50 * 10.0).round() / 10.0, "p99_ms": (p99 * 10.0).round() / 10.0,
+                    "healthz_p50_ms": (bp50 * 10.0).round() / 10.0, "healthz_p99_ms": (bp99 * 10.0).round() / 10.0 })
+        );
+    }
+    s.stop().await;
+}
+
 fn main() {
     let a = parse_args();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -394,7 +525,8 @@ fn main() {
         match a.scenario.as_str() {
             "rates" => rates(&a).await,
             "export" => export(&a).await,
-            o => panic!("unknown scenario {o} (rates, export)"),
+            "pages" => pages(&a).await,
+            o => panic!("unknown scenario {o} (rates, export, pages)"),
         }
     });
 }
