@@ -11,8 +11,9 @@ use axum::{
     http::{StatusCode, request::Parts},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::views;
 use crate::{
     audit::{self, Actor, Target},
     auth::{Admin, UserToken},
@@ -67,18 +68,18 @@ pub fn check_machine(m: &str) -> Result<&str> {
     Ok(m)
 }
 
-pub fn lease_response(state: &AppState, lease: &Lease, product: &str, machine: &str, token: String) -> Value {
-    json!({
-        "lease_id": lease.id,
-        "license_id": lease.license_id,
-        "product": product,
-        "lease_token": token,
-        "expires_at": clock::rfc3339(lease.expires_at),
-        "heartbeat_interval_s": state.config.heartbeat_interval.secs(),
-        "lease_ttl_s": state.config.lease_ttl.secs(),
-        "offline_grace_s": state.config.offline_grace.secs(),
-        "machine": machine,
-    })
+pub fn lease_response(state: &AppState, lease: &Lease, product: &str, machine: &str, token: String) -> views::Lease {
+    views::Lease {
+        lease_id: lease.id.clone(),
+        license_id: lease.license_id.clone(),
+        product: product.to_string(),
+        lease_token: token,
+        expires_at: clock::rfc3339(lease.expires_at),
+        heartbeat_interval_s: state.config.heartbeat_interval.secs(),
+        lease_ttl_s: state.config.lease_ttl.secs(),
+        offline_grace_s: state.config.offline_grace.secs(),
+        machine: machine.to_string(),
+    }
 }
 
 pub fn sign_lease(
@@ -322,7 +323,7 @@ pub async fn checkout_json(
     UserToken(claims): UserToken,
     ctx: audit::Context,
     ApiJson(body): ApiJson<Checkout>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::Lease>)> {
     let machine = check_machine(&body.machine)?;
     let ctx = ctx.by(Actor::user(&claims.sub, &claims.email));
     let (lease, token) = checkout(&state, &ctx, &claims.sub, &body.product, machine).await?;
@@ -390,7 +391,7 @@ pub async fn heartbeat_json(
     SignedUser(claims): SignedUser,
     ApiPath(lease_id): ApiPath<String>,
     OptionalJson(beat): OptionalJson<Heartbeat>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::HeartbeatResponse>> {
     let told_machine: Option<String> = beat.machine.as_deref().map(check_machine).transpose()?.map(str::to_string);
     let idle = beat.idle_seconds.unwrap_or(0);
     if !(0..=10 * 365 * 86_400).contains(&idle) {
@@ -450,15 +451,15 @@ pub async fn heartbeat_json(
         (None, None) => String::new(),
     };
     let token = sign_lease(&state, &claims.sub, &lease_id, &row.license_id, &row.product, &machine, now)?;
-    Ok(Json(json!({
-        "lease_id": lease_id,
-        "license_id": row.license_id,
-        "lease_token": token,
-        "expires_at": clock::rfc3339(expires_at),
-        "heartbeat_interval_s": state.config.heartbeat_interval.secs(),
-        "lease_ttl_s": state.config.lease_ttl.secs(),
-        "offline_grace_s": state.config.offline_grace.secs(),
-    })))
+    Ok(Json(views::HeartbeatResponse {
+        lease_id,
+        license_id: row.license_id,
+        lease_token: token,
+        expires_at: clock::rfc3339(expires_at),
+        heartbeat_interval_s: state.config.heartbeat_interval.secs(),
+        lease_ttl_s: state.config.lease_ttl.secs(),
+        offline_grace_s: state.config.offline_grace.secs(),
+    }))
 }
 
 /// Why a heartbeat found no live lease of the caller's.
@@ -633,28 +634,23 @@ pub async fn list_seats(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::SeatView>>> {
     let license = admin.license(&state, &id).await?;
     let now = state.now();
     let rows = leases_store::live_seats(&state.db.pool, &license.id, now).await?;
-    let seats: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = json!({
-                "lease_id": r.id,
-                "email": r.email,
-                "since": clock::rfc3339(r.created_at),
-                "last_heartbeat": clock::rfc3339(r.last_heartbeat_at),
-                "idle_seconds": r.idle_seconds,
-                "expires_at": clock::rfc3339(r.expires_at),
-            });
-            if !license.is_fixed() {
-                v["machine"] = json!(r.machine);
-            }
-            v
+    let seats = rows
+        .into_iter()
+        .map(|r| views::SeatView {
+            lease_id: r.id,
+            email: r.email,
+            machine: if license.is_fixed() { None } else { r.machine },
+            since: clock::rfc3339(r.created_at),
+            last_heartbeat: clock::rfc3339(r.last_heartbeat_at),
+            idle_seconds: r.idle_seconds,
+            expires_at: clock::rfc3339(r.expires_at),
         })
         .collect();
-    Ok(Json(Value::Array(seats)))
+    Ok(Json(seats))
 }
 
 /// An assignment was revoked: its holder's seats on that license end now.

@@ -226,58 +226,61 @@ pub struct Me {
     pub amr: Vec<String>,
 }
 
+/// A seat checked out (members in alphabetical order, as the answer has always had them).
 #[derive(Serialize, ToSchema)]
 pub struct Lease {
-    /// identifier (UUID)
-    pub lease_id: String,
-    /// identifier (UUID)
-    pub license_id: String,
-    /// JWT, `typ` `lease+jwt`, claims `lease_id`, `license_id`, `product`, `machine`, `sub`, `exp` = now + offline grace; lets the product run offline until then
-    pub lease_token: String,
     /// when the seat frees itself without a heartbeat
     #[schema(format = DateTime)]
     pub expires_at: String,
     pub heartbeat_interval_s: i64,
+    /// identifier (UUID)
+    pub lease_id: String,
+    /// JWT, `typ` `lease+jwt`, claims `lease_id`, `license_id`, `product`, `machine`, `sub`, `exp` = now + offline grace; lets the product run offline until then
+    pub lease_token: String,
     pub lease_ttl_s: i64,
+    /// identifier (UUID)
+    pub license_id: String,
+    pub machine: String,
     pub offline_grace_s: i64,
     pub product: String,
-    pub machine: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct HeartbeatResponse {
-    /// identifier (UUID)
-    pub lease_id: String,
-    /// identifier (UUID)
-    pub license_id: String,
-    /// JWT, `typ` `lease+jwt`, claims `lease_id`, `license_id`, `product`, `machine`, `sub`, `exp` = now + offline grace; lets the product run offline until then
-    pub lease_token: String,
     /// when the seat frees itself without a heartbeat
     #[schema(format = DateTime)]
     pub expires_at: String,
     pub heartbeat_interval_s: i64,
+    /// identifier (UUID)
+    pub lease_id: String,
+    /// JWT, `typ` `lease+jwt`, claims `lease_id`, `license_id`, `product`, `machine`, `sub`, `exp` = now + offline grace; lets the product run offline until then
+    pub lease_token: String,
     pub lease_ttl_s: i64,
+    /// identifier (UUID)
+    pub license_id: String,
     pub offline_grace_s: i64,
 }
 
+/// A live seat as an administrator sees it.
 #[derive(Serialize, ToSchema)]
 pub struct SeatView {
+    pub email: String,
+    /// RFC 3339, UTC, second precision
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub idle_seconds: i64,
+    /// RFC 3339, UTC, second precision
+    #[schema(format = DateTime)]
+    pub last_heartbeat: String,
     /// identifier (UUID)
     pub lease_id: String,
-    pub email: String,
     /// floating licenses only (absent for fixed ones)
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub machine: Option<String>,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub since: String,
-    /// RFC 3339, UTC, second precision
-    #[schema(format = DateTime)]
-    pub last_heartbeat: String,
-    pub idle_seconds: i64,
-    /// RFC 3339, UTC, second precision
-    #[schema(format = DateTime)]
-    pub expires_at: String,
 }
 
 #[derive(Serialize, ToSchema)]

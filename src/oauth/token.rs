@@ -108,7 +108,7 @@ problems!(TokenProblems:
     description = "Public clients (no client authentication). Products use their SKU as `client_id`; the web portal and admin scripts use `portal`.",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded", description = "Form fields per grant:\n- `password`: `username` (email), `password`, `client_id`\n- `refresh_token`: `refresh_token`, optional `client_id`\n- `authorization_code`: `code`, `code_verifier` (PKCE S256), `redirect_uri`, `client_id`\n- `urn:ietf:params:oauth:grant-type:device_code`: `device_code`, `client_id`"),
     responses(
-        (status = 200, description = "tokens issued (`Cache-Control: no-store`)", body = crate::oauth::views::TokenResponse, headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 200, description = "tokens issued (`Cache-Control: no-store`)", body = crate::tokens::TokenResponse, headers(("Cache-Control" = String, description = "`no-store`"))),
         TokenProblems,
         TokenErrors,
     ),

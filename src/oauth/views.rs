@@ -5,18 +5,6 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// a JWT (`typ` `at+jwt`, EdDSA or ES256, `kid` in the header) with `iss`, `sub`, `email`, `entity`, `aud` (= client_id), `client_id`, `iat`, `exp`, `jti`, `amr`, `sid`
-    pub access_token: String,
-    /// always `Bearer`
-    pub token_type: String,
-    /// seconds
-    pub expires_in: i64,
-    /// opaque (`lk_rt_...`), single use
-    pub refresh_token: String,
-}
-
 /// RFC 7662 answer. Inactive tokens (unknown, expired, revoked, spent) answer only `{"active": false}`.
 #[derive(Serialize, ToSchema)]
 pub struct Introspection {

@@ -34,11 +34,17 @@ pub struct AccessClaims {
     pub sid: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The answer of `POST /oauth/token`, as sent and as the OpenAPI document describes it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
+    /// a JWT (`typ` `at+jwt`, EdDSA or ES256, `kid` in the header) with `iss`, `sub`, `email`, `entity`, `aud` (= client_id), `client_id`, `iat`, `exp`, `jti`, `amr`, `sid`
     pub access_token: String,
+    /// always `Bearer`
+    #[schema(value_type = String, pattern = "^Bearer$")]
     pub token_type: &'static str,
+    /// seconds
     pub expires_in: i64,
+    /// opaque (`lk_rt_...`), single use
     pub refresh_token: String,
     /// The session (refresh family) the tokens belong to; not part of the response.
     #[serde(skip)]
