@@ -337,7 +337,7 @@ async fn insert_events(s: &Server, backend: Backend, n: u64) {
     let last: i64 =
         sqlx::query_scalar("SELECT last_order FROM audit_sealer WHERE id = 1").fetch_one(pool).await.unwrap();
     // One row as the API records it (sizes as in real events), varied by its number.
-    let row = "'ev-' || x, 'bench-chain', 'acme', 1800000000000 + x, 'user', 'u-' || (x % 500), \
+    let row = "'ev-' || (x + LAST), 'bench-chain', 'acme', 1800000000000 + x, 'user', 'u-' || (x % 500), \
                'user' || (x % 500) || '@acme.example', 'seat.checked_out', \
                '[{\"id\":\"0193b5c4-7d2e-7a61-9f3e-2b8c1d4e5f60\",\"name\":null,\"type\":\"lease\"},\
                {\"id\":\"0193b5c4-7d2e-7a61-9f3e-2b8c1d4e5f61\",\"name\":null,\"type\":\"license\"}]', \
