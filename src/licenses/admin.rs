@@ -7,7 +7,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{check_group_name, check_idle_minutes, check_seats, license_view, nullable, parse_time};
+use super::{check_group_name, check_idle_minutes, check_seats, license_view, nullable, parse_time, views};
 use crate::{
     accounts,
     audit::{self, Actor, Target},
@@ -69,9 +69,9 @@ pub async fn get_entity(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::Entity>> {
     let e = admin.entity(&state, &slug).await?;
-    Ok(Json(json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })))
+    Ok(Json(views::Entity::of(&e)))
 }
 
 problems!(ListLicensesProblems:
@@ -100,10 +100,10 @@ pub async fn list_licenses(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::License>>> {
     let e = admin.entity(&state, &slug).await?;
     let list = store::licenses::licenses_of_entity(&state.db.pool, &e.id).await?;
-    Ok(Json(Value::Array(list.iter().map(license_view).collect())))
+    Ok(Json(list.iter().map(license_view).collect()))
 }
 
 /// The entity's licenses, and how many seats of each are in use at `now` (by license id).
@@ -143,7 +143,7 @@ pub async fn get_license(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::License>> {
     Ok(Json(license_view(&admin.license(&state, &id).await?)))
 }
 
@@ -212,7 +212,7 @@ pub async fn patch_license(
     ctx: audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicensePatch>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::License>> {
     let license = admin.license(&state, &id).await?;
     if !admin.is_operator()
         && (body.seats.is_some()
@@ -322,9 +322,7 @@ pub async fn patch_license(
         .await?
         .ok_or_else(|| ApiError::internal("license vanished"))?;
     let mut view = license_view(&updated);
-    if let Some(report) = sync {
-        view["scim_sync"] = report.to_json();
-    }
+    view.scim_sync = sync.map(|report| report.to_json());
     Ok(Json(view))
 }
 
@@ -501,7 +499,7 @@ pub async fn assign_json(
     ctx: audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AssignBody>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::AssignAnswer>)> {
     let license = admin.license(&state, &id).await?;
     let ctx = ctx.by_admin(&admin);
     match (body.email, body.emails) {
@@ -512,11 +510,12 @@ pub async fn assign_json(
                 AssignOutcome::Assigned => StatusCode::CREATED,
                 AssignOutcome::AlreadyAssigned => StatusCode::OK,
             };
-            Ok((status, Json(json!({ "license_id": license.id, "email": email, "status": outcome_name(outcome) }))))
+            let one = views::AssignResult { email, license_id: license.id, status: outcome_name(outcome) };
+            Ok((status, Json(views::AssignAnswer::One(one))))
         }
         (None, Some(list)) => {
             let results = assign_many(&state, &ctx, &license.id, &list, state.now()).await?;
-            Ok((StatusCode::OK, Json(Value::Array(results.iter().map(BulkEntry::to_json).collect()))))
+            Ok((StatusCode::OK, Json(views::AssignAnswer::Many(results.into_iter().map(BulkEntry::view).collect()))))
         }
         _ => Err(ApiError::unprocessable("invalid_request", "send either `email` or `emails`")),
     }
@@ -555,13 +554,14 @@ impl BulkEntry {
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({ "email": self.email, "status": self.status, "http_status": self.http_status });
-        if let (Some(code), Some(detail)) = (self.code, &self.detail) {
-            v["code"] = json!(code);
-            v["detail"] = json!(detail);
+    pub fn view(self) -> views::BulkAssignEntry {
+        views::BulkAssignEntry {
+            code: self.code,
+            detail: self.detail,
+            email: self.email,
+            http_status: self.http_status,
+            status: self.status,
         }
-        v
     }
 }
 
@@ -630,14 +630,14 @@ pub async fn list_assignments(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::Assignment>>> {
     let license = admin.license(&state, &id).await?;
     let list = store::licenses::assignees(&state.db.pool, &license.id).await?;
-    let items: Vec<Value> = list
-        .iter()
-        .map(|a| json!({ "email": a.email, "user_id": a.user_id, "assigned_at": clock::rfc3339(a.created_at) }))
+    let items = list
+        .into_iter()
+        .map(|a| views::Assignment { assigned_at: clock::rfc3339(a.created_at), email: a.email, user_id: a.user_id })
         .collect();
-    Ok(Json(Value::Array(items)))
+    Ok(Json(items))
 }
 
 problems!(UnassignProblems:

@@ -12,7 +12,7 @@ use axum::{
     routing::{delete, get, post},
 };
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     clock::{self, Millis},
@@ -82,26 +82,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/entities/{slug}/reports/usage", get(reports::usage))
 }
 
-pub fn license_view(l: &License) -> Value {
-    json!({
-        "id": l.id,
-        "entity": l.entity_slug,
-        "product": l.product_sku,
-        "type": l.kind,
-        "seats": l.seats,
-        "assigned": l.assigned,
-        "expires_at": l.expires_at.map(clock::rfc3339),
-        "group": l.group_name,
-        "reassignments_left": if l.is_fixed() { Some((l.seats - l.changes_used).max(0)) } else { None },
-        "idle_timeout_minutes": l.idle_timeout_s.map(|s| s / 60),
-        "offline_allowed": l.offline_allowed != 0,
-        "onprem_allowed": l.onprem_allowed != 0,
-        "scim_group": l.scim_group_id,
+pub fn license_view(l: &License) -> views::License {
+    views::License {
+        id: l.id.clone(),
+        entity: l.entity_slug.clone(),
+        product: l.product_sku.clone(),
+        kind: l.kind.clone(),
+        seats: l.seats,
+        assigned: l.assigned,
+        expires_at: l.expires_at.map(clock::rfc3339),
+        group: l.group_name.clone(),
+        reassignments_left: if l.is_fixed() { Some((l.seats - l.changes_used).max(0)) } else { None },
+        idle_timeout_minutes: l.idle_timeout_s.map(|s| s / 60),
+        offline_allowed: l.offline_allowed != 0,
+        onprem_allowed: l.onprem_allowed != 0,
+        scim_group: l.scim_group_id.clone(),
+        scim_sync: None,
         // What the last synchronisation with the SCIM group could not do (none: everything was done).
-        "scim_sync_failures": l.scim_sync_report.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok())
-            .unwrap_or_else(|| json!([])),
-        "created_at": clock::rfc3339(l.created_at),
-    })
+        scim_sync_failures: l
+            .scim_sync_report
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r).ok())
+            .unwrap_or_else(|| Value::Array(Vec::new())),
+        created_at: clock::rfc3339(l.created_at),
+    }
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the member is absent (PATCH semantics).

@@ -2,9 +2,9 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{check_group_name, check_idle_minutes, check_seats, license_view, parse_time};
+use super::{check_group_name, check_idle_minutes, check_seats, license_view, parse_time, views};
 use crate::{
     accounts,
     audit::{self, Actor, Target},
@@ -28,10 +28,6 @@ pub fn check_slug(slug: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn entity_view(e: &Entity) -> Value {
-    json!({ "id": e.id, "slug": e.slug, "name": e.name, "created_at": clock::rfc3339(e.created_at) })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -78,7 +74,7 @@ pub async fn create_entity(
     op: Operator,
     ctx: audit::Context,
     ApiJson(body): ApiJson<NewEntity>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::EntityCreated>)> {
     check_slug(&body.slug)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -125,9 +121,15 @@ pub async fn create_entity(
     tx.commit().await?;
     state.wake_mailer();
     tracing::info!(entity = %entity.slug, "entity created");
-    let mut v = entity_view(&entity);
-    v["admin_email"] = json!(admin.email);
-    Ok((StatusCode::CREATED, Json(v)))
+    let e = views::Entity::of(&entity);
+    let created = views::EntityCreated {
+        admin_email: admin.email,
+        created_at: e.created_at,
+        id: e.id,
+        name: e.name,
+        slug: e.slug,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 problems!(ListEntitiesProblems:
@@ -146,9 +148,9 @@ problems!(ListEntitiesProblems:
         ListEntitiesProblems,
     ),
 )]
-pub async fn list_entities(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
+pub async fn list_entities(State(state): State<AppState>, _op: Operator) -> Result<Json<Vec<views::Entity>>> {
     let list = store::entities::list_entities(&state.db.pool).await?;
-    Ok(Json(Value::Array(list.iter().map(entity_view).collect())))
+    Ok(Json(list.iter().map(views::Entity::of).collect()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -159,10 +161,6 @@ pub struct NewProduct {
     sku: String,
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
-}
-
-fn product_view(p: &Product) -> Value {
-    json!({ "id": p.id, "sku": p.sku, "name": p.name, "client_id": p.sku, "created_at": clock::rfc3339(p.created_at) })
 }
 
 problems!(CreateProductProblems:
@@ -194,7 +192,7 @@ pub async fn create_product(
     op: Operator,
     ctx: audit::Context,
     ApiJson(body): ApiJson<NewProduct>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::Product>)> {
     let sku = body.sku.as_str();
     let ok = (2..=64).contains(&sku.len())
         && sku.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
@@ -227,7 +225,7 @@ pub async fn create_product(
         .record(&mut tx, &ctx.by(Actor::operator(&op)), p.created_at)
         .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(product_view(&p))))
+    Ok((StatusCode::CREATED, Json(views::Product::of(&p))))
 }
 
 problems!(ListProductsProblems:
@@ -246,9 +244,9 @@ problems!(ListProductsProblems:
         ListProductsProblems,
     ),
 )]
-pub async fn list_products(State(state): State<AppState>, _op: Operator) -> Result<Json<Value>> {
+pub async fn list_products(State(state): State<AppState>, _op: Operator) -> Result<Json<Vec<views::Product>>> {
     let list = store::entities::list_products(&state.db.pool).await?;
-    Ok(Json(Value::Array(list.iter().map(product_view).collect())))
+    Ok(Json(list.iter().map(views::Product::of).collect()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -303,7 +301,7 @@ pub async fn create_license(
     ctx: audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewLicense>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::License>)> {
     let now = state.now();
     let entity = store::entities::entity_by_slug(&state.db.pool, &slug)
         .await?

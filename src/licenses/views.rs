@@ -1,123 +1,160 @@
-//! The JSON bodies this area answers with, as the OpenAPI document describes them. The handlers
-//! still build these bodies with `json!`: moving them onto these types (so the compiler keeps the
-//! two equal) is open work of issue 9.
+//! The JSON bodies this area answers with, as the OpenAPI document describes them. Entities,
+//! products, licenses, assignments and seats are built as these types by their handlers, so the
+//! document and the answer are one definition; the other types here are still descriptions of
+//! bodies built with `json!` (the integration tests hold those to what they expect).
+//!
+//! Members of the types that handlers build are declared in alphabetical order: the answers were
+//! built with `json!` before, whose objects serialise their members sorted, and the same order
+//! keeps them byte for byte as they were.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
 pub struct Entity {
-    /// identifier (UUID)
-    pub id: String,
-    pub slug: String,
-    pub name: String,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// identifier (UUID)
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+}
+
+impl Entity {
+    pub fn of(e: &crate::store::entities::Entity) -> Self {
+        Entity {
+            created_at: crate::clock::rfc3339(e.created_at),
+            id: e.id.clone(),
+            name: e.name.clone(),
+            slug: e.slug.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct EntityCreated {
-    /// identifier (UUID)
-    pub id: String,
-    pub slug: String,
-    pub name: String,
+    /// the first administrator's address
+    pub admin_email: String,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub created_at: String,
-    pub admin_email: String,
+    /// identifier (UUID)
+    pub id: String,
+    pub name: String,
+    pub slug: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Product {
-    /// identifier (UUID)
-    pub id: String,
-    pub sku: String,
-    pub name: String,
     /// = sku: the product's OAuth client_id
     pub client_id: String,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// identifier (UUID)
+    pub id: String,
+    pub name: String,
+    pub sku: String,
+}
+
+impl Product {
+    pub fn of(p: &crate::store::entities::Product) -> Self {
+        Product {
+            client_id: p.sku.clone(),
+            created_at: crate::clock::rfc3339(p.created_at),
+            id: p.id.clone(),
+            name: p.name.clone(),
+            sku: p.sku.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct License {
-    /// identifier (UUID)
-    pub id: String,
-    /// the entity's slug
-    pub entity: String,
-    /// the product's SKU
-    pub product: String,
-    /// one of: `fixed`, `floating`
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub seats: i64,
     /// how many users are assigned (fixed) or in the pool (floating)
     pub assigned: i64,
     /// RFC 3339, UTC, second precision
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// the entity's slug
+    pub entity: String,
+    /// RFC 3339, UTC, second precision; null: never
     #[schema(format = DateTime, required = true)]
     pub expires_at: Option<String>,
     #[schema(required = true)]
     pub group: Option<String>,
-    /// fixed licenses: revokes or reassignments left; null for floating
-    #[schema(required = true)]
-    pub reassignments_left: Option<i64>,
+    /// identifier (UUID)
+    pub id: String,
     /// seats idle this long are disconnected at their next heartbeat
     #[schema(required = true)]
     pub idle_timeout_minutes: Option<i64>,
-    /// RFC 3339, UTC, second precision
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub offline_allowed: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub onprem_allowed: Option<bool>,
-    /// the SCIM group this license follows
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// the license may be issued as offline licenses (set by the operator)
+    pub offline_allowed: bool,
+    /// the license may go to an on-premise server (set by the operator)
+    pub onprem_allowed: bool,
+    /// the product's SKU
+    pub product: String,
+    /// fixed licenses: revokes or reassignments left; null for floating
+    #[schema(required = true)]
+    pub reassignments_left: Option<i64>,
+    /// the SCIM group (id) this license follows; null: none
+    #[schema(required = true)]
     pub scim_group: Option<String>,
-    /// what the last synchronisation with the SCIM group could not do
+    /// only in the answer of a PATCH that binds the license to a SCIM group: what its first
+    /// synchronisation did
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub scim_sync_failures: Option<Vec<ScimSyncFailure>>,
+    #[schema(value_type = ScimSync, nullable = false)]
+    pub scim_sync: Option<serde_json::Value>,
+    /// what the last synchronisation with the SCIM group could not do (empty: everything was done)
+    #[schema(value_type = Vec<ScimSyncFailure>)]
+    pub scim_sync_failures: serde_json::Value,
+    pub seats: i64,
+    /// one of: `fixed`, `floating`
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(fixed|floating)$")]
+    pub kind: String,
 }
 
+/// One change a SCIM group synchronisation could not make.
 #[derive(Serialize, ToSchema)]
 pub struct ScimSyncFailure {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub email: Option<String>,
+    pub email: String,
     /// one of: `assign`, `revoke`
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub action: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub detail: Option<String>,
+    pub action: String,
+    /// the problem code the change was refused with
+    pub code: String,
+    pub detail: String,
+}
+
+/// What a SCIM group synchronisation did.
+#[derive(Serialize, ToSchema)]
+pub struct ScimSync {
+    /// addresses assigned
+    pub assigned: Vec<String>,
+    /// addresses revoked
+    pub revoked: Vec<String>,
+    pub failed: Vec<ScimSyncFailure>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AssignResult {
+    pub email: String,
     /// identifier (UUID)
     pub license_id: String,
-    pub email: String,
     /// one of: `assigned`, `already_assigned`
-    pub status: String,
+    #[schema(value_type = String, pattern = "^(assigned|already_assigned)$")]
+    pub status: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Assignment {
-    pub email: String,
-    /// identifier (UUID)
-    pub user_id: String,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub assigned_at: String,
+    pub email: String,
+    /// identifier (UUID)
+    pub user_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -307,19 +344,20 @@ pub struct UsageRow {
 /// One email's result of a bulk assignment (`emails`), in the order given.
 #[derive(Serialize, ToSchema)]
 pub struct BulkAssignEntry {
-    pub email: String,
-    /// one of: `assigned`, `already_assigned`, `error`
-    pub status: String,
-    /// what the single assignment would have answered
-    pub http_status: u16,
     /// errors only: the problem code (`invalid_email`, `seats_exhausted`, `license_expired`, ...)
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub code: Option<String>,
+    #[schema(value_type = String, nullable = false)]
+    pub code: Option<&'static str>,
     /// errors only: the problem detail
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub detail: Option<String>,
+    pub email: String,
+    /// what the single assignment would have answered
+    pub http_status: u16,
+    /// one of: `assigned`, `already_assigned`, `error`
+    #[schema(value_type = String, pattern = "^(assigned|already_assigned|error)$")]
+    pub status: &'static str,
 }
 
 /// A single assignment's result (`email`) or the per-email results (`emails`).

@@ -129,13 +129,9 @@ pub async fn create_entity(
     match result {
         Ok((_, axum::Json(e))) => see_other(
             &state,
-            &format!("/portal/operator/entities/{}", e["slug"].as_str().unwrap_or_default()),
+            &format!("/portal/operator/entities/{}", e.slug),
             true,
-            &format!(
-                "{} is created; {} is its administrator and gets a mail.",
-                e["name"].as_str().unwrap_or_default(),
-                e["admin_email"].as_str().unwrap_or_default()
-            ),
+            &format!("{} is created; {} is its administrator and gets a mail.", e.name, e.admin_email),
         ),
         Err(e) => refused(&state, back, e),
     }
