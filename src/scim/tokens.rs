@@ -3,8 +3,8 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
+use super::views;
 use crate::{
     auth::Admin,
     clock,
@@ -61,7 +61,7 @@ pub async fn create(
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewToken>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::ScimTokenCreated>)> {
     let e = admin.entity(&state, &slug).await?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -89,13 +89,13 @@ pub async fn create(
     tracing::info!(entity = %e.slug, token = %id, "SCIM token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": id,
-            "name": name,
-            "token": secret,
-            "created_at": clock::rfc3339(now),
-            "scim_base_url": state.url(&format!("/scim/v2/{}", e.slug)),
-        })),
+        Json(views::ScimTokenCreated {
+            created_at: clock::rfc3339(now),
+            id,
+            name: name.to_string(),
+            scim_base_url: state.url(&format!("/scim/v2/{}", e.slug)),
+            token: secret,
+        }),
     ))
 }
 
@@ -121,22 +121,24 @@ problems!(ListScimTokensProblems:
         ListScimTokensProblems,
     ),
 )]
-pub async fn list(State(state): State<AppState>, admin: Admin, ApiPath(slug): ApiPath<String>) -> Result<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Vec<views::ScimToken>>> {
     let e = admin.entity(&state, &slug).await?;
     let rows = store::scim::tokens_of(&state.db.pool, &e.id).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|t| {
-            json!({
-                "id": t.id,
-                "name": t.name,
-                "created_at": clock::rfc3339(t.created_at),
-                "last_used_at": t.last_used_at.map(clock::rfc3339),
-                "revoked_at": t.revoked_at.map(clock::rfc3339),
-            })
+    let items = rows
+        .into_iter()
+        .map(|t| views::ScimToken {
+            created_at: clock::rfc3339(t.created_at),
+            id: t.id,
+            last_used_at: t.last_used_at.map(clock::rfc3339),
+            name: t.name,
+            revoked_at: t.revoked_at.map(clock::rfc3339),
         })
         .collect();
-    Ok(Json(Value::Array(items)))
+    Ok(Json(items))
 }
 
 problems!(RevokeScimTokenProblems:

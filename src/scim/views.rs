@@ -1,45 +1,38 @@
-//! The JSON bodies this area answers with, as the OpenAPI document describes them. The handlers
-//! still build these bodies with `json!`: moving them onto these types (so the compiler keeps the
-//! two equal) is open work of issue 9.
+//! The JSON bodies of the SCIM token endpoints, as the handlers build them and the OpenAPI
+//! document describes them.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// A SCIM token just made (members in alphabetical order, as `json!` sent them before).
 #[derive(Serialize, ToSchema)]
 pub struct ScimTokenCreated {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub name: Option<String>,
+    /// RFC 3339, UTC, second precision
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// identifier (UUID)
+    pub id: String,
+    pub name: String,
+    /// where the IdP sends its SCIM requests
+    #[schema(format = "uri")]
+    pub scim_base_url: String,
     /// `lk_scim_...`, shown once
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime, nullable = false)]
-    pub created_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = "uri", nullable = false)]
-    pub scim_base_url: Option<String>,
+    pub token: String,
 }
 
+/// A SCIM token as listed (never the token itself).
 #[derive(Serialize, ToSchema)]
 pub struct ScimToken {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime, nullable = false)]
-    pub created_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
+    pub created_at: String,
+    /// identifier (UUID)
+    pub id: String,
+    /// RFC 3339, UTC, second precision; null: never used
+    #[schema(format = DateTime, required = true)]
     pub last_used_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
+    pub name: String,
+    /// RFC 3339, UTC, second precision; null: live
+    #[schema(format = DateTime, required = true)]
     pub revoked_at: Option<String>,
 }
