@@ -234,3 +234,19 @@ curl -s -X PATCH $U/api/v1/licenses/$LIC -H "$H" -H "$J" -d '{"idle_timeout_minu
         assert!(report.contains(finding), "{finding} not in:\n{report}");
     }
 }
+
+#[tokio::test]
+async fn postgresql_connections_run_without_jit_compilation() {
+    let app = spawn_app().await;
+    if app.state.db.backend != latchkey::store::Backend::Postgres {
+        return;
+    }
+    // Every connection of the pool (JIT cost the portal's pages hundreds of ms per query).
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let mut c = app.state.db.pool.acquire().await.unwrap();
+        let (jit,): (String,) = sqlx::query_as("SHOW jit").fetch_one(&mut *c).await.unwrap();
+        assert_eq!(jit, "off");
+        conns.push(c);
+    }
+}
