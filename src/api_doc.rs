@@ -39,6 +39,7 @@ pub mod codes {
     pub const invalid_json: &str = "the body is not valid JSON";
     pub const invalid_link: &str = "not a link token, or unknown";
     pub const invalid_metadata: &str = "the IdP metadata cannot be used; `detail` says why (not XML, DTD, no IDPSSODescriptor, no or expired certificate, no SSO endpoint)";
+    pub const invalid_metadata_url: &str = "`idp_metadata_url` is not an `https://` URL, or carries credentials";
     pub const invalid_query: &str = "an unknown or repeated parameter";
     pub const invalid_request: &str =
         "the JSON does not fit the schema (missing or unknown member, wrong type) or a value is out of range";
@@ -92,15 +93,41 @@ pub mod codes {
     pub const wrong_server: &str = "the file names another server";
 }
 
+/// Problems that whole kinds of endpoint share, named in `problems!(Name [group, ...]: ...)`.
+#[allow(non_upper_case_globals)]
+pub mod groups {
+    use super::codes;
+
+    type Entries = &'static [(u16, &'static str, &'static str)];
+
+    /// What the `Admin` extractor refuses (a caller who is not the operator key nor a `portal`
+    /// token of an administrator).
+    pub const admin: Entries = &[
+        (401, "unauthorized", codes::unauthorized),
+        (403, "wrong_audience", codes::wrong_audience),
+        (403, "not_an_administrator", codes::not_an_administrator),
+    ];
+    /// What `ApiJson` refuses before the handler runs.
+    pub const json_body: Entries = &[
+        (400, "invalid_json", codes::invalid_json),
+        (413, "body_too_large", codes::body_too_large),
+        (415, "unsupported_media_type", codes::unsupported_media_type),
+    ];
+}
+
 /// Declare a type listing the problem responses of one operation, for `responses(...)` of its
-/// `#[utoipa::path]`: `problems!(Name: 404 not_found, 409 seats_exhausted "fixed: every seat is assigned")`.
+/// `#[utoipa::path]`: `problems!(Name: 404 not_found, 409 seats_exhausted "fixed: every seat is assigned")`;
+/// `problems!(Name [admin, json_body]: ...)` adds the problems of those `groups` first.
 #[macro_export]
 macro_rules! problems {
-    ($name:ident: $($status:literal $code:ident $($text:literal)?),* $(,)?) => {
+    ($name:ident $([$($group:ident),* $(,)?])?: $($status:literal $code:ident $($text:literal)?),* $(,)?) => {
         pub struct $name;
         impl utoipa::IntoResponses for $name {
             fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-                $crate::api_doc::problem_responses(&[$(($status, stringify!($code), $crate::problems!(@text $code $($text)?))),*])
+                let mut entries: Vec<(u16, &'static str, &'static str)> = Vec::new();
+                $($(entries.extend_from_slice($crate::api_doc::groups::$group);)*)?
+                entries.extend_from_slice(&[$(($status, stringify!($code), $crate::problems!(@text $code $($text)?))),*]);
+                $crate::api_doc::problem_responses(&entries)
             }
         }
     };

@@ -281,14 +281,11 @@ struct SetPassword {
     password: String,
 }
 
-problems!(SetPasswordProblems:
-    400 invalid_json,
+problems!(SetPasswordProblems [json_body]:
     400 invalid_link,
     409 sso_required,
     410 link_used,
     410 link_expired,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     422 weak_password,
     500 internal,

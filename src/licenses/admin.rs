@@ -43,10 +43,7 @@ pub(super) async fn group_id(
     Ok(g.id)
 }
 
-problems!(GetEntityProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(GetEntityProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -74,10 +71,7 @@ pub async fn get_entity(
     Ok(Json(views::Entity::of(&e)))
 }
 
-problems!(ListLicensesProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListLicensesProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -117,10 +111,7 @@ pub async fn licenses_in_use(
     Ok((list, counts.into_iter().collect()))
 }
 
-problems!(GetLicenseProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(GetLicenseProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -175,16 +166,10 @@ pub struct LicensePatch {
     scim_group: Option<Option<String>>,
 }
 
-problems!(PatchLicenseProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(PatchLicenseProblems [admin, json_body]:
     403 operator_only,
     404 not_found,
     409 seats_below_assigned,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     500 internal,
 );
@@ -461,16 +446,10 @@ pub struct AssignBody {
     emails: Option<Vec<String>>,
 }
 
-problems!(AssignProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(AssignProblems [admin, json_body]:
     404 not_found,
     409 seats_exhausted,
     410 license_expired,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     422 invalid_email,
     500 internal,
@@ -604,10 +583,7 @@ fn outcome_name(o: AssignOutcome) -> &'static str {
     }
 }
 
-problems!(ListAssignmentsProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListAssignmentsProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -640,10 +616,7 @@ pub async fn list_assignments(
     Ok(Json(items))
 }
 
-problems!(UnassignProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(UnassignProblems [admin]:
     404 not_found,
     404 not_assigned,
     409 reassignment_limit,
@@ -690,11 +663,8 @@ pub struct NewShareLink {
     expires_in_days: Option<i64>,
 }
 
-problems!(CreateShareLinkProblems:
+problems!(CreateShareLinkProblems [admin]:
     400 invalid_json "the body is not JSON of the schema (unknown member, wrong type)",
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
     403 admin_only,
     404 not_found,
     422 invalid_request "`expires_in_days` is not between 1 and 90",
@@ -807,10 +777,7 @@ pub async fn stop_share_link(
     Ok(())
 }
 
-problems!(ListShareLinksProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListShareLinksProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -851,10 +818,7 @@ pub async fn list_share_links(
     Ok(Json(Value::Array(items)))
 }
 
-problems!(DeleteShareLinkProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(DeleteShareLinkProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -965,10 +929,7 @@ pub async fn accept_share_link_json(
     ))
 }
 
-problems!(ListUsersProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListUsersProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -1023,14 +984,8 @@ pub struct EmailBody {
     email: String,
 }
 
-problems!(AddAdminProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(AddAdminProblems [admin, json_body]:
     404 not_found,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     422 invalid_email,
     500 internal,
@@ -1104,10 +1059,7 @@ pub async fn add_admin_to(
     Ok(added)
 }
 
-problems!(ListAdminsProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListAdminsProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -1138,10 +1090,7 @@ pub async fn list_admins(
     Ok(Json(Value::Array(items)))
 }
 
-problems!(RemoveAdminProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(RemoveAdminProblems [admin]:
     404 not_found,
     409 last_admin,
     422 invalid_email "not an email address",
@@ -1207,15 +1156,9 @@ pub struct NewGroup {
     name: String,
 }
 
-problems!(CreateGroupProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(CreateGroupProblems [admin, json_body]:
     404 not_found,
     409 group_exists,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     500 internal,
 );
@@ -1265,10 +1208,7 @@ pub async fn create_group(
     Ok((StatusCode::CREATED, Json(json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))))
 }
 
-problems!(ListGroupsProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListGroupsProblems [admin]:
     404 not_found,
     500 internal,
 );

@@ -44,12 +44,9 @@ pub struct NewEntity {
     admin_email: String,
 }
 
-problems!(CreateEntityProblems:
-    400 invalid_json,
+problems!(CreateEntityProblems [json_body]:
     401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
     409 entity_exists,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     422 invalid_slug,
     422 invalid_email "`admin_email` is not a usable address",
@@ -163,12 +160,9 @@ pub struct NewProduct {
     name: String,
 }
 
-problems!(CreateProductProblems:
-    400 invalid_json,
+problems!(CreateProductProblems [json_body]:
     401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
     409 product_exists,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     422 invalid_sku,
     500 internal,
@@ -268,12 +262,9 @@ pub struct NewLicense {
     idle_timeout_minutes: Option<i64>,
 }
 
-problems!(CreateLicenseProblems:
-    400 invalid_json,
+problems!(CreateLicenseProblems [json_body]:
     401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
     404 not_found "no such entity",
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     422 unknown_product,
     500 internal,

@@ -288,11 +288,8 @@ pub fn csv_response(slug: &str, range: &Range, rows: &[Row]) -> Response {
     resp
 }
 
-problems!(UsageReportProblems:
+problems!(UsageReportProblems [admin]:
     400 invalid_query "malformed query string (e.g. a repeated parameter)",
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
     404 not_found,
     422 invalid_request "`from`/`to` not YYYY-MM-DD, `from` after `to`, more than 366 days, or `format` not json/csv",
     422 unknown_group,

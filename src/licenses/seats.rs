@@ -290,16 +290,13 @@ pub async fn checkout(
     })
 }
 
-problems!(CheckoutProblems:
-    400 invalid_json,
+problems!(CheckoutProblems [json_body]:
     401 unauthorized "no or malformed `Authorization`, or an invalid, expired or revoked access token",
     403 user_token_required,
     403 not_licensed,
     409 seat_in_use,
     409 no_seat_available,
     410 license_expired "every license of the product the user holds has expired",
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request,
     500 internal,
 );
@@ -520,10 +517,7 @@ async fn end_lease(
     Ok(ended)
 }
 
-problems!(ReleaseSeatProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ReleaseSeatProblems [admin]:
     404 not_found,
     500 internal,
 );
@@ -607,10 +601,7 @@ async fn refuse_offline_seat(state: &AppState, lease: &Lease, now: Millis) -> Re
     Ok(())
 }
 
-problems!(ListSeatsProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListSeatsProblems [admin]:
     404 not_found,
     500 internal,
 );

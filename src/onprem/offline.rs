@@ -54,12 +54,9 @@ pub struct IssueBody {
     request: String,
 }
 
-problems!(IssueOfflineLicenseProblems:
-    401 unauthorized,
+problems!(IssueOfflineLicenseProblems [admin]:
     404 not_found,
     403 offline_not_allowed,
-    403 not_an_administrator,
-    403 wrong_audience,
     409 seat_in_use "the user's seat is in use online or offline on another computer",
     409 offline_active,
     410 license_expired,

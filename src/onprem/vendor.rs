@@ -83,12 +83,9 @@ pub struct ExportBody {
     fingerprint: String,
 }
 
-problems!(ExportOnPremiseProblems:
-    401 unauthorized,
+problems!(ExportOnPremiseProblems [admin]:
     404 not_found,
     403 onprem_not_allowed,
-    403 not_an_administrator,
-    403 wrong_audience,
     409 license_on_premise,
     410 license_expired,
     422 invalid_fingerprint,

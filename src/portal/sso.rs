@@ -195,8 +195,6 @@ struct SsoPage {
     domains: Vec<(String, bool)>,
     domains_text: String,
     failures: Vec<FailureView>,
-    /// Whether the API on this server takes `idp_metadata_url`.
-    metadata_url: bool,
 }
 
 /// `?vendor=` chooses whose help to show before anything is saved.
@@ -270,7 +268,6 @@ pub async fn page(
                 name_id: f.name_id.unwrap_or_default(),
             })
             .collect(),
-        metadata_url: config::METADATA_URLS,
         entity: e,
     };
     show(&state, StatusCode::OK, &page.shell, &page)

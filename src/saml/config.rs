@@ -196,10 +196,7 @@ fn not_configured(slug: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "sso_not_configured", format!("{slug} has no SSO configuration yet"))
 }
 
-problems!(GetSsoProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(GetSsoProblems [admin]:
     404 not_found,
     404 sso_not_configured,
     500 internal,
@@ -230,18 +227,13 @@ pub async fn get_sso(
     Ok(Json(view(&state, &e, &c).await?))
 }
 
-problems!(PutSsoProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(PutSsoProblems [admin, json_body]:
     404 not_found,
     409 domain_taken,
     409 sso_untested,
-    413 body_too_large,
-    415 unsupported_media_type,
-    422 invalid_request "the JSON does not fit the schema (missing or unknown member, wrong type), a value is out of range, both or neither of `idp_metadata_xml` and `idp_metadata_url`, or `idp_metadata_url` (not supported by this server yet)",
+    422 invalid_request "the JSON does not fit the schema (missing or unknown member, wrong type), a value is out of range, both or neither of `idp_metadata_xml` and `idp_metadata_url`",
     422 invalid_metadata,
+    422 invalid_metadata_url,
     422 public_domain,
     500 internal,
 );
@@ -274,19 +266,14 @@ pub async fn put_sso(
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Replace).await
 }
 
-problems!(PatchSsoProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(PatchSsoProblems [admin, json_body]:
     404 not_found,
     404 sso_not_configured,
     409 domain_taken,
     409 sso_untested,
-    413 body_too_large,
-    415 unsupported_media_type,
-    422 invalid_request "the JSON does not fit the schema (missing or unknown member, wrong type), a value is out of range, both or neither of `idp_metadata_xml` and `idp_metadata_url`, or `idp_metadata_url` (not supported by this server yet)",
+    422 invalid_request "the JSON does not fit the schema (missing or unknown member, wrong type), a value is out of range, both or neither of `idp_metadata_xml` and `idp_metadata_url`",
     422 invalid_metadata,
+    422 invalid_metadata_url,
     422 public_domain,
     500 internal,
 );
@@ -319,10 +306,7 @@ pub async fn patch_sso(
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Patch).await
 }
 
-problems!(DeleteSsoProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(DeleteSsoProblems [admin]:
     500 internal,
     404 not_found,
     404 sso_not_configured,
@@ -381,9 +365,6 @@ pub enum Mode {
     Replace,
     Patch,
 }
-
-/// Whether `idp_metadata_url` is taken (the portal offers the field only then).
-pub const METADATA_URLS: bool = true;
 
 fn check_body(body: &SsoBody) -> Result<()> {
     if let Some(k) = body.rest.keys().find(|k| !READ_ONLY.contains(&k.as_str())) {
@@ -665,10 +646,7 @@ pub fn test_link_ok(state: &AppState, entity_id: &str, expires_at: Millis, sig: 
         && crate::crypto::ct_eq(test_mac(state, entity_id, expires_at).as_bytes(), sig.as_bytes())
 }
 
-problems!(StartSsoTestProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(StartSsoTestProblems [admin]:
     500 internal,
     404 not_found,
     404 sso_not_configured,
@@ -714,10 +692,7 @@ pub fn test_link(state: &AppState, e: &Entity, now: Millis) -> (String, Millis) 
     (format!("/saml/{}/test?{q}", e.slug), expires_at)
 }
 
-problems!(ListSsoFailuresProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListSsoFailuresProblems [admin]:
     500 internal,
     404 not_found,
     404 sso_not_configured,

@@ -26,15 +26,9 @@ pub struct NewToken {
     name: String,
 }
 
-problems!(CreateScimTokenProblems:
-    400 invalid_json,
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(CreateScimTokenProblems [admin, json_body]:
     404 not_found "no such entity (or not one the caller administers)",
     409 too_many_scim_tokens,
-    413 body_too_large,
-    415 unsupported_media_type,
     422 invalid_request "a bad name, or the JSON does not fit the schema",
     500 internal,
 );
@@ -99,10 +93,7 @@ pub async fn create(
     ))
 }
 
-problems!(ListScimTokensProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(ListScimTokensProblems [admin]:
     404 not_found "no such entity (or not one the caller administers)",
     500 internal,
 );
@@ -141,10 +132,7 @@ pub async fn list(
     Ok(Json(items))
 }
 
-problems!(RevokeScimTokenProblems:
-    401 unauthorized,
-    403 wrong_audience,
-    403 not_an_administrator,
+problems!(RevokeScimTokenProblems [admin]:
     404 not_found "no such live token",
     500 internal,
 );
