@@ -146,11 +146,20 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result
 async fn housekeeping(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut minutes: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
+        // At start and then hourly: the planner's statistics (SQLite only; cheap when nothing
+        // changed much).
+        if minutes.is_multiple_of(60)
+            && let Err(e) = state.db.optimize().await
+        {
+            tracing::warn!(error = %e, "updating the query planner's statistics");
+        }
+        minutes += 1;
         let now = state.now();
         if let Err(e) = state.keys.reload(now).await {
             tracing::warn!(error = %e, "reloading signing keys");

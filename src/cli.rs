@@ -191,8 +191,9 @@ pub fn init_logging(format: LogFormat) {
 
 /// Connections an administrative command opens: it runs a few statements, one at a time.
 const ADMIN_CONNECTIONS: u32 = 2;
-/// An administrative command may wait for a busy database longer than a request does.
-const ADMIN_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// An administrative command may wait for a busy database (every connection taken, say) longer
+/// than a request does.
+const ADMIN_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The migrated database, for a command that does not serve.
 async fn open_db(args: &DatabaseArgs) -> anyhow::Result<Db> {

@@ -310,9 +310,11 @@ pub struct AssigneeRow {
     pub last_use: Option<Millis>,
 }
 
-/// One page of a license's assignees by email, optionally only those whose email contains `search`.
 /// A page of a license's assignees by email (at most `limit`, in email order), optionally only
 /// those whose email contains `search`.
+///
+/// With and without a search these are two statements (not one with `$2 = '' OR ...`), so that each
+/// is planned for what it does: a prepared statement's generic plan is made once for both cases.
 pub async fn assignee_page<'e>(
     db: impl AnyExecutor<'e>,
     license_id: &str,
@@ -321,12 +323,13 @@ pub async fn assignee_page<'e>(
     limit: i64,
 ) -> sqlx::Result<Vec<AssigneeRow>> {
     let (cond, order) = at.sql("u.email", 4);
+    let matching = if search.is_some() { " AND u.email LIKE $2 ESCAPE '\\'" } else { " AND $2 = ''" };
     let sql = format!(
         "SELECT a.user_id, u.email, a.created_at, \
                 CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, \
                 (SELECT MAX(s.last_heartbeat_at) FROM leases s WHERE s.user_id = a.user_id AND s.license_id = a.license_id) AS last_use \
          FROM assignments a JOIN users u ON u.id = a.user_id \
-         WHERE a.license_id = $1 AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\'){cond} \
+         WHERE a.license_id = $1{matching}{cond} \
          ORDER BY u.email {order} LIMIT $3"
     );
     let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -343,18 +346,22 @@ pub async fn assignee_page<'e>(
     Ok(rows)
 }
 
+/// How many assignees the license has (whose email contains `search`, when given). Without a
+/// search only the assignments' primary key is read, not the users.
 pub async fn count_assignees<'e>(
     db: impl AnyExecutor<'e>,
     license_id: &str,
     search: Option<&str>,
 ) -> sqlx::Result<i64> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM assignments a JOIN users u ON u.id = a.user_id \
-         WHERE a.license_id = $1 AND ($2 = '' OR u.email LIKE $2 ESCAPE '\\')",
-    )
-    .bind(license_id)
-    .bind(search.map(contains_pattern).unwrap_or_default())
-    .fetch_one(db)
-    .await?;
+    let q = match search {
+        None => sqlx::query_as("SELECT COUNT(*) FROM assignments WHERE license_id = $1").bind(license_id),
+        Some(s) => sqlx::query_as(
+            "SELECT COUNT(*) FROM assignments a JOIN users u ON u.id = a.user_id \
+             WHERE a.license_id = $1 AND u.email LIKE $2 ESCAPE '\\'",
+        )
+        .bind(license_id)
+        .bind(contains_pattern(s)),
+    };
+    let (n,): (i64,) = q.fetch_one(db).await?;
     Ok(n)
 }

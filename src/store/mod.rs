@@ -130,6 +130,19 @@ impl Db {
         Ok(())
     }
 
+    /// Keep the query planner's statistics current after the tables change in size (the portal's
+    /// pages of a license with 10,000 assignees walk the email index and stop after a page only
+    /// when the planner knows the sizes; without statistics it sorts every assignee). PostgreSQL's
+    /// autovacuum analyses on its own. SQLite analyses only when asked: `PRAGMA optimize` runs
+    /// ANALYZE on the tables whose size changed much since the last time (`0x10002`: every table,
+    /// not only those this connection used), reading at most `analysis_limit` rows of each index.
+    pub async fn optimize(&self) -> sqlx::Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::raw_sql("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;").execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// A transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
     /// so two writers queue on busy_timeout instead of failing to upgrade a read lock.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {

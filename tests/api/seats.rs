@@ -614,3 +614,26 @@ async fn the_same_computer_racing_itself_gets_one_lease() {
     let live = latchkey::store::leases::count_live(&app.state.db.pool, &license, app.clock_now()).await.unwrap();
     assert_eq!(live, 1);
 }
+
+/// A heartbeat rewrites a lease's last_heartbeat_at, expires_at and idle_seconds and nothing
+/// else. No index of `leases` may be keyed on them: on PostgreSQL such an index makes every
+/// heartbeat a full (not heap-only) update that writes a new entry into each of the table's
+/// indexes; on SQLite it makes each heartbeat rewrite that index's entry too.
+#[tokio::test]
+async fn no_index_of_leases_covers_what_a_heartbeat_rewrites() {
+    use latchkey::store::Backend;
+    let app = spawn_app().await;
+    let sql = match app.state.db.backend {
+        Backend::Postgres => "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = 'leases'",
+        Backend::Sqlite => {
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leases' AND sql IS NOT NULL"
+        }
+    };
+    let indexes: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&app.state.db.pool).await.unwrap();
+    assert!(indexes.len() >= 4, "the indexes of leases were not found: {indexes:?}");
+    for (name, def) in &indexes {
+        for column in ["last_heartbeat_at", "expires_at", "idle_seconds"] {
+            assert!(!def.contains(column), "index {name} covers {column}: {def}");
+        }
+    }
+}
