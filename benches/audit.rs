@@ -18,9 +18,13 @@
 //!   tenth of the events is exported first, so the peaks of a small and a large export compare.
 //! - `pages`: `--events` events (10,000,000) spread over 100 chains (one of them the entity
 //!   `acme`'s), 8 actions and 500 actors over a week, written straight into the table; then
-//!   each filtered first page the API offers (no filter, an action, an actor, a UTC day, the
-//!   entity's log and its log for one action, a deep cursor, a filter that matches nothing), 50
+//!   each filtered first page the API offers (no filter, an action, an actor, a UTC day, an hour,
+//!   the entity's log and its log for one action, a day or an hour, a deep cursor, a filter that
+//!   matches nothing), 50
 //!   events a page, p50/p99 of 100 requests each beside `/healthz` in the same round.
+//!
+//! PostgreSQL databases are made on 127.0.0.1:5432, or on the port `LATCHKEY_BENCH_PG_PORT` names
+//! (a private cluster: `initdb` into /tmp, `pg_ctl -o "-p 5547" start`).
 //!
 //! The server runs in this process (the library, built with the bench profile, like the release
 //! binary), on port 0, with a real HTTP client on loopback; the client shares the machine's cores
@@ -46,7 +50,13 @@ use latchkey::{
 };
 use serde_json::{Value, json};
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The PostgreSQL server the bench creates its databases on: port 5432 unless
+/// `LATCHKEY_BENCH_PG_PORT` names another (a private cluster keeps other users of a shared server,
+/// and their connections, out of the figures).
+fn pg_url(db: &str) -> String {
+    let port = std::env::var("LATCHKEY_BENCH_PG_PORT").unwrap_or_else(|_| "5432".into());
+    format!("postgres://postgres@127.0.0.1:{port}/{db}")
+}
 const PASSWORD: &str = "bench-Winter-Orchard-7319";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -98,7 +108,7 @@ struct Server {
 
 async fn pg_exec(sql: &str) {
     use sqlx::Connection;
-    let mut c = sqlx::postgres::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL at 127.0.0.1:5432");
+    let mut c = sqlx::postgres::PgConnection::connect(&pg_url("postgres")).await.expect("PostgreSQL on 127.0.0.1");
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.expect(sql);
 }
 
@@ -112,7 +122,7 @@ impl Server {
             Backend::Postgres => {
                 let name = format!("latchkey_audit_bench_{}", &id[..12]);
                 pg_exec(&format!("CREATE DATABASE {name}")).await;
-                (format!("postgres://postgres@127.0.0.1:5432/{name}"), Some(name))
+                (pg_url(&name), Some(name))
             }
         };
         let mut config = Config::defaults();
@@ -363,6 +373,15 @@ async fn insert_events(s: &Server, backend: Backend, n: u64) {
         .execute(pool)
         .await
         .unwrap();
+    // Its seal mark, as the sealer writes one per batch.
+    let max_at: i64 = sqlx::query_scalar("SELECT MAX(at) FROM audit_events WHERE seal_order > $1")
+        .bind(last)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    store::audit::mark_sealed(&mut c, last + 1, max_at).await.unwrap();
+    drop(c);
     if backend == Backend::Postgres {
         sqlx::query("ANALYZE audit_events").execute(pool).await.unwrap();
     }
@@ -444,6 +463,16 @@ async fn insert_spread_events(s: &Server, backend: Backend, entity_chain: &str, 
             ),
         };
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+        // Seal marks as the sealer would have written them: one per minute of event time.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_seal_marks (first_order, max_at) SELECT MIN(seal_order), MAX(at) FROM audit_events \
+             WHERE seal_order BETWEEN {} AND {} GROUP BY at / 60000",
+            from as i64 + last,
+            to as i64 + last
+        )))
+        .execute(pool)
+        .await
+        .unwrap();
         from = to + 1;
     }
     sqlx::query("UPDATE audit_sealer SET last_order = last_order + $1 WHERE id = 1")
@@ -495,6 +524,12 @@ async fn pages(a: &Args) {
         ("one actor (1/500)", "/api/v1/audit?limit=50&actor=user7%40acme.example".into()),
         ("one UTC day", format!("/api/v1/audit?limit=50&from={day}&to={day}")),
         ("actor and day", format!("/api/v1/audit?limit=50&actor=user7%40acme.example&from={day}&to={day}")),
+        ("one hour", format!("/api/v1/audit?limit=50&from={day}T12:00:00Z&to={day}T12:59:59Z")),
+        (
+            "entity and one hour",
+            format!("/api/v1/entities/acme/audit?limit=50&from={day}T12:00:00Z&to={day}T12:59:59Z"),
+        ),
+        ("entity and day", format!("/api/v1/entities/acme/audit?limit=50&from={day}&to={day}")),
         ("entity (1/100)", "/api/v1/entities/acme/audit?limit=50".into()),
         ("entity and action (1/800)", "/api/v1/entities/acme/audit?limit=50&action=license.updated".into()),
         ("entity, actor and day", format!("/api/v1/entities/acme/audit?limit=50&actor=u-100&from={day}&to={day}")),

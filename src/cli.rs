@@ -300,7 +300,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for c in &report.chains {
                 println!("{}", c.line());
             }
-            if report.chains.is_empty() {
+            for l in report.stray_lines() {
+                println!("{l}");
+            }
+            if report.chains.is_empty() && report.strays.is_empty() && report.unmarked.is_empty() {
                 println!("no audit events yet");
             }
             if report.unsealed > 0 {

@@ -1,8 +1,10 @@
 //! The sealer: one at a time across replicas (a lease row taken with a conditional UPDATE, which
 //! passes on when a holder dies), it numbers new events per chain, hashes them onto the chain head,
 //! gives them their global seal number, and signs checkpoints of the heads it advanced. Writers
-//! never wait for it; unique indexes on `(chain, seq)` and `sealed` make a second sealer (one whose
-//! lease lapsed while it worked) fail and roll back instead of forking a chain.
+//! never wait for it: they append to `audit_pending`, and each batch moves from there into
+//! `audit_events` in one transaction. Taking the batch out of `audit_pending` (all of it, or
+//! nothing) and the unique indexes on `(chain, seq)` and `seal_order` make a second sealer (one
+//! whose lease lapsed while it worked) fail and roll back instead of forking a chain.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -71,9 +73,16 @@ async fn seal_held(state: &AppState) -> anyhow::Result<Sealed> {
         let Some(mut last) = store::audit::confirm_lease(&mut *tx, holder).await? else {
             anyhow::bail!("lost the audit sealer lease");
         };
-        let rows = store::audit::unsealed(&mut *tx, BATCH).await?;
+        let pending = store::audit::unsealed(&mut *tx, BATCH).await?;
+        // Taken out of the waiting table first: a second sealer that read the same rows finds
+        // them gone (on PostgreSQL it waits on their row locks until we commit) and gives up.
+        let positions: Vec<i64> = pending.iter().map(|p| p.pos).collect();
+        if store::audit::take_pending(&mut *tx, &positions).await? != positions.len() as u64 {
+            anyhow::bail!("audit events were sealed by another sealer");
+        }
         let mut heads: HashMap<String, ChainHead> = HashMap::new();
-        for mut e in rows.iter().cloned() {
+        let mut sealed = Vec::with_capacity(pending.len());
+        for store::audit::Pending { event: mut e, .. } in pending {
             let head = match heads.get(&e.chain) {
                 Some(h) => h.clone(),
                 None => store::audit::chain_head(&mut *tx, &e.chain).await?.unwrap_or(ChainHead {
@@ -87,10 +96,16 @@ async fn seal_held(state: &AppState) -> anyhow::Result<Sealed> {
             last += 1;
             e.seq = Some(seq);
             let h = chain::hash(&head.hash, &e);
-            if !store::audit::seal_event(&mut *tx, &e.id, seq, &h, last).await? {
-                anyhow::bail!("event {} was sealed by another sealer", e.id);
-            }
+            e.hash = Some(h.clone());
+            e.sealed = Some(last);
             heads.insert(e.chain.clone(), ChainHead { seq, hash: h, ..head });
+            sealed.push(e);
+        }
+        // Unique on (chain, seq) and on the seal order: a sealer whose lease lapsed fails here.
+        store::audit::insert_sealed(&mut tx, &sealed).await?;
+        if let (Some(first), Some(max_at)) = (sealed.first().and_then(|e| e.sealed), sealed.iter().map(|e| e.at).max())
+        {
+            store::audit::mark_sealed(&mut tx, first, max_at).await?;
         }
         for h in heads.values() {
             store::audit::put_chain_head(&mut *tx, h).await?;
@@ -98,8 +113,8 @@ async fn seal_held(state: &AppState) -> anyhow::Result<Sealed> {
         store::audit::set_last_sealed(&mut *tx, last).await?;
         done.checkpoints += sign_due(state, &mut tx, now).await?;
         tx.commit().await?;
-        done.events += rows.len() as u64;
-        if (rows.len() as i64) < BATCH {
+        done.events += sealed.len() as u64;
+        if (sealed.len() as i64) < BATCH {
             return Ok(done);
         }
     }
@@ -198,6 +213,9 @@ pub async fn prune(state: &AppState, now: Millis) -> anyhow::Result<u64> {
         total += store::audit::prune_events(&mut *tx, &head.chain, cp.seq).await?;
         store::audit::prune_checkpoints(&mut *tx, &head.chain, cp.seq).await?;
         tx.commit().await?;
+    }
+    if total > 0 {
+        store::audit::prune_marks(&state.db.pool).await?;
     }
     Ok(total)
 }

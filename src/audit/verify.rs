@@ -43,14 +43,36 @@ impl ChainReport {
 
 pub struct Report {
     pub chains: Vec<ChainReport>,
+    /// Events waiting for the sealer (in `audit_pending`: in no chain yet, listed by no read).
     pub unsealed: i64,
+    /// Rows of `audit_events` in no chain (no `seq` or no `seal_order`): the sealer writes none,
+    /// so each was inserted or altered by hand. The first few ids.
+    pub strays: Vec<String>,
+    /// Events that happened later than the seal mark over them says (the marks or the rows were
+    /// altered by hand: a page filtered by time could miss them). The first few ids.
+    pub unmarked: Vec<String>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.chains.iter().all(|c| c.result.is_ok())
+        self.chains.iter().all(|c| c.result.is_ok()) && self.strays.is_empty() && self.unmarked.is_empty()
+    }
+
+    /// One line per stray or unmarked row, like a chain's FAILED line.
+    pub fn stray_lines(&self) -> Vec<String> {
+        let strays = self
+            .strays
+            .iter()
+            .map(|id| format!("FAILED  event {id} is in no chain (no seq or seal order): inserted or altered by hand"));
+        let unmarked = self.unmarked.iter().map(|id| {
+            format!("FAILED  event {id} is later than its seal mark says (audit_seal_marks or the row altered by hand)")
+        });
+        strays.chain(unmarked).collect()
     }
 }
+
+/// How many stray rows a report names.
+const STRAYS_SHOWN: i64 = 10;
 
 type Keys = HashMap<String, (Algorithm, DecodingKey)>;
 
@@ -145,5 +167,10 @@ pub async fn verify_db(db: &Db) -> anyhow::Result<Report> {
         .await;
         out.push(ChainReport { chain, entity, result });
     }
-    Ok(Report { chains: out, unsealed: store::audit::count_unsealed(&db.pool).await? })
+    Ok(Report {
+        chains: out,
+        unsealed: store::audit::count_unsealed(&db.pool).await?,
+        strays: store::audit::strays(&db.pool, STRAYS_SHOWN).await?,
+        unmarked: store::audit::unmarked(&db.pool, STRAYS_SHOWN).await?,
+    })
 }

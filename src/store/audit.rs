@@ -1,5 +1,6 @@
 //! Audit events, the chain heads, signed checkpoints and the sealer's lease. Writers only INSERT
-//! (with `seq`, `hash` and `seal_order` NULL); the sealer fills those in; readers page by `seal_order`.
+//! into `audit_pending` (no `seq`, `hash` or `seal_order` yet, one index); the sealer moves them into
+//! `audit_events` with those filled in; readers page `audit_events` by `seal_order`.
 
 use sqlx::{AnyExecutor, AnyPool, FromRow};
 
@@ -34,7 +35,7 @@ const COLUMNS: &str = "id, chain, entity, at, actor_type, actor_id, actor_name, 
 
 pub async fn insert_event<'e>(db: impl AnyExecutor<'e>, e: &EventRow) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
+        "INSERT INTO audit_pending (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
          user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&e.id)
@@ -59,7 +60,7 @@ pub async fn insert_event<'e>(db: impl AnyExecutor<'e>, e: &EventRow) -> sqlx::R
 /// paths do not pay for a lookup).
 pub async fn insert_event_of_license<'e>(db: impl AnyExecutor<'e>, e: &EventRow, license_id: &str) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
+        "INSERT INTO audit_pending (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
          user_agent, request_id, details) SELECT $1, l.entity_id, n.slug, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
          FROM licenses l JOIN entities n ON n.id = l.entity_id WHERE l.id = $12",
     )
@@ -119,18 +120,176 @@ pub async fn release_lease<'e>(db: impl AnyExecutor<'e>, holder: &str) -> sqlx::
         .map(|_| ())
 }
 
-/// Events not sealed yet, oldest first.
-pub async fn unsealed<'e>(db: impl AnyExecutor<'e>, limit: i64) -> sqlx::Result<Vec<EventRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM audit_events WHERE seal_order IS NULL ORDER BY at, id LIMIT $1"
-    )))
+const PENDING_COLUMNS: &str = "pos, id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
+                               user_agent, request_id, details, NULL AS seq, NULL AS hash, NULL AS sealed";
+
+/// An event waiting for the sealer, and its place in `audit_pending`.
+#[derive(Debug, Clone, FromRow)]
+pub struct Pending {
+    pub pos: i64,
+    #[sqlx(flatten)]
+    pub event: EventRow,
+}
+
+/// Events not sealed yet, in the order they were recorded.
+pub async fn unsealed<'e>(db: impl AnyExecutor<'e>, limit: i64) -> sqlx::Result<Vec<Pending>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PENDING_COLUMNS} FROM audit_pending ORDER BY pos LIMIT $1")))
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// Remove these waiting events (the sealer, which inserts them sealed in the same transaction).
+/// Returns how many were still there: fewer means another sealer took some.
+pub async fn take_pending<'e>(db: impl AnyExecutor<'e>, positions: &[i64]) -> sqlx::Result<u64> {
+    if positions.is_empty() {
+        return Ok(0);
+    }
+    // Integers from the database, written as literals: one statement whatever the batch's size.
+    let list = positions.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM audit_pending WHERE pos IN ({list})")))
+        .persistent(false)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Rows per INSERT of sealed events (16 parameters each: well under either backend's limit).
+const SEALED_PER_INSERT: usize = 100;
+
+/// Write sealed events (their `seq`, `hash` and `sealed` set) into `audit_events`, a hundred rows
+/// a statement.
+pub async fn insert_sealed(tx: &mut sqlx::AnyConnection, rows: &[EventRow]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(SEALED_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
+             user_agent, request_id, details, seq, hash, seal_order) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..16 {
+                if c > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", i * 16 + c + 1));
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == SEALED_PER_INSERT);
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(&e.chain)
+                .bind(&e.entity)
+                .bind(e.at)
+                .bind(&e.actor_type)
+                .bind(&e.actor_id)
+                .bind(&e.actor_name)
+                .bind(&e.action)
+                .bind(&e.targets)
+                .bind(&e.ip)
+                .bind(&e.user_agent)
+                .bind(&e.request_id)
+                .bind(&e.details)
+                .bind(e.seq)
+                .bind(&e.hash)
+                .bind(e.sealed);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Seal marks are kept about one per this much event time.
+const MARK_GRAIN_MS: Millis = 60_000;
+
+/// Inside the sealing transaction, after a batch from seal order `first_order` whose newest event
+/// happened at `max_at`: extend the last seal mark over it, or start a new one (see
+/// migration 0013): the marks keep saying that no event from a mark's `first_order` on happened
+/// after its `max_at`, and `max_at` only grows.
+pub async fn mark_sealed(db: &mut sqlx::AnyConnection, first_order: i64, max_at: Millis) -> sqlx::Result<()> {
+    let last: Option<(i64, i64)> =
+        sqlx::query_as("SELECT first_order, max_at FROM audit_seal_marks ORDER BY first_order DESC LIMIT 1")
+            .fetch_optional(&mut *db)
+            .await?;
+    match last {
+        // Already covered: the batch happened no later than the last mark says.
+        Some((_, m)) if max_at <= m => Ok(()),
+        // The same minute: the last mark reaches over this batch too.
+        Some((f, m)) if max_at.div_euclid(MARK_GRAIN_MS) == m.div_euclid(MARK_GRAIN_MS) => {
+            sqlx::query("UPDATE audit_seal_marks SET max_at = $1 WHERE first_order = $2")
+                .bind(max_at)
+                .bind(f)
+                .execute(&mut *db)
+                .await
+                .map(|_| ())
+        }
+        _ => sqlx::query("INSERT INTO audit_seal_marks (first_order, max_at) VALUES ($1, $2)")
+            .bind(first_order)
+            .bind(max_at)
+            .execute(&mut *db)
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// Where a page of events at or after `from` may start in the read order: `Some(n)`, no such event
+/// has a seal order below `n` (`i64::MAX`: there is none at all); `None`, nothing is known (no
+/// marks), start from the beginning.
+pub async fn first_order_from<'e, E: AnyExecutor<'e> + Copy>(db: E, from: Millis) -> sqlx::Result<Option<i64>> {
+    let first: Option<i64> = sqlx::query_scalar(
+        "SELECT first_order FROM audit_seal_marks WHERE max_at >= $1 ORDER BY max_at, first_order LIMIT 1",
+    )
+    .bind(from)
+    .fetch_optional(db)
+    .await?;
+    if first.is_some() {
+        return Ok(first);
+    }
+    let any: Option<i64> =
+        sqlx::query_scalar("SELECT first_order FROM audit_seal_marks LIMIT 1").fetch_optional(db).await?;
+    Ok(any.map(|_| i64::MAX))
+}
+
+/// Events that happened later than their seal mark says (or before every mark): a mark was
+/// changed, or the row was, outside the sealer. Time-filtered pages could miss them. At most
+/// `limit` ids.
+pub async fn unmarked<'e>(db: impl AnyExecutor<'e>, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT e.id FROM audit_events e WHERE e.seal_order IS NOT NULL AND e.at > COALESCE((SELECT m.max_at \
+         FROM audit_seal_marks m WHERE m.first_order <= e.seal_order ORDER BY m.first_order DESC LIMIT 1), -1) \
+         ORDER BY e.seal_order LIMIT $1",
+    )
     .bind(limit)
     .fetch_all(db)
     .await
 }
 
+/// Marks wholly before the oldest event kept (after pruning).
+pub async fn prune_marks<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<u64> {
+    let r = sqlx::query(
+        "DELETE FROM audit_seal_marks WHERE first_order < (SELECT MAX(first_order) FROM audit_seal_marks \
+         WHERE first_order <= (SELECT MIN(seal_order) FROM audit_events))",
+    )
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 pub async fn count_unsealed<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE seal_order IS NULL").fetch_one(db).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending").fetch_one(db).await
+}
+
+/// Rows of `audit_events` outside every chain (no `seq` or no `seal_order`): the sealer never
+/// writes one, so each was inserted or altered by hand. At most `limit` ids.
+pub async fn strays<'e>(db: impl AnyExecutor<'e>, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT id FROM audit_events WHERE seq IS NULL OR seal_order IS NULL ORDER BY id LIMIT $1")
+        .bind(limit)
+        .fetch_all(db)
+        .await
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -186,26 +345,6 @@ pub async fn set_checkpointed<'e>(db: impl AnyExecutor<'e>, chain: &str, seq: i6
         .execute(db)
         .await
         .map(|_| ())
-}
-
-/// Give an unsealed event its place. False when it was sealed meanwhile (another sealer).
-pub async fn seal_event<'e>(
-    db: impl AnyExecutor<'e>,
-    id: &str,
-    seq: i64,
-    hash: &str,
-    sealed: i64,
-) -> sqlx::Result<bool> {
-    let r = sqlx::query(
-        "UPDATE audit_events SET seq = $1, hash = $2, seal_order = $3 WHERE id = $4 AND seal_order IS NULL",
-    )
-    .bind(seq)
-    .bind(hash)
-    .bind(sealed)
-    .bind(id)
-    .execute(db)
-    .await?;
-    Ok(r.rows_affected() == 1)
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -277,8 +416,18 @@ enum Bind {
 
 /// Sealed events matching `f`, in seal order, at most `limit`.
 pub async fn page(pool: &AnyPool, f: &Filter, limit: i64) -> sqlx::Result<Vec<EventRow>> {
+    let mut after = f.after;
+    if let Some(from) = f.from {
+        // Skip the part of the read order that happened before `from` (the index on the seal order
+        // knows nothing of time, and the planner cannot know the two go together).
+        match first_order_from(pool, from).await? {
+            Some(i64::MAX) => return Ok(Vec::new()),
+            Some(first) => after = after.max(first - 1),
+            None => {}
+        }
+    }
     let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seal_order > $1");
-    let mut binds = vec![Bind::Int(f.after)];
+    let mut binds = vec![Bind::Int(after)];
     let mut push = |sql: &mut String, clause: &str, b: Bind| {
         binds.push(b);
         sql.push_str(&format!(" AND {clause} ${}", binds.len()));

@@ -294,6 +294,56 @@ async fn pages_follow_the_cursor_and_filters_narrow_them() {
 }
 
 #[tokio::test]
+async fn time_filters_start_at_their_seal_mark_and_miss_no_late_event() {
+    let app = spawn_app().await;
+    app.entity_with_admin("acme").await;
+    let group = |name: &'static str| {
+        let app = &app;
+        async move {
+            let r = app.post("/api/v1/entities/acme/groups", app.op(), json!({ "name": name })).await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            latchkey::audit::seal_now(&app.state).await;
+        }
+    };
+    let t0 = app.clock_now();
+    group("early").await;
+    app.advance(Duration::from_secs(5 * 60));
+    group("late").await;
+    let stamp = |ms: i64| latchkey::audit::chain::timestamp(ms);
+    let names = |ev: &[Value]| -> Vec<String> {
+        of(ev, "group.created").iter().map(|e| e["targets"][0]["name"].as_str().unwrap().to_string()).collect()
+    };
+    let from_mid = format!("&from={}", stamp(t0 + 150_000));
+    assert_eq!(names(&events(&app, Some("acme"), &from_mid).await), ["late"]);
+    assert_eq!(names(&events(&app, None, &from_mid).await), ["late"]);
+    // An event that happened long ago but is sealed now (its transaction was slow, or its server's
+    // clock behind): later in the read order, found by a filter on its time all the same.
+    let chain: String =
+        sqlx::query_scalar("SELECT id FROM entities WHERE slug = 'acme'").fetch_one(&app.state.db.pool).await.unwrap();
+    tamper(
+        &app,
+        &format!(
+            "INSERT INTO audit_pending (id, chain, entity, at, actor_type, action, targets, details) \
+             VALUES ('slow-one', '{chain}', 'acme', {}, 'system', 'group.created', \
+             '[{{\"type\":\"group\",\"id\":\"g\",\"name\":\"slow\"}}]', '{{}}')",
+            t0 + 1000
+        ),
+    )
+    .await;
+    let window = format!("&from={}&to={}", stamp(t0), stamp(t0 + 60_000));
+    assert_eq!(names(&events(&app, Some("acme"), &window).await), ["early", "slow"]);
+    assert_eq!(names(&events(&app, Some("acme"), &from_mid).await), ["late"]);
+    assert!(events(&app, None, &format!("&from={}", stamp(app.clock_now() + 60_000))).await.is_empty());
+    assert_verifies(&verify(&app).await);
+    // A mark moved back in time (to hide events from time filters) is named by verify.
+    tamper(&app, "UPDATE audit_seal_marks SET max_at = 0").await;
+    let report = verify(&app).await;
+    assert!(!report.ok());
+    assert!(!report.unmarked.is_empty());
+    assert!(report.stray_lines().iter().any(|l| l.contains("later than its seal mark")), "{:?}", report.stray_lines());
+}
+
+#[tokio::test]
 async fn exports_stream_ndjson_and_csv() {
     let app = spawn_app().await;
     let admin = app.entity_with_admin("acme").await;
@@ -438,6 +488,79 @@ async fn an_inserted_event_is_named_by_audit_verify() {
     .await;
     let f = acme_failure(&verify(&app).await);
     assert!(f.contains("inserted"), "{f}");
+}
+
+#[tokio::test]
+async fn a_row_outside_every_chain_is_named_by_audit_verify() {
+    // A row written straight into the events table without a place in a chain (the sealer writes
+    // none): no read lists it, and verify says it is there.
+    let (app, _) = sealed_app().await;
+    tamper(
+        &app,
+        "INSERT INTO audit_events (id, chain, entity, at, actor_type, action, targets, details) \
+         SELECT 'forged-loose', chain, entity, at, 'user', 'admin.added', '[]', '{}' FROM audit_events \
+         WHERE entity = 'acme' AND seq = 1",
+    )
+    .await;
+    let report = verify(&app).await;
+    assert!(!report.ok());
+    assert_eq!(report.strays, vec!["forged-loose".to_string()]);
+    assert!(report.stray_lines()[0].contains("forged-loose"), "{:?}", report.stray_lines());
+    // A real event taken out of the read order (its seal order cleared) is named the same way.
+    let (app, ev) = sealed_app().await;
+    let hidden = ev[1]["id"].as_str().unwrap();
+    tamper(&app, &format!("UPDATE audit_events SET seal_order = NULL WHERE id = '{hidden}'")).await;
+    let report = verify(&app).await;
+    assert_eq!(report.strays, vec![hidden.to_string()]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["audit", "verify", "--database-url", &app.state.config.database_url])
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("FAILED  event {hidden} is in no chain")), "{stdout}");
+}
+
+#[tokio::test]
+async fn events_wait_outside_the_read_indexes_until_sealed_and_move_in_order() {
+    let app = spawn_app().await;
+    let admin = app.entity_with_admin("acme").await;
+    for i in 0..3 {
+        let r = app.post("/api/v1/entities/acme/groups", Some(&admin), json!({ "name": format!("w{i}") })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // Whatever the background sealer did meanwhile, every event is in exactly one of the tables.
+    let count = |sql: &'static str| {
+        let pool = app.state.db.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+    };
+    let both = count("SELECT COUNT(*) FROM audit_pending p JOIN audit_events e ON e.id = p.id").await;
+    assert_eq!(both, 0);
+    latchkey::audit::seal_now(&app.state).await;
+    assert_eq!(count("SELECT COUNT(*) FROM audit_pending").await, 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_events WHERE seq IS NULL OR hash IS NULL OR seal_order IS NULL").await,
+        0
+    );
+    // In the order they were recorded.
+    let ev = events(&app, Some("acme"), "&action=group.created").await;
+    let targets: Vec<&str> = ev.iter().map(|e| e["targets"][0]["name"].as_str().unwrap_or("")).collect();
+    assert_eq!(targets, ["w0", "w1", "w2"]);
+    assert_verifies(&verify(&app).await);
+    // An event recorded by hand into the waiting table is sealed like any other.
+    let before = events(&app, None, "").await.len();
+    tamper(
+        &app,
+        "INSERT INTO audit_pending (id, chain, entity, at, actor_type, action, targets, details) \
+         VALUES ('late-one', '', NULL, 0, 'system', 'key.rotated', '[]', '{}')",
+    )
+    .await;
+    let all = events(&app, None, "").await;
+    assert_eq!(all.len(), before + 1);
+    assert_eq!(all.last().unwrap()["id"], "late-one");
+    assert_verifies(&verify(&app).await);
 }
 
 #[tokio::test]
