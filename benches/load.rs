@@ -31,6 +31,9 @@
 //!   compared with). Resident memory after the closed loops at 1,000 and at 100,000 leases, and
 //!   after each open loop. `--heartbeat-rate 0` / `--checkout-rate 0` leave the open loops out.
 //!
+//! `LATCHKEY_BENCH_BIN=path` runs that `latchkey` binary instead of building this checkout's (to
+//! measure a change against an earlier commit's build in the same session).
+//!
 //! Every measurement reports CPU time per operation of the server and of the client, and on
 //! PostgreSQL of the database processes serving the server's database (plus the WAL writer,
 //! checkpointer and background writer) and the WAL flushes per operation.
@@ -159,6 +162,10 @@ fn root() -> PathBuf {
 }
 
 fn build_server() -> PathBuf {
+    // Another build of the server (an earlier commit's, to measure a change against it).
+    if let Some(bin) = std::env::var_os("LATCHKEY_BENCH_BIN") {
+        return PathBuf::from(bin);
+    }
     let st = Command::new(env!("CARGO"))
         .args(["build", "--release", "--bin", "latchkey"])
         .current_dir(root())
@@ -1170,6 +1177,7 @@ fn main() {
             "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
             "cpu": cpu_model(),
             "seconds_per_run": a.seconds,
+            "server_bin": std::env::var("LATCHKEY_BENCH_BIN").unwrap_or_else(|_| "this checkout".into()),
         }),
     };
     rt.block_on(async {

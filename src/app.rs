@@ -80,6 +80,7 @@ impl App {
             mail_wake: Notify::new(),
             background: Default::default(),
             metrics: Metrics::default(),
+            heartbeats: Default::default(),
             audit: Default::default(),
             known_clients: Default::default(),
             base_url,

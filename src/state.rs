@@ -23,6 +23,8 @@ pub struct Inner {
     /// Work requests started and do not wait for.
     pub background: crate::background::Background,
     pub metrics: Metrics,
+    /// Heartbeats queued for the next batch (`store::heartbeats`).
+    pub heartbeats: crate::store::heartbeats::Batcher,
     /// This process as the audit sealer.
     pub audit: crate::audit::Sealer,
     /// Client ids known to be registered (products are never deleted).

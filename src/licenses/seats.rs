@@ -23,6 +23,7 @@ use crate::{
     state::AppState,
     store::{
         self, Tx,
+        heartbeats::Heartbeat as QueuedBeat,
         leases::{self as leases_store, Candidate, Lease},
     },
     tokens::{self, AccessClaims},
@@ -399,20 +400,21 @@ pub async fn heartbeat_json(
     }
     let now = state.now();
     let expires_at = now + state.config.lease_ttl.ms();
-    let row = leases_store::heartbeat(
-        &state.db.pool,
-        state.db.backend,
-        &leases_store::BeatArgs {
-            lease_id: &lease_id,
-            user_id: &claims.sub,
-            sid: &claims.sid,
-            jti: &claims.jti,
-            now,
-            expires_at,
-            idle_seconds: idle,
-        },
-    )
-    .await?;
+    let row = state
+        .heartbeats
+        .beat(
+            &state.db,
+            QueuedBeat {
+                lease_id: lease_id.clone(),
+                user_id: claims.sub.clone(),
+                sid: claims.sid.clone(),
+                jti: claims.jti.clone(),
+                now,
+                expires_at,
+                idle_seconds: idle,
+            },
+        )
+        .await?;
     let Some(row) = row else {
         return Err(why_not_live(&state, &claims, &lease_id, now).await);
     };

@@ -130,6 +130,8 @@ pub struct BeatArgs<'a> {
 
 /// The heartbeat in one statement: extend the caller's live lease unless its session or its access
 /// token was revoked, and read back the license's policy. `None`: the caller finds out why.
+/// Requests go through [`crate::store::heartbeats`], which writes them in batches with
+/// [`heartbeat_batch`] (the same checks, row by row) and falls back to this one when a batch fails.
 ///
 /// On PostgreSQL this statement's own (implicit) transaction commits with `synchronous_commit` off,
 /// set for that transaction alone (`set_config(.., true)` is `SET LOCAL`): the commit returns
@@ -176,6 +178,91 @@ pub async fn heartbeat<'e>(db: impl AnyExecutor<'e>, backend: Backend, a: &BeatA
         .bind(a.jti)
         .fetch_optional(db)
         .await
+}
+
+/// Several heartbeats of different leases in one statement, and so one transaction and one
+/// commit: each row gets exactly the checks of [`heartbeat`] (the owner, the caller's session and
+/// access token not revoked, not an offline license file's seat, the lease live at that beat's own
+/// `now`), and the answer for each beat, in the order given, is what [`heartbeat`] would have
+/// answered alone. The beats travel as one JSON array bound as a single parameter (the `Any`
+/// driver binds no arrays), unpacked by `json_to_recordset` on PostgreSQL and `json_each` on SQLite.
+///
+/// The lease ids must be distinct: an `UPDATE .. FROM` whose source names one row twice updates it
+/// once and returns it once. [`crate::store::heartbeats`] makes sure of it, and passes them sorted
+/// by id, so two batches running at once lock their rows in the same order.
+///
+/// On PostgreSQL the transaction commits with `synchronous_commit` off, as [`heartbeat`] does; it
+/// must run on the pool, never inside a caller's transaction. The license and product are joined
+/// once per row instead of read by three subqueries (PostgreSQL may return the `FROM` tables'
+/// columns; SQLite may not, so it keeps the subqueries).
+pub async fn heartbeat_batch<'e>(
+    db: impl AnyExecutor<'e>,
+    backend: Backend,
+    beats: &[BeatArgs<'_>],
+) -> sqlx::Result<Vec<Option<Beat>>> {
+    const POSTGRES: &str = "WITH no_flush_wait AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+         UPDATE leases l SET last_heartbeat_at = b.beat_at, expires_at = b.expires, idle_seconds = b.idle \
+         FROM no_flush_wait, \
+           json_to_recordset($1::json) AS b(lease text, owner text, sid text, jti text, beat_at bigint, expires bigint, idle bigint), \
+           licenses c JOIN products p ON p.id = c.product_id \
+         WHERE l.id = b.lease AND l.user_id || '' = b.owner AND l.ended_at IS NULL AND l.expires_at > b.beat_at \
+           AND c.id = l.license_id \
+           AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = b.sid AND f.revoked_at IS NOT NULL) \
+           AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = b.jti) \
+           AND NOT EXISTS (SELECT 1 FROM offline_licenses o WHERE o.lease_id = l.id) \
+         RETURNING l.id, l.license_id, l.machine, c.idle_timeout_s, c.expires_at AS license_expires_at, p.sku AS product";
+    const SQLITE: &str = "UPDATE leases SET last_heartbeat_at = b.beat_at, expires_at = b.expires, idle_seconds = b.idle \
+         FROM (SELECT value ->> 'lease' AS lease, value ->> 'owner' AS owner, value ->> 'sid' AS sid, \
+                 value ->> 'jti' AS jti, value ->> 'beat_at' AS beat_at, value ->> 'expires' AS expires, \
+                 value ->> 'idle' AS idle FROM json_each($1)) AS b \
+         WHERE leases.id = b.lease AND leases.user_id || '' = b.owner AND leases.ended_at IS NULL \
+           AND leases.expires_at > b.beat_at \
+           AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = b.sid AND f.revoked_at IS NOT NULL) \
+           AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = b.jti) \
+           AND NOT EXISTS (SELECT 1 FROM offline_licenses o WHERE o.lease_id = leases.id) \
+         RETURNING id, license_id, machine, \
+           (SELECT c.idle_timeout_s FROM licenses c WHERE c.id = leases.license_id) AS idle_timeout_s, \
+           (SELECT c.expires_at FROM licenses c WHERE c.id = leases.license_id) AS license_expires_at, \
+           (SELECT p.sku FROM licenses c JOIN products p ON p.id = c.product_id WHERE c.id = leases.license_id) AS product";
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        lease: &'a str,
+        owner: &'a str,
+        sid: &'a str,
+        jti: &'a str,
+        beat_at: Millis,
+        expires: Millis,
+        idle: i64,
+    }
+    #[derive(FromRow)]
+    struct Beaten {
+        id: String,
+        #[sqlx(flatten)]
+        beat: Beat,
+    }
+    if beats.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Row> = beats
+        .iter()
+        .map(|a| Row {
+            lease: a.lease_id,
+            owner: a.user_id,
+            sid: a.sid,
+            jti: a.jti,
+            beat_at: a.now,
+            expires: a.expires_at,
+            idle: a.idle_seconds,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let sql = match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let beaten: Vec<Beaten> = sqlx::query_as(sql).bind(json).fetch_all(db).await?;
+    let mut by_id: std::collections::HashMap<String, Beat> = beaten.into_iter().map(|b| (b.id, b.beat)).collect();
+    Ok(beats.iter().map(|a| by_id.remove(a.lease_id)).collect())
 }
 
 /// A license the user may draw a seat of `product` from.

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod entities;
+pub mod heartbeats;
 pub mod keys;
 pub mod leases;
 pub mod licenses;

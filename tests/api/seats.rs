@@ -637,3 +637,184 @@ async fn no_index_of_leases_covers_what_a_heartbeat_rewrites() {
         }
     }
 }
+
+/// The claims of an access token minted in this test (its session and token ids).
+async fn claims_of(app: &TestApp, token: &str) -> latchkey::tokens::AccessClaims {
+    latchkey::tokens::verify_access(&app.state, token, app.clock_now()).await.unwrap()
+}
+
+/// Heartbeats of different leases in one statement each get the answer they would have had
+/// alone: a live lease is extended, and a lease that lapsed, one whose session or access token
+/// was revoked, one named by another user and an offline license file's seat are refused and
+/// left as they were, whatever their neighbours in the batch.
+#[tokio::test]
+async fn heartbeats_in_one_batch_each_get_their_own_answer() {
+    use latchkey::store::leases;
+    let Fixture { app, license, .. } = fixture("floating", 10).await;
+    let lapsed_user = user_token(&app, &license, "lapsed").await;
+    let lapsed = granted(checkout(&app, &lapsed_user, "m-lapsed").await).await;
+    app.advance(Duration::from_secs(301));
+    let mut users = Vec::new();
+    for local in ["live", "session", "token", "offline"] {
+        let t = user_token(&app, &license, local).await;
+        let lease = granted(checkout(&app, &t, &format!("m-{local}")).await).await;
+        users.push((t, lease["lease_id"].as_str().unwrap().to_string()));
+    }
+    // The live user's second lease, heartbeaten with another user's token.
+    let foreign = granted(checkout(&app, &users[0].0, "m-second").await).await;
+    let now = app.clock_now();
+    let pool = &app.state.db.pool;
+    let session = claims_of(&app, &users[1].0).await;
+    sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(&session.sid)
+        .execute(pool)
+        .await
+        .unwrap();
+    let token = claims_of(&app, &users[2].0).await;
+    sqlx::query("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2)")
+        .bind(&token.jti)
+        .bind(now + 3_600_000)
+        .execute(pool)
+        .await
+        .unwrap();
+    let offline = leases::by_id(pool, &users[3].1).await.unwrap().unwrap();
+    sqlx::query(
+        "INSERT INTO offline_licenses (jti, license_id, user_id, lease_id, fingerprint_hash, issued_at, expires_at) \
+         VALUES ('offline-file', $1, $2, $3, 'fp', $4, $5)",
+    )
+    .bind(&license)
+    .bind(&offline.user_id)
+    .bind(&offline.id)
+    .bind(now)
+    .bind(now + 86_400_000)
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let mut beats = Vec::new();
+    // (lease, whose token, expected to be extended)
+    let cases = [
+        (lapsed["lease_id"].as_str().unwrap().to_string(), lapsed_user.clone(), false),
+        (users[0].1.clone(), users[0].0.clone(), true),
+        (users[1].1.clone(), users[1].0.clone(), false),
+        (users[2].1.clone(), users[2].0.clone(), false),
+        (users[3].1.clone(), users[3].0.clone(), false),
+        (foreign["lease_id"].as_str().unwrap().to_string(), users[3].0.clone(), false),
+    ];
+    for (lease, token, _) in &cases {
+        beats.push((lease.clone(), claims_of(&app, token).await));
+    }
+    let mut before = Vec::new();
+    for (lease, _, _) in &cases {
+        before.push(leases::by_id(pool, lease).await.unwrap().unwrap());
+    }
+    let args: Vec<leases::BeatArgs> = beats
+        .iter()
+        .enumerate()
+        .map(|(i, (lease, c))| leases::BeatArgs {
+            lease_id: lease,
+            user_id: &c.sub,
+            sid: &c.sid,
+            jti: &c.jti,
+            now,
+            expires_at: now + 300_000,
+            idle_seconds: i as i64 + 1,
+        })
+        .collect();
+    let answers = leases::heartbeat_batch(pool, app.state.db.backend, &args).await.unwrap();
+    assert_eq!(answers.len(), cases.len());
+    for (i, ((lease, _, extended), answer)) in cases.iter().zip(&answers).enumerate() {
+        let stored = leases::by_id(pool, lease).await.unwrap().unwrap();
+        if *extended {
+            let beat = answer.as_ref().expect("the live lease is extended");
+            assert_eq!((beat.license_id.as_str(), beat.product.as_str()), (license.as_str(), "readyapi"));
+            assert_eq!(beat.machine.as_deref(), Some("m-live"));
+            assert_eq!((stored.expires_at, stored.last_heartbeat_at, stored.idle_seconds), (now + 300_000, now, 2));
+        } else {
+            assert!(answer.is_none(), "case {i} was extended");
+            let b = &before[i];
+            assert_eq!(
+                (stored.expires_at, stored.last_heartbeat_at, stored.idle_seconds),
+                (b.expires_at, b.last_heartbeat_at, b.idle_seconds),
+                "case {i} was changed"
+            );
+        }
+    }
+    // Alone, each of them answers the same.
+    for (a, answer) in args.iter().zip(&answers) {
+        let alone = leases::heartbeat(pool, app.state.db.backend, a).await.unwrap();
+        assert_eq!(alone.is_some(), answer.is_some(), "lease {}", a.lease_id);
+    }
+    assert!(leases::heartbeat_batch(pool, app.state.db.backend, &[]).await.unwrap().is_empty());
+}
+
+/// Many heartbeats at once, over HTTP (so through the process's batches): each answers for its
+/// own lease, a lapsed lease, a revoked session's and a foreign one among them, and a lease
+/// heartbeaten twice at once is extended twice.
+#[tokio::test]
+async fn concurrent_heartbeats_each_answer_for_their_own_lease() {
+    let Fixture { app, license, .. } = fixture("floating", 40).await;
+    let lapsed_user = user_token(&app, &license, "lapsed").await;
+    let lapsed = granted(checkout(&app, &lapsed_user, "m-lapsed").await).await;
+    app.advance(Duration::from_secs(301));
+    let mut live = Vec::new();
+    for i in 0..24 {
+        let t = user_token(&app, &license, &format!("u{i}")).await;
+        let lease = granted(checkout(&app, &t, &format!("m{i}")).await).await;
+        live.push((t, lease["lease_id"].as_str().unwrap().to_string()));
+    }
+    let email = app.email("revoked");
+    app.assign(&license, &email).await;
+    app.set_password_from_mail(&email, PASSWORD).await;
+    let t = app.tokens(&email, PASSWORD, "readyapi").await;
+    let revoked_token = t["access_token"].as_str().unwrap().to_string();
+    let revoked = granted(checkout(&app, &revoked_token, "m-revoked").await).await;
+    let r = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .form(&[("token", t["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // (token, lease, expected status)
+    let mut cases: Vec<(String, String, StatusCode)> =
+        live.iter().map(|(t, l)| (t.clone(), l.clone(), StatusCode::OK)).collect();
+    cases.push((live[0].0.clone(), live[0].1.clone(), StatusCode::OK));
+    cases.push((lapsed_user.clone(), lapsed["lease_id"].as_str().unwrap().to_string(), StatusCode::GONE));
+    cases.push((revoked_token.clone(), revoked["lease_id"].as_str().unwrap().to_string(), StatusCode::UNAUTHORIZED));
+    cases.push((live[1].0.clone(), live[2].1.clone(), StatusCode::NOT_FOUND));
+    cases.push((live[3].0.clone(), "no-such-lease".to_string(), StatusCode::NOT_FOUND));
+    for round in 0..3 {
+        let tasks: Vec<_> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (token, lease, _))| {
+                let (client, url, token) =
+                    (app.client.clone(), app.url(&format!("/api/v1/seats/{lease}/heartbeat")), token.clone());
+                tokio::spawn(async move {
+                    let r =
+                        client.post(url).bearer_auth(token).json(&json!({ "idle_seconds": i })).send().await.unwrap();
+                    (r.status(), r.json::<Value>().await.unwrap())
+                })
+            })
+            .collect();
+        for ((_, lease, expected), task) in cases.iter().zip(tasks) {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, *expected, "round {round}, lease {lease}: {body}");
+            if status == StatusCode::OK {
+                assert_eq!(body["lease_id"], lease.as_str());
+                assert_eq!(body["license_id"], license.as_str());
+            }
+        }
+        app.advance(Duration::from_secs(60));
+    }
+    // Every live lease was extended by the last round, each with its own idle time.
+    let now = app.clock_now() - 60_000;
+    for (i, (_, lease)) in live.iter().enumerate().skip(1) {
+        let l = latchkey::store::leases::by_id(&app.state.db.pool, lease).await.unwrap().unwrap();
+        assert_eq!((l.last_heartbeat_at, l.idle_seconds), (now, i as i64), "lease {lease}");
+    }
+}
