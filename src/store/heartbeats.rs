@@ -26,11 +26,13 @@
 //! loses only the heartbeats not yet answered (their products retry on their next interval), and
 //! replicas need no coordination. Each replica batches its own requests.
 //!
-//! If a batch's statement fails for any reason other than the pool being exhausted or closed (a
-//! deadlock with another transaction, a row that makes the statement fail), each of its requests
+//! If a batch's statement fails on a deadlock or a serialization failure, or for a reason that is
+//! not the database being unreachable (a row that makes the statement fail), each of its requests
 //! runs its heartbeat alone ([`leases::heartbeat`]), so one bad row or a rare conflict never fails
-//! its neighbours. When the pool is exhausted or closed, each request gets that error, as it would
-//! have alone. A heartbeat waits in the queue at most as long as a request waits for a connection
+//! its neighbours. When the database is unreachable (no connection within the acquire timeout, a
+//! connection that broke, a server shutting down), each request gets that answer (503), as it
+//! would have alone. A batch waits for its connection no longer than its earliest request would
+//! have waited alone, so an outage is answered as fast as before batching. A heartbeat waits in the queue at most as long as a request waits for a connection
 //! (`LATCHKEY_DATABASE_ACQUIRE_TIMEOUT`): if no writer took it by then, the database is not keeping
 //! up, and it is taken out of the queue and answered like an exhausted pool (503 with
 //! Retry-After), so an overload sheds heartbeats instead of queueing them without bound. One whose
@@ -101,6 +103,8 @@ enum Answer {
 
 struct Waiting {
     id: u64,
+    /// Until when its request waits for a connection, as it would have alone.
+    deadline: tokio::time::Instant,
     beat: Heartbeat,
     answer: oneshot::Sender<Answer>,
 }
@@ -128,11 +132,12 @@ impl Batcher {
     /// that come at the same time.
     pub async fn beat(&self, db: &Db, beat: Heartbeat) -> sqlx::Result<Option<Beat>> {
         let (tx, mut rx) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + db.pool.options().get_acquire_timeout();
         let id = {
             let mut q = lock(&self.queue);
             q.next_id += 1;
             let id = q.next_id;
-            q.waiting.push_back(Waiting { id, beat, answer: tx });
+            q.waiting.push_back(Waiting { id, deadline, beat, answer: tx });
             if q.writers < writers(db.backend) {
                 q.writers += 1;
                 tokio::spawn(write(Writer { queue: self.queue.clone(), running: true }, db.clone()));
@@ -142,7 +147,7 @@ impl Batcher {
         // Queued as long as a request would wait for a connection, at most: past it, if no writer
         // took it yet, the database is not keeping up and the caller gets the same answer as
         // from an exhausted pool (503). Once taken, it is answered when its batch ends.
-        let answer = match tokio::time::timeout(db.pool.options().get_acquire_timeout(), &mut rx).await {
+        let answer = match tokio::time::timeout_at(deadline, &mut rx).await {
             Ok(answer) => answer,
             Err(_) => {
                 let withdrawn = {
@@ -193,9 +198,18 @@ async fn write(mut writer: Writer, db: Db) {
             }
             batch
         };
-        let args: Vec<BeatArgs> = batch.iter().map(|w| w.beat.args()).collect();
-        let result = leases::heartbeat_batch(&db.pool, db.backend, &args).await;
-        drop(args);
+        // The connection is waited for no longer than the batch's most pressed request would have
+        // waited alone: with the database unreachable, every request still answers within the
+        // acquire timeout, however long it queued.
+        let deadline = batch.iter().map(|w| w.deadline).min().unwrap_or_else(tokio::time::Instant::now);
+        let result = match tokio::time::timeout_at(deadline, db.pool.acquire()).await {
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(mut conn)) => {
+                let args: Vec<BeatArgs> = batch.iter().map(|w| w.beat.args()).collect();
+                leases::heartbeat_batch(&mut *conn, db.backend, &args).await
+            }
+        };
         match result {
             Ok(rows) => {
                 for (w, row) in batch.into_iter().zip(rows) {
@@ -204,20 +218,35 @@ async fn write(mut writer: Writer, db: Db) {
                 }
             }
             Err(e) => {
-                let pool = matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed);
-                if !pool {
+                // The database unreachable (the pool's wait ran out, a connection broke, the
+                // server shutting down): each request gets that answer (503), as it would have
+                // alone; trying each again would only make it wait twice. Anything else (a
+                // deadlock, a row the statement chokes on): each runs alone.
+                let alone = !super::is_transient(&e) || is_conflict(&e);
+                if alone {
                     tracing::warn!(error = %e, heartbeats = batch.len(), "a batch of heartbeats failed; each runs alone");
                 }
                 for w in batch {
-                    let answer = match &e {
-                        sqlx::Error::PoolTimedOut => Answer::Failed(sqlx::Error::PoolTimedOut),
-                        sqlx::Error::PoolClosed => Answer::Failed(sqlx::Error::PoolClosed),
-                        _ => Answer::Alone(w.beat),
-                    };
+                    let answer = if alone { Answer::Alone(w.beat) } else { Answer::Failed(same_kind(&e)) };
                     let _ = w.answer.send(answer);
                 }
             }
         }
+    }
+}
+
+/// A deadlock or serialization failure: transient, but of this transaction, not of the database.
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")))
+}
+
+/// An error that says the same (the database could not serve the request now), for each request
+/// of a batch: `sqlx::Error` cannot be cloned.
+fn same_kind(e: &sqlx::Error) -> sqlx::Error {
+    match e {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
     }
 }
 
@@ -262,7 +291,7 @@ mod tests {
             expires_at: 1,
             idle_seconds: 0,
         };
-        (Waiting { id: 0, beat, answer: tx }, rx)
+        (Waiting { id: 0, deadline: tokio::time::Instant::now(), beat, answer: tx }, rx)
     }
 
     fn ids(v: &[Waiting]) -> Vec<&str> {
