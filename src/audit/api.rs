@@ -208,7 +208,7 @@ pub async fn all_events(
 }
 
 async fn answer(state: AppState, filter: Filter, limit: Option<i64>, format: Format, name: &str) -> Result<Response> {
-    super::seal_now(&state).await;
+    super::sealer::seal_for_read(&state).await;
     if format == Format::Json {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         let mut rows = store::audit::page(&state.db.pool, &filter, limit + 1).await?;
@@ -241,7 +241,7 @@ pub async fn page_of(
     limit: i64,
 ) -> Result<(Vec<Value>, Option<String>)> {
     let (filter, _, _) = parse_query(q, chain)?;
-    super::seal_now(state).await;
+    super::sealer::seal_for_read(state).await;
     let mut rows = store::audit::page(&state.db.pool, &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -384,7 +384,7 @@ pub async fn list_checkpoints(
                 .id
         }
     };
-    super::seal_now(&state).await;
+    super::sealer::seal_now(&state).await;
     let rows = store::audit::checkpoints(&state.db.pool, &chain).await?;
     let items: Vec<Value> = rows
         .iter()

@@ -149,6 +149,21 @@ async fn sign_due(state: &AppState, tx: &mut store::Tx, now: Millis) -> anyhow::
     Ok(due.len() as u64)
 }
 
+/// Seal before reading events, so a caller sees what it just did: [`seal_now`], unless no event
+/// waits. Then a read costs no write transaction and never waits for another replica's sealer
+/// (whose batch, while not committed, still shows here as waiting, so a caller's own events are
+/// never missed). Checkpoints that are due are left to the background sealer.
+pub async fn seal_for_read(state: &AppState) {
+    match store::audit::any_pending(&state.db.pool).await {
+        Ok(false) => {}
+        Ok(true) => seal_now(state).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for audit events to seal before a read");
+            seal_now(state).await;
+        }
+    }
+}
+
 /// Seal before reading, so a caller sees what it just did. When another replica holds the lease,
 /// wait (briefly) for it to finish and seal again: its run may have started before our write.
 pub async fn seal_now(state: &AppState) {

@@ -279,6 +279,12 @@ pub async fn prune_marks<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<u64> {
     Ok(r.rows_affected())
 }
 
+/// Whether any event waits for the sealer (one probe of the primary key).
+pub async fn any_pending<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<bool> {
+    let row: Option<i64> = sqlx::query_scalar("SELECT pos FROM audit_pending LIMIT 1").fetch_optional(db).await?;
+    Ok(row.is_some())
+}
+
 pub async fn count_unsealed<'e>(db: impl AnyExecutor<'e>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending").fetch_one(db).await
 }
