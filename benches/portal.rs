@@ -111,7 +111,7 @@ async fn main() {
     }
     for (i, e) in emails.iter().take(LIVE).enumerate() {
         let u = store::accounts::user_by_email(&state.db.pool, e).await.unwrap().unwrap();
-        latchkey::licenses::seats::checkout(&state, &ctx, &u.id, "bench", &format!("pc-{i:04}")).await.unwrap();
+        latchkey::licenses::seats::checkout(&state, &ctx, &u.id, None, "bench", &format!("pc-{i:04}")).await.unwrap();
     }
     // The setup mails are written out before anything is measured.
     state.wake_mailer();

@@ -209,6 +209,14 @@ impl Event {
         }
     }
 
+    /// The row [`Event::record`] would append, and the license whose entity's chain it goes on,
+    /// for a caller that writes it inside a larger statement of the same transaction (the
+    /// checkout, `store::slots::claim_folded`). None when auditing is off.
+    pub fn row_of_license(&self, ctx: &Context, now: Millis) -> Option<(EventRow, String)> {
+        let license = self.license_entity.clone()?;
+        ctx.enabled.then(|| (self.row(ctx, now), license))
+    }
+
     /// For what changes nothing else (a refused sign-in, a denied seat): its own short transaction.
     pub async fn record_alone(self, state: &AppState, ctx: &Context, now: Millis) -> Result<(), sqlx::Error> {
         if !ctx.enabled {

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::views;
 use crate::{
     audit::{self, Actor, Target},
-    auth::{Admin, UserToken},
+    auth::Admin,
     clock::{self, Millis},
     error::{ApiError, ApiJson, ApiPath, OptionalJson, Result},
     onprem::SeatRule,
@@ -126,6 +126,12 @@ enum Attempt {
 
 /// One license, under the caller's assignment lock: the caller's live lease on this machine, or a
 /// new one if the license allows it.
+///
+/// On PostgreSQL, on a server that is not on-premise, the steps are folded into two statements
+/// (besides the candidates, `BEGIN` and `COMMIT`): the assignment's lock with the export check and
+/// the same-computer probe (`store::slots::lock_and_probe`), then the slot's claim with the lease's
+/// insert and its audit event (`store::slots::claim_folded`). The rarer paths (the same computer
+/// again, a fixed seat, lowered seats, a full pool) take the statements of the other backends.
 #[allow(clippy::too_many_arguments)]
 async fn try_license(
     state: &AppState,
@@ -138,48 +144,50 @@ async fn try_license(
     now: Millis,
 ) -> Result<Attempt> {
     let backend = state.db.backend;
-    // Private networks: a license moved on-premise gives no seat here; an on-premise server's
-    // seats come from its verified entitlement only (it takes the license's lock first, in the
-    // same order as revocations: license, then assignment).
-    let (entitled, fixed) = match crate::onprem::seat_rule(state, tx, &c.id, now).await? {
-        SeatRule::AsSold => (None, c.kind == "fixed"),
-        SeatRule::Entitled { seats } => (Some(seats), false),
-        SeatRule::Refused(e) => return Ok(Attempt::Refused(e)),
-    };
-    if !store::slots::lock_assignment(tx, backend, &c.id, user_id).await? {
-        return Ok(Attempt::Unassigned);
-    }
-    let expires_at = now + state.config.lease_ttl.ms();
-    // A fixed seat has at most one live lease (the assignment lock makes sure of it): read it,
-    // whatever its computer. A floating user may hold many: probe for this computer's only.
-    let probe = (!fixed).then_some(mhash);
-    let mine = leases_store::live_of_user(&mut **tx, user_id, &c.id, probe, now).await?;
-    match mine {
-        Some(l) if l.machine_hash == mhash => {
-            // The same computer asking again (a crashed product re-run): its lease, refreshed.
-            leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
-            checked_out(ctx, tx, c, &l.id, machine, true, now).await?;
-            return Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l }));
+    let folded = backend == store::Backend::Postgres && state.onprem.is_none();
+    let (entitled, fixed, mine) = if folded {
+        // seat_rule's answer off-premise (AsSold, unless the license is exported), read under the
+        // assignment's lock in the same statement.
+        let fixed = c.kind == "fixed";
+        let probe = (!fixed).then_some(mhash);
+        match store::slots::lock_and_probe(tx, &c.id, user_id, probe, now).await? {
+            Some(store::slots::Assigned { exported_to: Some(host), .. }) => {
+                return Ok(Attempt::Refused(crate::onprem::served_on_premise(&host)));
+            }
+            Some(store::slots::Assigned { mine, .. }) => (None, fixed, mine),
+            None => {
+                // Not assigned: an export still answers first, as seat_rule does.
+                return Ok(match store::onprem::active_export(&mut **tx, &c.id, now).await? {
+                    Some(x) => Attempt::Refused(crate::onprem::served_on_premise(&x.server_host)),
+                    None => Attempt::Unassigned,
+                });
+            }
         }
+    } else {
+        // Private networks: a license moved on-premise gives no seat here; an on-premise server's
+        // seats come from its verified entitlement only (it takes the license's lock first, in the
+        // same order as revocations: license, then assignment).
+        let (entitled, fixed) = match crate::onprem::seat_rule(state, tx, &c.id, now).await? {
+            SeatRule::AsSold => (None, c.kind == "fixed"),
+            SeatRule::Entitled { seats } => (Some(seats), false),
+            SeatRule::Refused(e) => return Ok(Attempt::Refused(e)),
+        };
+        if !store::slots::lock_assignment(tx, backend, &c.id, user_id).await? {
+            return Ok(Attempt::Unassigned);
+        }
+        // A fixed seat has at most one live lease (the assignment lock makes sure of it): read it,
+        // whatever its computer. A floating user may hold many: probe for this computer's only.
+        let probe = (!fixed).then_some(mhash);
+        (entitled, fixed, leases_store::live_of_user(&mut **tx, user_id, &c.id, probe, now).await?)
+    };
+    let expires_at = now + state.config.lease_ttl.ms();
+    match mine {
+        Some(l) if l.machine_hash == mhash => return again(ctx, tx, c, l, machine, now, expires_at).await,
         Some(_) => return Ok(Attempt::InUse),
         None => {}
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    if !fixed && !store::slots::claim(tx, backend, &c.id, &id, now, expires_at).await? {
-        // Refused: counting the live leases for the answer is the one step that reads the pool.
-        let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
-        return Ok(Attempt::Full { seats: entitled.unwrap_or(c.seats), in_use });
-    }
-    if let Some(seats) = entitled {
-        // On-premise: slot rows live in the customer's database; the verified entitlement decides
-        // (counted under the license's lock that seat_rule took).
-        let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
-        if in_use >= seats {
-            return Ok(Attempt::Full { seats, in_use });
-        }
-    }
     let lease = Lease {
-        id,
+        id: uuid::Uuid::new_v4().to_string(),
         license_id: c.id.clone(),
         user_id: user_id.to_string(),
         // Data minimisation: a fixed seat keeps only the keyed hash of its computer.
@@ -192,20 +200,56 @@ async fn try_license(
         ended_at: None,
         end_reason: None,
     };
+    if folded && !fixed {
+        let event = checked_out_event(c, &lease.id, machine, false).row_of_license(ctx, now);
+        match store::slots::claim_folded(tx, &lease, event.as_ref(), now).await? {
+            store::slots::Claimed::Granted => return Ok(Attempt::Granted(lease)),
+            store::slots::Claimed::Mine(id) => {
+                // A checkout of this computer committed while this one waited for the lock.
+                return match leases_store::by_id(&mut **tx, &id).await? {
+                    Some(l) => again(ctx, tx, c, l, machine, now, expires_at).await,
+                    None => Err(ApiError::internal("a live lease vanished under its assignment's lock")),
+                };
+            }
+            // Every seat taken, or the seats were lowered: claim decides, under the license's lock.
+            store::slots::Claimed::NoFreeSlot => {}
+        }
+    }
+    if !fixed && !store::slots::claim(tx, backend, &c.id, &lease.id, now, expires_at).await? {
+        // Refused: counting the live leases for the answer is the one step that reads the pool.
+        let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
+        return Ok(Attempt::Full { seats: entitled.unwrap_or(c.seats), in_use });
+    }
+    if let Some(seats) = entitled {
+        // On-premise: slot rows live in the customer's database; the verified entitlement decides
+        // (counted under the license's lock that seat_rule took).
+        let in_use = leases_store::count_live(&mut **tx, &c.id, now).await?;
+        if in_use >= seats {
+            return Ok(Attempt::Full { seats, in_use });
+        }
+    }
     leases_store::insert(&mut **tx, &lease).await?;
-    checked_out(ctx, tx, c, &lease.id, machine, false, now).await?;
+    checked_out_event(c, &lease.id, machine, false).record(tx, ctx, now).await?;
     Ok(Attempt::Granted(lease))
 }
 
-async fn checked_out(
+/// The same computer asking again (a crashed product re-run): its live lease, refreshed.
+async fn again(
     ctx: &audit::Context,
     tx: &mut Tx,
     c: &Candidate,
-    lease_id: &str,
+    l: Lease,
     machine: &str,
-    again: bool,
     now: Millis,
-) -> Result<()> {
+    expires_at: Millis,
+) -> Result<Attempt> {
+    leases_store::extend(&mut **tx, &l.id, now, expires_at, 0).await?;
+    checked_out_event(c, &l.id, machine, true).record(tx, ctx, now).await?;
+    Ok(Attempt::Granted(Lease { expires_at, last_heartbeat_at: now, idle_seconds: 0, ..l }))
+}
+
+/// `seat.checked_out`: `again` when the same computer got its live lease back.
+fn checked_out_event(c: &Candidate, lease_id: &str, machine: &str, again: bool) -> audit::Event {
     // A fixed seat's computer is not stored anywhere (only its keyed hash): not here either.
     let machine = (c.kind != "fixed").then_some(machine);
     audit::Event::new("seat.checked_out")
@@ -213,23 +257,37 @@ async fn checked_out(
         .target(Target::new("lease", lease_id, None))
         .target(Target::new("license", &c.id, None))
         .details(json!({ "machine": machine, "same_computer_again": again }))
-        .record(tx, ctx, now)
-        .await?;
-    Ok(())
 }
 
 /// Check out a seat of `product` for the user on `machine`: the fixed seat assigned to them first,
-/// then the floating pools, earliest expiry first.
+/// then the floating pools, earliest expiry first. `token`: the caller's access token, whose
+/// revocation is checked here, with the candidate licenses in one statement (None: no token, the
+/// on-premise "everyone" checkout).
 pub async fn checkout(
     state: &AppState,
     ctx: &audit::Context,
     user_id: &str,
+    token: Option<&AccessClaims>,
     product: &str,
     machine: &str,
 ) -> Result<(Lease, String)> {
     let now = state.now();
-    let mut candidates = leases_store::candidates(&state.db.pool, user_id, product).await?;
+    // The first license's transaction reads the candidates too: one connection for the checkout.
+    let mut first_tx = state.db.begin_write().await?;
+    let mut candidates = match token {
+        Some(t) => {
+            let (revoked, candidates) =
+                leases_store::candidates_unless_revoked(&mut *first_tx, user_id, product, &t.sid, &t.jti).await?;
+            if revoked {
+                first_tx.rollback().await?;
+                return Err(ApiError::unauthorized("the access token has been revoked"));
+            }
+            candidates
+        }
+        None => leases_store::candidates(&mut *first_tx, user_id, product).await?,
+    };
     if candidates.is_empty() {
+        first_tx.rollback().await?;
         return Err(ApiError::forbidden(
             "not_licensed",
             format!("you hold no license of `{product}`; ask your administrator"),
@@ -238,12 +296,17 @@ pub async fn checkout(
     candidates.sort_by_key(|c| (c.kind != "fixed", c.expires_at.unwrap_or(i64::MAX), c.id.clone()));
     let live: Vec<&Candidate> = candidates.iter().filter(|c| c.expires_at.is_none_or(|e| e > now)).collect();
     if live.is_empty() {
+        first_tx.rollback().await?;
         return Err(ApiError::gone("license_expired", format!("your license of `{product}` has expired")));
     }
     let mhash = machine_hash(state, user_id, machine);
     let mut refusal = None;
+    let mut first_tx = Some(first_tx);
     for c in live {
-        let mut tx = state.db.begin_write().await?;
+        let mut tx = match first_tx.take() {
+            Some(tx) => tx,
+            None => state.db.begin_write().await?,
+        };
         match try_license(state, ctx, &mut tx, c, user_id, &mhash, machine, now).await? {
             Attempt::Granted(lease) => {
                 tx.commit().await?;
@@ -318,13 +381,23 @@ problems!(CheckoutProblems [json_body]:
 #[tracing::instrument(skip_all)]
 pub async fn checkout_json(
     State(state): State<AppState>,
-    UserToken(claims): UserToken,
+    SignedUser(claims): SignedUser,
     ctx: audit::Context,
-    ApiJson(body): ApiJson<Checkout>,
+    body: Result<ApiJson<Checkout>, ApiError>,
 ) -> Result<(StatusCode, Json<views::Lease>)> {
-    let machine = check_machine(&body.machine)?;
+    // The token's revocation is checked by the checkout's first statement; a request refused
+    // before it checks it here, so that a revoked token is told so first, as everywhere.
+    let checked = body.and_then(|ApiJson(b)| check_machine(&b.machine).map(str::to_string).map(|m| (b, m)));
+    let (body, machine) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            crate::auth::ensure_not_revoked(&state, &claims).await?;
+            return Err(e);
+        }
+    };
+    let machine = machine.as_str();
     let ctx = ctx.by(Actor::user(&claims.sub, &claims.email));
-    let (lease, token) = checkout(&state, &ctx, &claims.sub, &body.product, machine).await?;
+    let (lease, token) = checkout(&state, &ctx, &claims.sub, Some(&claims), &body.product, machine).await?;
     Ok((StatusCode::CREATED, Json(lease_response(&state, &lease, &body.product, machine, token))))
 }
 

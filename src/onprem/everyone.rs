@@ -69,7 +69,7 @@ async fn checkout(state: &AppState, req: Request) -> Result<Response> {
     // No token: the product on that computer is the actor.
     let actor =
         crate::audit::Actor { kind: "product", id: Some(body.product.clone()), name: Some(machine.to_string()) };
-    let (lease, token) = seats::checkout(state, &ctx.by(actor), &user_id, &body.product, machine).await?;
+    let (lease, token) = seats::checkout(state, &ctx.by(actor), &user_id, None, &body.product, machine).await?;
     Ok((StatusCode::CREATED, Json(seats::lease_response(state, &lease, &body.product, machine, token))).into_response())
 }
 

@@ -23,7 +23,7 @@ use crate::{
     store::licenses::License,
 };
 
-pub use server::{Local, SeatRule, seat_rule};
+pub use server::{Local, SeatRule, seat_rule, served_on_premise};
 
 /// Longest an entitlement or offline license file is valid: one year (less when the license ends
 /// sooner). A new file is one request away.

@@ -162,18 +162,20 @@ pub enum SeatRule {
     Refused(ApiError),
 }
 
+/// The answer to a checkout of a license exported to the on-premise server on `host`.
+pub fn served_on_premise(host: &str) -> ApiError {
+    ApiError::conflict(
+        "license_on_premise",
+        format!("this license is served by your on-premise license server (`{host}`); use that server"),
+    )
+}
+
 /// The checkout hook: on the vendor's service, a license moved on-premise gives no seat; on an
 /// on-premise server, only a verified entitlement in force does.
 pub async fn seat_rule(state: &AppState, tx: &mut Tx, license_id: &str, now: Millis) -> Result<SeatRule> {
     let Some(local) = &state.onprem else {
         return Ok(match store::onprem::active_export(&mut **tx, license_id, now).await? {
-            Some(x) => SeatRule::Refused(ApiError::conflict(
-                "license_on_premise",
-                format!(
-                    "this license is served by your on-premise license server (`{}`); use that server",
-                    x.server_host
-                ),
-            )),
+            Some(x) => SeatRule::Refused(served_on_premise(&x.server_host)),
             None => SeatRule::AsSold,
         });
     };

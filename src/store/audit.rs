@@ -59,26 +59,43 @@ pub async fn insert_event<'e>(db: impl AnyExecutor<'e>, e: &EventRow) -> sqlx::R
 /// [`insert_event`] on the chain of the entity that owns `license_id` (one statement: the seat
 /// paths do not pay for a lookup).
 pub async fn insert_event_of_license<'e>(db: impl AnyExecutor<'e>, e: &EventRow, license_id: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| event_of_license_sql(1, ""));
+    bind_event_of_license(sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())), e, license_id).execute(db).await.map(|_| ())
+}
+
+/// The INSERT of [`insert_event_of_license`] with its twelve parameters numbered from `$first`
+/// (bound by [`bind_event_of_license`]), its row written only when the condition `also` holds
+/// (empty: always): a caller folds it into a larger statement as a data-modifying CTE (the
+/// checkout, `store::slots::claim_folded`), so the event is written by the same code either way.
+pub fn event_of_license_sql(first: usize, also: &str) -> String {
+    let p: Vec<String> = (first..first + 12).map(|i| format!("${i}")).collect();
+    let also = if also.is_empty() { String::new() } else { format!(" AND {also}") };
+    format!(
         "INSERT INTO audit_pending (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
-         user_agent, request_id, details) SELECT $1, l.entity_id, n.slug, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
-         FROM licenses l JOIN entities n ON n.id = l.entity_id WHERE l.id = $12",
+         user_agent, request_id, details) SELECT {}, l.entity_id, n.slug, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} \
+         FROM licenses l JOIN entities n ON n.id = l.entity_id WHERE l.id = {}{also}",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]
     )
-    .bind(&e.id)
-    .bind(e.at)
-    .bind(&e.actor_type)
-    .bind(&e.actor_id)
-    .bind(&e.actor_name)
-    .bind(&e.action)
-    .bind(&e.targets)
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.request_id)
-    .bind(&e.details)
-    .bind(license_id)
-    .execute(db)
-    .await
-    .map(|_| ())
+}
+
+/// Bind the parameters of [`event_of_license_sql`], in its order.
+pub fn bind_event_of_license<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    e: &EventRow,
+    license_id: &str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(e.id.clone())
+        .bind(e.at)
+        .bind(e.actor_type.clone())
+        .bind(e.actor_id.clone())
+        .bind(e.actor_name.clone())
+        .bind(e.action.clone())
+        .bind(e.targets.clone())
+        .bind(e.ip.clone())
+        .bind(e.user_agent.clone())
+        .bind(e.request_id.clone())
+        .bind(e.details.clone())
+        .bind(license_id.to_string())
 }
 
 // ---- the sealer -------------------------------------------------------------------------------

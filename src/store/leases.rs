@@ -286,6 +286,47 @@ pub async fn candidates<'e>(db: impl AnyExecutor<'e>, user_id: &str, product: &s
     .await
 }
 
+/// [`candidates`] and, in the same statement, whether the caller's access token was revoked (itself,
+/// its `jti`, or its session `sid`, exactly as `store::tokens::access_revoked` decides): the
+/// checkout pays one round trip for both. `(revoked, candidates)`.
+pub async fn candidates_unless_revoked<'e>(
+    db: impl AnyExecutor<'e>,
+    user_id: &str,
+    product: &str,
+    sid: &str,
+    jti: &str,
+) -> sqlx::Result<(bool, Vec<Candidate>)> {
+    #[derive(FromRow)]
+    struct Row {
+        revoked: i64,
+        id: Option<String>,
+        kind: Option<String>,
+        seats: Option<i64>,
+        expires_at: Option<Millis>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.revoked, c.id, c.kind, c.seats, c.expires_at FROM ( \
+           SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = $3 AND COALESCE(f.revoked_at, 0) = 0) \
+             AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens t WHERE t.jti = $4) THEN 0 ELSE 1 END AS BIGINT) AS revoked) r \
+         LEFT JOIN ( \
+           SELECT l.id, l.kind, l.seats, l.expires_at FROM assignments a \
+           JOIN licenses l ON l.id = a.license_id JOIN products p ON p.id = l.product_id \
+           WHERE a.user_id = $1 AND p.sku = $2 AND a.suspended_at IS NULL) c ON 1 = 1",
+    )
+    .bind(user_id)
+    .bind(product)
+    .bind(sid)
+    .bind(jti)
+    .fetch_all(db)
+    .await?;
+    let revoked = rows.first().is_none_or(|r| r.revoked != 0);
+    let candidates = rows
+        .into_iter()
+        .filter_map(|r| Some(Candidate { id: r.id?, kind: r.kind?, seats: r.seats?, expires_at: r.expires_at }))
+        .collect();
+    Ok((revoked, candidates))
+}
+
 pub async fn end<'e>(db: impl AnyExecutor<'e>, id: &str, reason: &str, now: Millis) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE leases SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL AND expires_at > $1",

@@ -18,15 +18,23 @@
 //! by others is refused (those others are taking them). SQLite has a single writer (every write
 //! transaction starts with `BEGIN IMMEDIATE`), which makes the plain claim exact.
 //!
+//! A checkout on PostgreSQL (off-premise) is bound by round trips, not by the database's work, so
+//! there the common case is two statements under `BEGIN`/`COMMIT`: [`lock_and_probe`] (the
+//! assignment's lock, the license's export, the caller's lease on that computer) and
+//! [`claim_folded`] (the same probe as [`claim`], the slot's update, the lease's insert and its
+//! audit event, as data-modifying CTEs of one statement; a slot whose bound has passed while its
+//! lease is live has its bound moved up between two tries, as in [`claim`]). A pool with no free
+//! slot, or with a surplus, falls back to [`claim`].
+//!
 //! Lowering a license's seats deletes free slots; slots held by live leases stay with them (a
 //! running product is never cut off) and count in `licenses.seat_surplus`. While that is above
 //! zero, a slot that frees is deleted instead of being claimed, under the license's row lock, until
 //! the license has as many slots as seats: so no checkout is granted before fewer leases than the
 //! new number of seats are live. Invariant: slots of a floating license = seats + seat_surplus.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, FromRow, Row};
 
-use super::Backend;
+use super::{Backend, audit::EventRow, leases::Lease};
 use crate::clock::Millis;
 
 /// Take the caller's assignment to the license for this transaction, so that two checkouts of the
@@ -52,6 +60,170 @@ pub async fn lock_assignment(
     let row: Option<(String,)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(license_id).bind(user_id).fetch_optional(conn).await?;
     Ok(row.is_some())
+}
+
+/// What [`lock_and_probe`] finds under the assignment's lock.
+pub struct Assigned {
+    /// The host of the on-premise server the license is exported to, if it is.
+    pub exported_to: Option<String>,
+    /// The caller's live lease of the license (on `machine_hash`, when given).
+    pub mine: Option<Lease>,
+}
+
+#[derive(FromRow)]
+struct AssignedRow {
+    exported_to: Option<String>,
+    id: Option<String>,
+    license_id: Option<String>,
+    user_id: Option<String>,
+    machine: Option<String>,
+    machine_hash: Option<String>,
+    created_at: Option<Millis>,
+    last_heartbeat_at: Option<Millis>,
+    expires_at: Option<Millis>,
+    idle_seconds: Option<i64>,
+}
+
+/// PostgreSQL, a server that is not on-premise: [`lock_assignment`], the license's export in force
+/// (`store::onprem::active_export`) and the caller's live lease (`store::leases::live_of_user`) in
+/// one statement. `None`: not (any more) assigned, or suspended.
+///
+/// The lease is read from the statement's snapshot, taken before the lock was granted: when the
+/// lock was waited for, a lease its holder committed meanwhile is not seen here. [`claim_folded`]
+/// looks again in a snapshot of its own, after the lock, and reports such a lease.
+pub async fn lock_and_probe(
+    conn: &mut AnyConnection,
+    license_id: &str,
+    user_id: &str,
+    machine_hash: Option<&str>,
+    now: Millis,
+) -> sqlx::Result<Option<Assigned>> {
+    const SQL: &str = "SELECT (SELECT x.server_host FROM onprem_exports x WHERE x.license_id = $1 AND x.returned_at IS NULL \
+           AND x.expires_at > $3 ORDER BY x.issued_at DESC LIMIT 1) AS exported_to, \
+         m.id, m.license_id, m.user_id, m.machine, m.machine_hash, m.created_at, m.last_heartbeat_at, m.expires_at, \
+         m.idle_seconds \
+         FROM assignments a LEFT JOIN LATERAL (SELECT l.id, l.license_id, l.user_id, l.machine, l.machine_hash, \
+           l.created_at, l.last_heartbeat_at, l.expires_at, l.idle_seconds FROM leases l \
+           WHERE l.user_id = $2 AND l.license_id = $1 AND l.ended_at IS NULL AND l.expires_at > $3 {machine} LIMIT 1) m ON true \
+         WHERE a.license_id = $1 AND a.user_id = $2 AND a.suspended_at IS NULL FOR NO KEY UPDATE OF a";
+    static ANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| SQL.replace("{machine} ", ""));
+    static ON_MACHINE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| SQL.replace("{machine}", "AND l.machine_hash = $4"));
+    let row: Option<AssignedRow> = match machine_hash {
+        Some(m) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(ON_MACHINE.as_str()))
+                .bind(license_id)
+                .bind(user_id)
+                .bind(now)
+                .bind(m.to_string())
+                .fetch_optional(conn)
+                .await?
+        }
+        None => {
+            sqlx::query_as(sqlx::AssertSqlSafe(ANY.as_str()))
+                .bind(license_id)
+                .bind(user_id)
+                .bind(now)
+                .fetch_optional(conn)
+                .await?
+        }
+    };
+    Ok(row.map(|r| Assigned {
+        exported_to: r.exported_to,
+        mine: match (r.id, r.license_id, r.user_id, r.machine_hash) {
+            (Some(id), Some(license_id), Some(user_id), Some(machine_hash)) => Some(Lease {
+                id,
+                license_id,
+                user_id,
+                machine: r.machine,
+                machine_hash,
+                created_at: r.created_at.unwrap_or_default(),
+                last_heartbeat_at: r.last_heartbeat_at.unwrap_or_default(),
+                expires_at: r.expires_at.unwrap_or_default(),
+                idle_seconds: r.idle_seconds.unwrap_or_default(),
+                ended_at: None,
+                end_reason: None,
+            }),
+            _ => None,
+        },
+    }))
+}
+
+/// What [`claim_folded`] did.
+pub enum Claimed {
+    /// The slot is the lease's; the lease and its audit event are written.
+    Granted,
+    /// Nothing written: the caller's live lease on this computer, committed by a checkout that held
+    /// the assignment's lock before this one (a product re-run racing itself).
+    Mine(String),
+    /// Nothing written: no free slot without the license's lock (every seat taken, or the seats
+    /// were lowered: [`claim`] decides).
+    NoFreeSlot,
+}
+
+/// PostgreSQL: [`claim`] for a new floating lease, the lease's insert and its audit event in one
+/// statement (data-modifying CTEs), under the caller's assignment lock ([`lock_and_probe`]). The
+/// slot is taken as by [`claim`] (the same probe, `FOR UPDATE SKIP LOCKED`, honouring the
+/// surplus); a slot whose bound has passed but whose lease is live has its bound moved up, and the
+/// claim looks again. `event`: the row of `seat.checked_out` and its license (None: auditing off).
+pub async fn claim_folded(
+    conn: &mut AnyConnection,
+    lease: &Lease,
+    event: Option<&(EventRow, String)>,
+    now: Millis,
+) -> sqlx::Result<Claimed> {
+    const SQL: &str = "WITH cand AS MATERIALIZED ( \
+           SELECT s.slot, (SELECT l.expires_at FROM leases l WHERE l.id = s.lease_id AND l.ended_at IS NULL \
+             AND l.expires_at > $2) AS live_until \
+           FROM seat_slots s WHERE s.license_id = $1 AND s.expires_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM licenses c WHERE c.id = $1 AND c.seat_surplus > 0) \
+           ORDER BY s.expires_at LIMIT 1 FOR UPDATE OF s SKIP LOCKED), \
+         mine AS MATERIALIZED ( \
+           SELECT l.id FROM leases l WHERE l.user_id = $3 AND l.license_id = $1 AND l.ended_at IS NULL \
+             AND l.expires_at > $2 AND l.machine_hash = $4 LIMIT 1), \
+         took AS ( \
+           UPDATE seat_slots t SET lease_id = $5, expires_at = $6 FROM cand \
+           WHERE t.license_id = $1 AND t.slot = cand.slot AND cand.live_until IS NULL AND NOT EXISTS (SELECT 1 FROM mine) \
+           RETURNING t.slot), \
+         lease AS ( \
+           INSERT INTO leases (id, license_id, user_id, machine, machine_hash, created_at, last_heartbeat_at, expires_at, \
+             idle_seconds) SELECT $5, $1, $3, $7, $4, $2, $2, $6, 0 FROM took RETURNING id){event} \
+         SELECT (SELECT slot FROM cand) AS slot, (SELECT live_until FROM cand) AS live_until, \
+           (SELECT id FROM mine) AS mine, (SELECT COUNT(*) FROM lease) AS granted";
+    static PLAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| SQL.replace("{event}", ""));
+    static AUDITED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let insert = super::audit::event_of_license_sql(8, "EXISTS (SELECT 1 FROM lease)");
+        SQL.replace("{event}", &format!(", event AS ({insert})"))
+    });
+    loop {
+        let sql = if event.is_some() { AUDITED.as_str() } else { PLAIN.as_str() };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease.license_id.clone())
+            .bind(now)
+            .bind(lease.user_id.clone())
+            .bind(lease.machine_hash.clone())
+            .bind(lease.id.clone())
+            .bind(lease.expires_at)
+            .bind(lease.machine.clone());
+        if let Some((row, license_id)) = event {
+            q = super::audit::bind_event_of_license(q, row, license_id);
+        }
+        let r = q.fetch_one(&mut *conn).await?;
+        let slot: Option<i64> = r.try_get("slot")?;
+        let live_until: Option<Millis> = r.try_get("live_until")?;
+        let mine: Option<String> = r.try_get("mine")?;
+        let granted: i64 = r.try_get("granted")?;
+        if granted == 1 {
+            return Ok(Claimed::Granted);
+        }
+        if let Some(id) = mine {
+            return Ok(Claimed::Mine(id));
+        }
+        match (slot, live_until) {
+            (Some(slot), Some(live_until)) => set_slot(conn, &lease.license_id, slot, None, live_until).await?,
+            _ => return Ok(Claimed::NoFreeSlot),
+        }
+    }
 }
 
 /// Add free slots numbered after the license's last one.

@@ -311,6 +311,53 @@ async fn a_revoked_session_cannot_keep_its_seat() {
     .await;
 }
 
+/// The checkout reads the token's revocation in its own first statement (with the candidate
+/// licenses): a revoked access token or session is refused first, whatever else is wrong, and
+/// takes no seat.
+#[tokio::test]
+async fn a_revoked_token_or_session_checks_out_nothing() {
+    let Fixture { app, license, .. } = fixture("floating", 2).await;
+    let email = app.email("a");
+    app.assign(&license, &email).await;
+    app.set_password_from_mail(&email, PASSWORD).await;
+    let revoke = async |token: &str| {
+        let r = app
+            .client
+            .post(app.url("/oauth/revoke"))
+            .form(&[("token", token), ("client_id", "readyapi")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    };
+    let refused = async |at: &str| {
+        assert_problem(checkout(&app, at, "m").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let other = app.post("/api/v1/seats", Some(at), json!({ "product": "soapui", "machine": "m" })).await;
+        assert_problem(other, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        assert_problem(checkout(&app, at, "  ").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let bad = app.post("/api/v1/seats", Some(at), json!({ "product": "readyapi" })).await;
+        assert_problem(bad, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    };
+    // The access token itself.
+    let t = app.tokens(&email, PASSWORD, "readyapi").await;
+    let at = t["access_token"].as_str().unwrap();
+    granted(checkout(&app, at, "before").await).await;
+    revoke(at).await;
+    refused(at).await;
+    // Its session: every access token of it.
+    let t = app.tokens(&email, PASSWORD, "readyapi").await;
+    let at = t["access_token"].as_str().unwrap();
+    revoke(t["refresh_token"].as_str().unwrap()).await;
+    refused(at).await;
+    let live = latchkey::store::leases::count_live(&app.state.db.pool, &license, app.clock_now()).await.unwrap();
+    assert_eq!(live, 1, "only the checkout made before the revocation holds a seat");
+    // A token in force is still served, and the wrong body told as such.
+    let t = app.tokens(&email, PASSWORD, "readyapi").await;
+    let at = t["access_token"].as_str().unwrap();
+    assert_problem(checkout(&app, at, "  ").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    granted(checkout(&app, at, "after").await).await;
+}
+
 #[tokio::test]
 async fn heartbeats_of_unknown_or_foreign_leases_are_not_found() {
     let Fixture { app, license, .. } = fixture("floating", 2).await;
