@@ -179,10 +179,21 @@ async fn a_replica_killed_in_a_storm_of_checkouts_loses_no_seat_and_grants_none_
     for (u, t) in fx.users.iter().zip(tokens) {
         tasks.push(tokio::spawn(product(u.clone(), replicas.clone(), b_down.clone(), stop.clone(), seen.clone(), t)));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The storm runs until it has had its answers, however slow a loaded machine makes them: at
+    // least 1.5 s and 60 answers before the kill, and as long again after it (at most 60 s each).
+    let answers = || seen.lock().unwrap().ok;
+    let until = async |n: usize| {
+        let t0 = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        while answers() < n && t0.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    until(60).await;
     b_down.store(true, Ordering::SeqCst);
     b.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = answers();
+    until(before_kill + 60).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
