@@ -33,27 +33,37 @@ pub struct EventRow {
 const COLUMNS: &str = "id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, user_agent, \
                        request_id, details, seq, hash, seal_order AS sealed";
 
+/// The columns an event is recorded with, in the order [`bind_event`] binds them.
+const EVENT_COLUMNS: &str =
+    "id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, user_agent, request_id, details";
+
+/// Bind an event's [`EVENT_COLUMNS`], in their order.
+fn bind_event<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    e: &'q EventRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(&e.id)
+        .bind(&e.chain)
+        .bind(&e.entity)
+        .bind(e.at)
+        .bind(&e.actor_type)
+        .bind(&e.actor_id)
+        .bind(&e.actor_name)
+        .bind(&e.action)
+        .bind(&e.targets)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.request_id)
+        .bind(&e.details)
+}
+
 pub async fn insert_event<'e>(db: impl AnyExecutor<'e>, e: &EventRow) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_pending (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
-         user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(&e.id)
-    .bind(&e.chain)
-    .bind(&e.entity)
-    .bind(e.at)
-    .bind(&e.actor_type)
-    .bind(&e.actor_id)
-    .bind(&e.actor_name)
-    .bind(&e.action)
-    .bind(&e.targets)
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.request_id)
-    .bind(&e.details)
-    .execute(db)
-    .await
-    .map(|_| ())
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO audit_pending ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        )
+    });
+    bind_event(sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())), e).execute(db).await.map(|_| ())
 }
 
 /// [`insert_event`] on the chain of the entity that owns `license_id` (one statement: the seat
@@ -71,8 +81,7 @@ pub fn event_of_license_sql(first: usize, also: &str) -> String {
     let p: Vec<String> = (first..first + 12).map(|i| format!("${i}")).collect();
     let also = if also.is_empty() { String::new() } else { format!(" AND {also}") };
     format!(
-        "INSERT INTO audit_pending (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
-         user_agent, request_id, details) SELECT {}, l.entity_id, n.slug, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} \
+        "INSERT INTO audit_pending ({EVENT_COLUMNS}) SELECT {}, l.entity_id, n.slug, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} \
          FROM licenses l JOIN entities n ON n.id = l.entity_id WHERE l.id = {}{also}",
         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]
     )
@@ -178,10 +187,7 @@ const SEALED_PER_INSERT: usize = 100;
 /// a statement.
 pub async fn insert_sealed(tx: &mut sqlx::AnyConnection, rows: &[EventRow]) -> sqlx::Result<()> {
     for chunk in rows.chunks(SEALED_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO audit_events (id, chain, entity, at, actor_type, actor_id, actor_name, action, targets, ip, \
-             user_agent, request_id, details, seq, hash, seal_order) VALUES ",
-        );
+        let mut sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}, seq, hash, seal_order) VALUES ");
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
@@ -197,23 +203,7 @@ pub async fn insert_sealed(tx: &mut sqlx::AnyConnection, rows: &[EventRow]) -> s
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == SEALED_PER_INSERT);
         for e in chunk {
-            q = q
-                .bind(&e.id)
-                .bind(&e.chain)
-                .bind(&e.entity)
-                .bind(e.at)
-                .bind(&e.actor_type)
-                .bind(&e.actor_id)
-                .bind(&e.actor_name)
-                .bind(&e.action)
-                .bind(&e.targets)
-                .bind(&e.ip)
-                .bind(&e.user_agent)
-                .bind(&e.request_id)
-                .bind(&e.details)
-                .bind(e.seq)
-                .bind(&e.hash)
-                .bind(e.sealed);
+            q = bind_event(q, e).bind(e.seq).bind(&e.hash).bind(e.sealed);
         }
         q.execute(&mut *tx).await?;
     }
