@@ -354,6 +354,18 @@ fn camel_case_links(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Asserts that `view` serialises as the same members built with `json!` would: byte for byte,
+/// objects' members in sorted order at every level (as a [`serde_json::Value`] writes them). The
+/// views' members are declared in that order so that answers once built with `json!` stay as
+/// they were.
+#[cfg(test)]
+#[track_caller]
+pub fn assert_as_json_macro<T: Serialize>(view: &T) {
+    let typed = serde_json::to_string(view).unwrap();
+    let value = serde_json::to_string(&serde_json::to_value(view).unwrap()).unwrap();
+    assert_eq!(typed, value, "the members are not declared in sorted order");
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

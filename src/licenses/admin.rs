@@ -693,7 +693,7 @@ pub async fn create_share_link(
     ctx: audit::Context,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<NewShareLink>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::ShareLinkCreated>)> {
     let license = admin.license(&state, &id).await?;
     let Some(creator) = admin.user_id() else {
         return Err(ApiError::forbidden("admin_only", "share links are made by the entity's administrators"));
@@ -702,12 +702,12 @@ pub async fn create_share_link(
     let link = new_share_link(&state, &ctx.by_admin(&admin), &license, creator, days, state.now()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": link.id,
-            "license_id": license.id,
-            "url": link.url,
-            "expires_at": clock::rfc3339(link.expires_at),
-        })),
+        Json(views::ShareLinkCreated {
+            expires_at: clock::rfc3339(link.expires_at),
+            id: link.id,
+            license_id: license.id,
+            url: link.url,
+        }),
     ))
 }
 
@@ -800,22 +800,21 @@ pub async fn list_share_links(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::ShareLink>>> {
     let license = admin.license(&state, &id).await?;
     let now = state.now();
     let links = store::licenses::share_links_of(&state.db.pool, &license.id).await?;
-    let items: Vec<Value> = links
-        .iter()
-        .map(|l| {
-            json!({
-                "id": l.id,
-                "created_at": clock::rfc3339(l.created_at),
-                "expires_at": clock::rfc3339(l.expires_at),
-                "active": l.revoked_at.is_none() && l.expires_at > now,
+    Ok(Json(
+        links
+            .into_iter()
+            .map(|l| views::ShareLink {
+                active: l.revoked_at.is_none() && l.expires_at > now,
+                created_at: clock::rfc3339(l.created_at),
+                expires_at: clock::rfc3339(l.expires_at),
+                id: l.id,
             })
-        })
-        .collect();
-    Ok(Json(Value::Array(items)))
+            .collect(),
+    ))
 }
 
 problems!(DeleteShareLinkProblems [admin]:
@@ -917,15 +916,18 @@ pub async fn accept_share_link_json(
     UserToken(claims): UserToken,
     ctx: audit::Context,
     ApiPath(secret): ApiPath<String>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::ShareAccepted>)> {
     let ctx = ctx.by(Actor::user(&claims.sub, &claims.email));
     let (license, outcome) = accept_share_link(&state, &ctx, &secret, &claims.email).await?;
     let status = if outcome == AssignOutcome::Assigned { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
-        Json(
-            json!({ "license_id": license.id, "product": license.product_sku, "email": claims.email, "status": outcome_name(outcome) }),
-        ),
+        Json(views::ShareAccepted {
+            email: claims.email,
+            license_id: license.id,
+            product: license.product_sku,
+            status: outcome_name(outcome),
+        }),
     ))
 }
 
@@ -952,7 +954,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::User>>> {
     let e = admin.entity(&state, &slug).await?;
     let users = store::accounts::entity_users(&state.db.pool, &e.id).await?;
     let rows = store::licenses::assignments_of_entity(&state.db.pool, &e.id).await?;
@@ -960,20 +962,19 @@ pub async fn list_users(
     for (u, l) in rows {
         by_user.entry(u).or_default().push(l);
     }
-    let items: Vec<Value> = users
-        .iter()
-        .map(|u| {
-            json!({
-                "id": u.id,
-                "email": u.email,
-                "admin": u.is_admin == 1,
-                "status": if u.has_password == 1 { "active" } else { "invited" },
-                "licenses": by_user.get(&u.id).cloned().unwrap_or_default(),
-                "created_at": clock::rfc3339(u.created_at),
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|u| views::User {
+                admin: u.is_admin == 1,
+                created_at: clock::rfc3339(u.created_at),
+                status: if u.has_password == 1 { "active" } else { "invited" },
+                licenses: by_user.get(&u.id).cloned().unwrap_or_default(),
+                email: u.email,
+                id: u.id,
             })
-        })
-        .collect();
-    Ok(Json(Value::Array(items)))
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1014,12 +1015,12 @@ pub async fn add_admin(
     ctx: audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<EmailBody>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::AdminAdded>)> {
     let e = admin.entity(&state, &slug).await?;
     let email = accounts::normalize_email(&body.email)?;
     let added = add_admin_to(&state, &ctx.by_admin(&admin), &e, &email, state.now()).await?;
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "entity": e.slug, "email": email, "admin": true }))))
+    Ok((status, Json(views::AdminAdded { admin: true, email, entity: e.slug })))
 }
 
 /// Make `email` (normalised) an administrator of `e`, creating the account when needed and mailing
@@ -1082,12 +1083,10 @@ pub async fn list_admins(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::AdminEntry>>> {
     let e = admin.entity(&state, &slug).await?;
     let rows = store::entities::admins_of(&state.db.pool, &e.id).await?;
-    let items: Vec<Value> =
-        rows.iter().map(|(email, at)| json!({ "email": email, "since": clock::rfc3339(*at) })).collect();
-    Ok(Json(Value::Array(items)))
+    Ok(Json(rows.into_iter().map(|(email, at)| views::AdminEntry { email, since: clock::rfc3339(at) }).collect()))
 }
 
 problems!(RemoveAdminProblems [admin]:
@@ -1184,7 +1183,7 @@ pub async fn create_group(
     ctx: audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<NewGroup>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::Group>)> {
     let e = admin.entity(&state, &slug).await?;
     let name = check_group_name(&body.name)?;
     let g = store::entities::Group { id: store::new_id(), entity_id: e.id.clone(), name, created_at: state.now() };
@@ -1205,7 +1204,7 @@ pub async fn create_group(
         .record(&mut tx, &ctx.by_admin(&admin), g.created_at)
         .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))))
+    Ok((StatusCode::CREATED, Json(views::Group::of(&g))))
 }
 
 problems!(ListGroupsProblems [admin]:
@@ -1231,14 +1230,10 @@ pub async fn list_groups(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::Group>>> {
     let e = admin.entity(&state, &slug).await?;
     let groups = store::entities::list_groups(&state.db.pool, &e.id).await?;
-    let items: Vec<Value> = groups
-        .iter()
-        .map(|g| json!({ "id": g.id, "name": g.name, "created_at": clock::rfc3339(g.created_at) }))
-        .collect();
-    Ok(Json(Value::Array(items)))
+    Ok(Json(groups.iter().map(views::Group::of).collect()))
 }
 
 problems!(MeProblems:
@@ -1259,22 +1254,25 @@ problems!(MeProblems:
     ),
 )]
 /// The caller: who they are, what they administer, which licenses they hold.
-pub async fn me(State(state): State<AppState>, UserToken(claims): UserToken) -> Result<Json<Value>> {
+pub async fn me(State(state): State<AppState>, UserToken(claims): UserToken) -> Result<Json<views::Me>> {
     let admin_of = store::entities::administered_by(&state.db.pool, &claims.sub).await?;
     let rows = store::licenses::licenses_held_by(&state.db.pool, &claims.sub).await?;
-    let licenses: Vec<Value> = rows
-        .iter()
-        .map(|l| {
-            json!({ "id": l.id, "product": l.sku, "type": l.kind, "entity": l.entity_slug,
-                    "expires_at": l.expires_at.map(clock::rfc3339) })
+    let licenses = rows
+        .into_iter()
+        .map(|l| views::MeLicensesItem {
+            entity: l.entity_slug,
+            expires_at: l.expires_at.map(clock::rfc3339),
+            id: l.id,
+            product: l.sku,
+            kind: l.kind,
         })
         .collect();
-    Ok(Json(json!({
-        "id": claims.sub,
-        "email": claims.email,
-        "entity": claims.entity,
-        "admin_of": admin_of,
-        "licenses": licenses,
-        "amr": claims.amr,
-    })))
+    Ok(Json(views::Me {
+        admin_of,
+        amr: claims.amr,
+        email: claims.email,
+        entity: claims.entity,
+        id: claims.sub,
+        licenses,
+    }))
 }

@@ -16,9 +16,9 @@ use axum::{
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use time::{Date, Duration as TDuration, macros::format_description};
 
+use super::views;
 use crate::{
     auth::Admin,
     clock::{self, Millis},
@@ -338,24 +338,22 @@ pub async fn usage(
         return Ok(csv_response(&slug, &range, &rows));
     }
     let tz = range.tz.name();
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "date": r.date.to_string(),
-                "license_id": r.license_id,
-                "product": r.product,
-                "group": r.group,
-                "seats": r.seats,
-                "peak_concurrent": r.peak_concurrent,
-                "seat_hours": seat_hours(r.seat_ms),
-                "denials": r.denials,
-                "distinct_users": r.distinct_users,
-                "tz": tz,
-            })
+    let items: Vec<views::UsageRow> = rows
+        .into_iter()
+        .map(|r| views::UsageRow {
+            date: r.date.to_string(),
+            denials: r.denials,
+            distinct_users: r.distinct_users,
+            group: r.group,
+            license_id: r.license_id,
+            peak_concurrent: r.peak_concurrent,
+            product: r.product,
+            seat_hours: seat_hours(r.seat_ms),
+            seats: r.seats,
+            tz: tz.to_string(),
         })
         .collect();
-    Ok(Json(Value::Array(items)).into_response())
+    Ok(Json(items).into_response())
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
-//! The JSON bodies this area answers with, as the OpenAPI document describes them. Entities,
-//! products, licenses, assignments and seats are built as these types by their handlers, so the
-//! document and the answer are one definition; the other types here are still descriptions of
-//! bodies built with `json!` (the integration tests hold those to what they expect).
+//! The JSON bodies this area answers with, as the OpenAPI document describes them. The handlers
+//! build their answers as these types, so the document and the answer are one definition.
 //!
-//! Members of the types that handlers build are declared in alphabetical order: the answers were
-//! built with `json!` before, whose objects serialise their members sorted, and the same order
-//! keeps them byte for byte as they were.
+//! Members are declared in alphabetical order (of their names in JSON): the answers were built
+//! with `json!` before, whose objects serialise their members sorted, and the same order keeps
+//! them byte for byte as they were (the tests below check it).
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -157,110 +155,137 @@ pub struct Assignment {
     pub user_id: String,
 }
 
+/// A share link just made.
 #[derive(Serialize, ToSchema)]
 pub struct ShareLinkCreated {
-    /// identifier (UUID)
+    /// RFC 3339, UTC, second precision
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// the link's identifier (UUID)
     pub id: String,
     /// identifier (UUID)
     pub license_id: String,
     /// the page to hand out (`/share/lk_sh_...`); shown once
     #[schema(format = "uri")]
     pub url: String,
-    /// RFC 3339, UTC, second precision
-    #[schema(format = DateTime)]
-    pub expires_at: String,
 }
 
+/// A share link of a license (its secret is never shown again).
 #[derive(Serialize, ToSchema)]
 pub struct ShareLink {
-    /// identifier (UUID)
-    pub id: String,
+    /// neither stopped nor expired
+    pub active: bool,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub created_at: String,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub expires_at: String,
-    /// neither stopped nor expired
-    pub active: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ShareAccepted {
-    /// identifier (UUID)
-    pub license_id: String,
-    pub product: String,
-    pub email: String,
-    /// one of: `assigned`, `already_assigned`
-    pub status: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct User {
     /// identifier (UUID)
     pub id: String,
+}
+
+/// What accepting a share link did.
+#[derive(Serialize, ToSchema)]
+pub struct ShareAccepted {
+    /// the signed-in user's address
     pub email: String,
+    /// identifier (UUID)
+    pub license_id: String,
+    /// the product's SKU
+    pub product: String,
+    /// one of: `assigned`, `already_assigned`
+    #[schema(value_type = String, pattern = "^(assigned|already_assigned)$")]
+    pub status: &'static str,
+}
+
+/// A user of the entity: its own accounts and those assigned one of its licenses.
+#[derive(Serialize, ToSchema)]
+pub struct User {
+    /// an administrator of the entity
     pub admin: bool,
-    /// `invited`: no password set yet; one of: `active`, `invited`
-    pub status: String,
-    /// ids of the entity's licenses assigned to the user
-    pub licenses: Vec<String>,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub created_at: String,
+    pub email: String,
+    /// identifier (UUID)
+    pub id: String,
+    /// ids of the entity's licenses assigned to the user
+    pub licenses: Vec<String>,
+    /// `invited`: no password set yet; one of: `active`, `invited`
+    #[schema(value_type = String, pattern = "^(active|invited)$")]
+    pub status: &'static str,
 }
 
+/// An administrator added (or one already).
 #[derive(Serialize, ToSchema)]
 pub struct AdminAdded {
-    pub entity: String,
-    pub email: String,
-    /// always `True`
+    /// always `true`
     pub admin: bool,
+    /// the address, normalised (lower case)
+    pub email: String,
+    /// the entity's slug
+    pub entity: String,
 }
 
+/// An administrator of the entity.
 #[derive(Serialize, ToSchema)]
 pub struct AdminEntry {
     pub email: String,
+    /// when they became one; RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub since: String,
 }
 
+/// A license group (business unit) of the entity.
 #[derive(Serialize, ToSchema)]
 pub struct Group {
-    /// identifier (UUID)
-    pub id: String,
-    pub name: String,
     /// RFC 3339, UTC, second precision
     #[schema(format = DateTime)]
     pub created_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MeLicensesItem {
     /// identifier (UUID)
     pub id: String,
+    /// the group's name, unique in the entity
+    pub name: String,
+}
+
+impl Group {
+    pub fn of(g: &crate::store::entities::Group) -> Self {
+        Group { created_at: crate::clock::rfc3339(g.created_at), id: g.id.clone(), name: g.name.clone() }
+    }
+}
+
+/// A license the caller holds.
+#[derive(Serialize, ToSchema)]
+pub struct MeLicensesItem {
+    /// the slug of the entity that owns the license
+    pub entity: String,
+    /// RFC 3339, UTC, second precision; null: never
+    #[schema(format = DateTime, required = true)]
+    pub expires_at: Option<String>,
+    /// identifier (UUID)
+    pub id: String,
+    /// the product's SKU
     pub product: String,
     /// one of: `fixed`, `floating`
     #[serde(rename = "type")]
     pub kind: String,
-    pub entity: String,
-    /// RFC 3339, UTC, second precision
-    #[schema(format = DateTime, required = true)]
-    pub expires_at: Option<String>,
 }
 
+/// The caller: who they are, what they administer, which licenses they hold.
 #[derive(Serialize, ToSchema)]
 pub struct Me {
-    /// identifier (UUID)
-    pub id: String,
+    /// slugs of the entities the user administers
+    pub admin_of: Vec<String>,
+    /// how the user signed in; items one of: `pwd`, `saml`
+    pub amr: Vec<String>,
     pub email: String,
     /// slug of the user's home entity
     pub entity: String,
-    /// slugs of the entities the user administers
-    pub admin_of: Vec<String>,
+    /// identifier (UUID)
+    pub id: String,
+    /// by product SKU
     pub licenses: Vec<MeLicensesItem>,
-    /// items one of: `pwd`, `saml`
-    pub amr: Vec<String>,
 }
 
 /// A seat checked out (members in alphabetical order, as the answer has always had them).
@@ -320,24 +345,30 @@ pub struct SeatView {
     pub since: String,
 }
 
+/// One license's use on one day (of the report's time zone).
 #[derive(Serialize, ToSchema)]
 pub struct UsageRow {
-    /// UTC day, YYYY-MM-DD
+    /// the day in `tz`, YYYY-MM-DD
+    #[schema(format = Date)]
     pub date: String,
-    /// identifier (UUID)
-    pub license_id: String,
-    pub product: String,
-    #[schema(required = true)]
-    pub group: Option<String>,
-    pub seats: i64,
-    /// most seats in use at once that day
-    pub peak_concurrent: i64,
-    /// hours of seat use that day, 2 decimals
-    pub seat_hours: f64,
     /// checkouts refused for want of a seat
     pub denials: i64,
+    /// how many users held a seat that day
     pub distinct_users: i64,
-    /// the zone whose days the row counts
+    /// the license's group; null: none
+    #[schema(required = true)]
+    pub group: Option<String>,
+    /// identifier (UUID)
+    pub license_id: String,
+    /// most seats in use at once that day
+    pub peak_concurrent: i64,
+    /// the product's SKU
+    pub product: String,
+    /// hours of seat use that day, 2 decimals
+    pub seat_hours: f64,
+    /// the license's seats
+    pub seats: i64,
+    /// the IANA zone whose days the row counts
     pub tz: String,
 }
 
@@ -366,4 +397,144 @@ pub struct BulkAssignEntry {
 pub enum AssignAnswer {
     One(AssignResult),
     Many(Vec<BulkAssignEntry>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api_doc::assert_as_json_macro;
+
+    fn s(v: &str) -> String {
+        v.to_string()
+    }
+
+    #[test]
+    fn views_serialise_their_members_sorted() {
+        let at = s("2026-11-30T09:00:00Z");
+        assert_as_json_macro(&Entity { created_at: at.clone(), id: s("e"), name: s("Acme"), slug: s("acme") });
+        assert_as_json_macro(&EntityCreated {
+            admin_email: s("a@acme.example"),
+            created_at: at.clone(),
+            id: s("e"),
+            name: s("Acme"),
+            slug: s("acme"),
+        });
+        assert_as_json_macro(&Product {
+            client_id: s("p"),
+            created_at: at.clone(),
+            id: s("i"),
+            name: s("P"),
+            sku: s("p"),
+        });
+        assert_as_json_macro(&License {
+            assigned: 1,
+            created_at: at.clone(),
+            entity: s("acme"),
+            expires_at: None,
+            group: Some(s("g")),
+            id: s("l"),
+            idle_timeout_minutes: None,
+            offline_allowed: false,
+            onprem_allowed: true,
+            product: s("p"),
+            reassignments_left: Some(5),
+            scim_group: None,
+            scim_sync: Some(serde_json::json!({ "assigned": [], "failed": [], "revoked": [] })),
+            scim_sync_failures: serde_json::json!([]),
+            seats: 5,
+            kind: s("fixed"),
+        });
+        assert_as_json_macro(&AssignAnswer::One(AssignResult {
+            email: s("a@b.c"),
+            license_id: s("l"),
+            status: "assigned",
+        }));
+        assert_as_json_macro(&AssignAnswer::Many(vec![BulkAssignEntry {
+            code: Some("invalid_email"),
+            detail: Some(s("d")),
+            email: s("x"),
+            http_status: 422,
+            status: "error",
+        }]));
+        assert_as_json_macro(&Assignment { assigned_at: at.clone(), email: s("a@b.c"), user_id: s("u") });
+        assert_as_json_macro(&ShareLinkCreated {
+            expires_at: at.clone(),
+            id: s("i"),
+            license_id: s("l"),
+            url: s("https://x/share/lk_sh_1"),
+        });
+        assert_as_json_macro(&ShareLink { active: true, created_at: at.clone(), expires_at: at.clone(), id: s("i") });
+        assert_as_json_macro(&ShareAccepted {
+            email: s("a@b.c"),
+            license_id: s("l"),
+            product: s("p"),
+            status: "already_assigned",
+        });
+        assert_as_json_macro(&User {
+            admin: false,
+            created_at: at.clone(),
+            email: s("a@b.c"),
+            id: s("u"),
+            licenses: vec![s("l")],
+            status: "invited",
+        });
+        assert_as_json_macro(&AdminAdded { admin: true, email: s("a@b.c"), entity: s("acme") });
+        assert_as_json_macro(&AdminEntry { email: s("a@b.c"), since: at.clone() });
+        assert_as_json_macro(&Group { created_at: at.clone(), id: s("g"), name: s("R&D") });
+        assert_as_json_macro(&Me {
+            admin_of: vec![s("acme")],
+            amr: vec![s("pwd")],
+            email: s("a@b.c"),
+            entity: s("acme"),
+            id: s("u"),
+            licenses: vec![MeLicensesItem {
+                entity: s("acme"),
+                expires_at: Some(at.clone()),
+                id: s("l"),
+                product: s("p"),
+                kind: s("floating"),
+            }],
+        });
+        assert_as_json_macro(&Lease {
+            expires_at: at.clone(),
+            heartbeat_interval_s: 60,
+            lease_id: s("l"),
+            lease_token: s("t"),
+            lease_ttl_s: 300,
+            license_id: s("l"),
+            machine: s("m"),
+            offline_grace_s: 86400,
+            product: s("p"),
+        });
+        assert_as_json_macro(&HeartbeatResponse {
+            expires_at: at.clone(),
+            heartbeat_interval_s: 60,
+            lease_id: s("l"),
+            lease_token: s("t"),
+            lease_ttl_s: 300,
+            license_id: s("l"),
+            offline_grace_s: 86400,
+        });
+        assert_as_json_macro(&SeatView {
+            email: s("a@b.c"),
+            expires_at: at.clone(),
+            idle_seconds: 3,
+            last_heartbeat: at.clone(),
+            lease_id: s("l"),
+            machine: Some(s("m")),
+            since: at.clone(),
+        });
+        assert_as_json_macro(&UsageRow {
+            date: s("2026-11-30"),
+            denials: 0,
+            distinct_users: 2,
+            group: None,
+            license_id: s("l"),
+            peak_concurrent: 2,
+            product: s("p"),
+            seat_hours: 1.25,
+            seats: 5,
+            tz: s("Europe/Berlin"),
+        });
+    }
 }
