@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use super::{fetch, metadata, policy, refresh, sp, vendors::Vendor};
+use super::{fetch, metadata, policy, refresh, sp, vendors::Vendor, views};
 use crate::{
     auth::Admin,
     clock::{self, Millis},
@@ -127,40 +127,45 @@ fn check_domain(raw: &str) -> Result<String> {
     Ok(d)
 }
 
-pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<Value> {
-    let domains = store::sso::domains(&state.db.pool, &e.id).await?;
-    let verified = store::sso::verified_domains(&state.db.pool, &e.id).await?;
-    let certs: Vec<Value> = refresh::cert_infos(&c.idp_certs)
-        .iter()
-        .map(|i| json!({ "sha256": i.sha256, "subject": i.subject, "not_after": clock::rfc3339(i.not_after) }))
+/// The SSO view of the entity's configuration `c`.
+pub async fn view(state: &AppState, e: &Entity, c: &SsoConfig) -> Result<views::SsoConfig> {
+    let email_domains = store::sso::domains(&state.db.pool, &e.id).await?;
+    let verified_email_domains = store::sso::verified_domains(&state.db.pool, &e.id).await?;
+    let idp_certificates = refresh::cert_infos(&c.idp_certs)
+        .into_iter()
+        .map(|i| views::SsoConfigIdpCertificatesItem {
+            not_after: clock::rfc3339(i.not_after),
+            sha256: i.sha256,
+            subject: i.subject,
+        })
         .collect();
-    Ok(json!({
-        "vendor": c.vendor,
-        "enabled": c.enabled == 1,
-        "sp_entity_id": sp_entity_id(state, &e.slug),
-        "acs_url": acs_url(state, &e.slug),
-        "sp_metadata_url": sp_entity_id(state, &e.slug),
-        "login_url": policy::login_url(state, &e.slug),
-        "idp_entity_id": c.idp_entity_id,
-        "idp_sso_url": c.idp_sso_redirect_url.clone().or(c.idp_sso_post_url.clone()),
-        "idp_certificates": certs,
-        "want_authn_requests_signed": c.want_authn_requests_signed == 1,
-        "email_domains": domains,
-        "verified_email_domains": verified,
-        "idp_metadata_xml": c.idp_metadata_xml,
-        "idp_metadata_url": c.idp_metadata_url,
-        "metadata_fetched_at": c.metadata_fetched_at.map(clock::rfc3339),
-        "metadata_error": c.metadata_error,
-        "metadata_error_at": c.metadata_error_at.map(clock::rfc3339),
-        "warnings": refresh::warnings(c, state.now()),
-        "email_attribute": c.email_attribute,
-        "allow_idp_initiated": c.allow_idp_initiated == 1,
-        "jit_accounts": c.jit_accounts == 1,
-        "allow_sha1": c.allow_sha1 == 1,
-        "tested": is_tested(c),
-        "tested_at": c.tested_at.filter(|_| is_tested(c)).map(clock::rfc3339),
-        "updated_at": clock::rfc3339(c.updated_at),
-    }))
+    Ok(views::SsoConfig {
+        acs_url: acs_url(state, &e.slug),
+        allow_idp_initiated: c.allow_idp_initiated == 1,
+        allow_sha1: c.allow_sha1 == 1,
+        email_attribute: c.email_attribute.clone(),
+        email_domains,
+        enabled: c.enabled == 1,
+        idp_certificates,
+        idp_entity_id: c.idp_entity_id.clone(),
+        idp_metadata_url: c.idp_metadata_url.clone(),
+        idp_metadata_xml: c.idp_metadata_xml.clone(),
+        idp_sso_url: c.idp_sso_redirect_url.clone().or(c.idp_sso_post_url.clone()),
+        jit_accounts: c.jit_accounts == 1,
+        login_url: policy::login_url(state, &e.slug),
+        metadata_error: c.metadata_error.clone(),
+        metadata_error_at: c.metadata_error_at.map(clock::rfc3339),
+        metadata_fetched_at: c.metadata_fetched_at.map(clock::rfc3339),
+        sp_entity_id: sp_entity_id(state, &e.slug),
+        sp_metadata_url: sp_entity_id(state, &e.slug),
+        tested: is_tested(c),
+        tested_at: c.tested_at.filter(|_| is_tested(c)).map(clock::rfc3339),
+        updated_at: clock::rfc3339(c.updated_at),
+        vendor: c.vendor.clone(),
+        verified_email_domains,
+        want_authn_requests_signed: c.want_authn_requests_signed == 1,
+        warnings: refresh::warnings(c, state.now()),
+    })
 }
 
 /// A fingerprint of everything that decides whether the IdP's answers are accepted and which
@@ -221,7 +226,7 @@ pub async fn get_sso(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::SsoConfig>> {
     let e = admin.entity(&state, &slug).await?;
     let c = store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
     Ok(Json(view(&state, &e, &c).await?))
@@ -261,7 +266,7 @@ pub async fn put_sso(
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SsoBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::SsoConfig>> {
     let e = admin.entity(&state, &slug).await?;
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Replace).await
 }
@@ -301,7 +306,7 @@ pub async fn patch_sso(
     ctx: crate::audit::Context,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<SsoBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::SsoConfig>> {
     let e = admin.entity(&state, &slug).await?;
     change(&state, &ctx.by_admin(&admin), admin.is_operator(), &e, body, Mode::Patch).await
 }
@@ -384,7 +389,7 @@ pub async fn change(
     e: &Entity,
     body: SsoBody,
     mode: Mode,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::SsoConfig>> {
     check_body(&body)?;
     let now = state.now();
     let existing = store::sso::config(&state.db.pool, &e.id).await?;
@@ -675,11 +680,11 @@ pub async fn start_test(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::SsoTest>> {
     let e = admin.entity(&state, &slug).await?;
     store::sso::config(&state.db.pool, &e.id).await?.ok_or_else(|| not_configured(&slug))?;
     let (path, expires_at) = test_link(&state, &e, state.now());
-    Ok(Json(json!({ "url": state.url(&path), "expires_at": clock::rfc3339(expires_at) })))
+    Ok(Json(views::SsoTest { expires_at: clock::rfc3339(expires_at), url: state.url(&path) }))
 }
 
 /// A test sign-in link of the entity (a local path) and when it stops working.
@@ -718,23 +723,21 @@ pub async fn list_failures(
     State(state): State<AppState>,
     admin: Admin,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::SsoFailure>>> {
     let e = admin.entity(&state, &slug).await?;
     let since = state.now() - store::sso::FAILURE_RETENTION_MS;
     let list = store::sso::failures(&state.db.pool, &e.id, since).await?;
-    Ok(Json(Value::Array(
-        list.iter()
-            .map(|f| {
-                json!({
-                    "at": clock::rfc3339(f.at),
-                    "code": f.code,
-                    "detail": f.detail,
-                    "issuer": f.issuer,
-                    "name_id": f.name_id,
-                })
+    Ok(Json(
+        list.into_iter()
+            .map(|f| views::SsoFailure {
+                at: clock::rfc3339(f.at),
+                code: f.code,
+                detail: f.detail,
+                issuer: f.issuer,
+                name_id: f.name_id,
             })
             .collect(),
-    )))
+    ))
 }
 
 pub fn sp_key_aad(entity_id: &str) -> String {

@@ -7,9 +7,12 @@
 //! administrators are mailed 30 and 7 days before the last valid IdP certificate expires.
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{config, fetch, metadata};
+use super::{
+    config, fetch, metadata,
+    views::{SsoCertificateWarning, SsoConfigWarningsItem, SsoMetadataWarning},
+};
 use crate::{
     clock::{self, Millis},
     error::Result,
@@ -177,32 +180,40 @@ fn last_valid(c: &SsoConfig) -> Option<CertInfo> {
 }
 
 /// What the SSO view warns about now.
-pub fn warnings(c: &SsoConfig, now: Millis) -> Vec<Value> {
+pub fn warnings(c: &SsoConfig, now: Millis) -> Vec<SsoConfigWarningsItem> {
     let mut out = Vec::new();
     if let Some(last) = last_valid(c) {
+        let certificate = |code: &'static str, detail: String| {
+            SsoConfigWarningsItem::Certificate(SsoCertificateWarning {
+                code,
+                detail,
+                not_after: clock::rfc3339(last.not_after),
+                sha256: last.sha256.clone(),
+            })
+        };
         if last.not_after <= now {
-            out.push(json!({
-                "code": "certificate_expired",
-                "detail": "every signing certificate of the IdP has expired; ask the IdP administrator for new metadata",
-                "sha256": last.sha256, "not_after": clock::rfc3339(last.not_after),
-            }));
+            out.push(certificate(
+                "certificate_expired",
+                "every signing certificate of the IdP has expired; ask the IdP administrator for new metadata".into(),
+            ));
         } else if last.not_after - now <= WARN_DAYS[0] * DAY_MS {
-            out.push(json!({
-                "code": "certificate_expires_soon",
-                "detail": format!(
+            out.push(certificate(
+                "certificate_expires_soon",
+                format!(
                     "the last valid signing certificate of the IdP expires on {}; sign-ins fail after that unless the IdP \
                      publishes a new one (a metadata URL picks it up by itself; uploaded metadata must be uploaded again)",
                     clock::rfc3339(last.not_after)
                 ),
-                "sha256": last.sha256, "not_after": clock::rfc3339(last.not_after),
-            }));
+            ));
         }
     }
     if let Some(e) = &c.metadata_error {
-        out.push(json!({
-            "code": "metadata_refresh_failed",
-            "detail": format!("the last refresh of the metadata failed ({e}); the configuration fetched before stays in use"),
-            "at": c.metadata_error_at.map(clock::rfc3339),
+        out.push(SsoConfigWarningsItem::Metadata(SsoMetadataWarning {
+            at: c.metadata_error_at.map(clock::rfc3339),
+            code: "metadata_refresh_failed",
+            detail: format!(
+                "the last refresh of the metadata failed ({e}); the configuration fetched before stays in use"
+            ),
         }));
     }
     out
