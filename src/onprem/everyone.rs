@@ -12,7 +12,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::{
     clock,
@@ -136,15 +135,15 @@ async fn heartbeat(state: &AppState, lease_id: &str) -> Result<Response> {
     let machine = lease.machine.clone().unwrap_or_default();
     let token =
         seats::sign_lease(state, &lease.user_id, &lease.id, &lease.license_id, &license.product_sku, &machine, now)?;
-    Ok(Json(json!({
-        "lease_id": lease.id,
-        "license_id": lease.license_id,
-        "lease_token": token,
-        "expires_at": clock::rfc3339(expires_at),
-        "heartbeat_interval_s": state.config.heartbeat_interval.secs(),
-        "lease_ttl_s": state.config.lease_ttl.secs(),
-        "offline_grace_s": state.config.offline_grace.secs(),
-    }))
+    Ok(Json(crate::licenses::views::HeartbeatResponse {
+        expires_at: clock::rfc3339(expires_at),
+        heartbeat_interval_s: state.config.heartbeat_interval.secs(),
+        lease_id: lease.id,
+        lease_token: token,
+        lease_ttl_s: state.config.lease_ttl.secs(),
+        license_id: lease.license_id,
+        offline_grace_s: state.config.offline_grace.secs(),
+    })
     .into_response())
 }
 

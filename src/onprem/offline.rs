@@ -6,9 +6,9 @@
 
 use axum::{Json, extract::State};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{MAX_FILE_LIFE_MS, OfflineClaims, jws, secs};
+use super::{MAX_FILE_LIFE_MS, OfflineClaims, jws, secs, views};
 use crate::{
     accounts,
     auth::Admin,
@@ -88,7 +88,7 @@ pub async fn issue_json(
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<IssueBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OfflineLicense>> {
     let license = admin.license(&state, &id).await?;
     let now = state.now();
     if !license.is_fixed() || license.offline_allowed == 0 {
@@ -190,13 +190,13 @@ pub async fn issue_json(
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, jti = %claims.jti, "offline license issued");
-    Ok(Json(json!({
-        "license_file": file,
-        "license_id": license.id,
-        "jti": claims.jti,
-        "lease_id": lease.id,
-        "expires_at": clock::rfc3339(exp),
-    })))
+    Ok(Json(views::OfflineLicense {
+        expires_at: clock::rfc3339(exp),
+        jti: claims.jti,
+        lease_id: lease.id,
+        license_file: file,
+        license_id: license.id,
+    }))
 }
 
 /// A deactivation code as `latchkey product offline-return` prints it.
@@ -243,7 +243,7 @@ pub async fn return_json(
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReturnBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OfflineReturned>> {
     let license = admin.license(&state, &id).await?;
     let ctx = ctx.by_admin(&admin);
     let result = take_return(&state, &license, &body.deactivation, &ctx).await;
@@ -265,7 +265,7 @@ async fn take_return(
     license: &crate::store::licenses::License,
     deactivation: &str,
     ctx: &crate::audit::Context,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OfflineReturned>> {
     let bad = || ApiError::unprocessable("invalid_deactivation", "not a deactivation code of this license");
     let v = jws::decode_b64_json(deactivation).ok_or_else(bad)?;
     let (Some(jti), Some(fp)) = (v["jti"].as_str(), v["fingerprint"].as_str()) else { return Err(bad()) };
@@ -293,7 +293,11 @@ async fn take_return(
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, jti = %offline.jti, "offline license returned");
-    Ok(Json(json!({ "license_id": license.id, "jti": offline.jti, "returned_at": clock::rfc3339(now) })))
+    Ok(Json(views::OfflineReturned {
+        jti: offline.jti,
+        license_id: license.id.clone(),
+        returned_at: clock::rfc3339(now),
+    }))
 }
 
 /// An administrator may not disconnect an offline seat: the computer keeps running on its file

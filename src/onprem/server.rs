@@ -16,7 +16,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{EntitlementClaims, ReturnClaims, UsageClaims, UsageDay, UsageLicense, file_error, jws, secs};
+use super::{EntitlementClaims, ReturnClaims, UsageClaims, UsageDay, UsageLicense, file_error, jws, secs, views};
 use crate::{
     audit,
     auth::Operator,
@@ -475,7 +475,7 @@ pub async fn import_json(
     op: Operator,
     ctx: audit::Context,
     ApiJson(body): ApiJson<ImportBody>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<views::EntitlementImported>)> {
     let Some(local) = &state.onprem else {
         return Err(ApiError::conflict(
             "not_on_premise_server",
@@ -484,17 +484,17 @@ pub async fn import_json(
     };
     let ctx = ctx.by(audit::Actor::operator(&op));
     let imported = import(&state.db, &state.master, &local.vendor_keys, &body.entitlement, &ctx, state.now()).await?;
-    let c = &imported.claims;
+    let c = imported.claims;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "license_id": c.license_id,
-            "entity": c.entity,
-            "product": c.product,
-            "seats": c.seats,
-            "expires_at": clock::rfc3339(c.exp * 1000),
-            "created_license": imported.created_license,
-        })),
+        Json(views::EntitlementImported {
+            created_license: imported.created_license,
+            entity: c.entity,
+            expires_at: clock::rfc3339(c.exp * 1000),
+            license_id: c.license_id,
+            product: c.product,
+            seats: c.seats,
+        }),
     ))
 }
 

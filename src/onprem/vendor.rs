@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{
     EntitlementClaims, MAX_FILE_LIFE_MS, ReturnClaims, UsageClaims, file_error,
     jws::{self, PublicKeys},
-    secs,
+    secs, views,
 };
 use crate::{
     auth::Admin,
@@ -114,7 +114,7 @@ pub async fn export_json(
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExportBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OnPremEntitlement>> {
     let license = admin.license(&state, &id).await?;
     let now = state.now();
     if super::server::on_premise_mode(&state) {
@@ -190,14 +190,14 @@ pub async fn export_json(
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, server = %fp.server_id, seats = license.seats, ended, "license exported on-premise");
-    Ok(Json(json!({
-        "entitlement": token,
-        "license_id": license.id,
-        "server": fp.thumbprint,
-        "server_id": fp.server_id,
-        "seats": license.seats,
-        "expires_at": clock::rfc3339(exp),
-    })))
+    Ok(Json(views::OnPremEntitlement {
+        entitlement: token,
+        expires_at: clock::rfc3339(exp),
+        license_id: license.id,
+        seats: license.seats,
+        server: fp.thumbprint,
+        server_id: fp.server_id,
+    }))
 }
 
 fn already_on_premise(x: &Export) -> ApiError {
@@ -278,7 +278,7 @@ pub async fn usage_json(
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UsageBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OnPremUsageImported>> {
     let license = admin.license(&state, &id).await?;
     let ctx = ctx.by_admin(&admin);
     let result = import_usage(&state, &license, &body.usage, &ctx).await;
@@ -287,11 +287,11 @@ pub async fn usage_json(
 }
 
 /// Record a refused usage or return file on the license's entity chain, with the reason's code.
-async fn refused_file(
+async fn refused_file<T>(
     state: &AppState,
     license: &crate::store::licenses::License,
     file: &str,
-    result: &Result<Json<Value>>,
+    result: &Result<Json<T>>,
     ctx: &crate::audit::Context,
 ) {
     let Err(e) = result else { return };
@@ -312,7 +312,7 @@ async fn import_usage(
     license: &crate::store::licenses::License,
     usage: &str,
     ctx: &crate::audit::Context,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OnPremUsageImported>> {
     let exports = store::onprem::exports_of(&state.db.pool, &license.id).await?;
     let (export, claims) = signer_of::<UsageClaims>(&exports, usage, jws::USAGE_TYP, "a usage file")?;
     if claims.server != export.server_thumb {
@@ -360,7 +360,12 @@ async fn import_usage(
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, days = days.len(), "on-premise usage imported");
-    Ok(Json(json!({ "license_id": license.id, "days": days.len(), "from": claims.from, "to": claims.to })))
+    Ok(Json(views::OnPremUsageImported {
+        days: days.len() as u64,
+        from: claims.from,
+        license_id: license.id.clone(),
+        to: claims.to,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -406,7 +411,7 @@ pub async fn return_json(
     ctx: crate::audit::Context,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReturnBody>,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OnPremReturned>> {
     let license = admin.license(&state, &id).await?;
     let ctx = ctx.by_admin(&admin);
     let result = take_return(&state, &license, &body.file, &ctx).await;
@@ -419,7 +424,7 @@ async fn take_return(
     license: &crate::store::licenses::License,
     file: &str,
     ctx: &crate::audit::Context,
-) -> Result<Json<Value>> {
+) -> Result<Json<views::OnPremReturned>> {
     let exports = store::onprem::exports_of(&state.db.pool, &license.id).await?;
     let (export, claims) = signer_of::<ReturnClaims>(&exports, file, jws::RETURN_TYP, "a return file")?;
     if claims.server != export.server_thumb || claims.license_id != license.id {
@@ -449,7 +454,11 @@ async fn take_return(
         .await?;
     tx.commit().await?;
     tracing::info!(license = %license.id, server = %target.server_id, "on-premise license returned");
-    Ok(Json(json!({ "license_id": license.id, "returned_at": clock::rfc3339(now), "status": "online" })))
+    Ok(Json(views::OnPremReturned {
+        license_id: license.id.clone(),
+        returned_at: clock::rfc3339(now),
+        status: "online",
+    }))
 }
 
 /// Add the days an on-premise server reported to the usage report's rows of the same license and

@@ -14,13 +14,13 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Posted, Shell, Viewer, fail, not_found, operator::gate, see_other, show, view};
 use crate::{
     auth::Admin,
     error::{ApiError, ApiJson, ApiPath},
-    onprem::{offline, vendor},
+    onprem::{offline, vendor, views},
     state::AppState,
     store::{self, licenses::License},
 };
@@ -228,6 +228,15 @@ fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
     }
 }
 
+/// What the API answered a form's file with.
+enum Answer {
+    Export(views::OnPremEntitlement),
+    Usage(views::OnPremUsageImported),
+    Return,
+    Issue(views::OfflineLicense),
+    Deactivate,
+}
+
 /// Which file a form posts, and what to call the API with.
 #[derive(Clone, Copy)]
 enum Act {
@@ -263,34 +272,33 @@ async fn act(
     let admin = Admin::Operator(op);
     let path = ApiPath(l.id.clone());
     let st = State(state.clone());
-    let answer: Result<Json<Value>, ApiError> = match what {
+    let answer: Result<Answer, ApiError> = match what {
         Act::Export => match body("fingerprint", &text) {
-            Ok(b) => vendor::export_json(st, admin, ctx, path, ApiJson(b)).await,
+            Ok(b) => vendor::export_json(st, admin, ctx, path, ApiJson(b)).await.map(|Json(a)| Answer::Export(a)),
             Err(e) => Err(e),
         },
         Act::Usage => match body("usage", &text) {
-            Ok(b) => vendor::usage_json(st, admin, ctx, path, ApiJson(b)).await,
+            Ok(b) => vendor::usage_json(st, admin, ctx, path, ApiJson(b)).await.map(|Json(a)| Answer::Usage(a)),
             Err(e) => Err(e),
         },
         Act::Return => match body("return", &text) {
-            Ok(b) => vendor::return_json(st, admin, ctx, path, ApiJson(b)).await,
+            Ok(b) => vendor::return_json(st, admin, ctx, path, ApiJson(b)).await.map(|_| Answer::Return),
             Err(e) => Err(e),
         },
         Act::Issue => match body("request", &text) {
-            Ok(b) => offline::issue_json(st, admin, ctx, path, ApiJson(b)).await,
+            Ok(b) => offline::issue_json(st, admin, ctx, path, ApiJson(b)).await.map(|Json(a)| Answer::Issue(a)),
             Err(e) => Err(e),
         },
         Act::Deactivate => match body("deactivation", &text) {
-            Ok(b) => offline::return_json(st, admin, ctx, path, ApiJson(b)).await,
+            Ok(b) => offline::return_json(st, admin, ctx, path, ApiJson(b)).await.map(|_| Answer::Deactivate),
             Err(e) => Err(e),
         },
     };
-    let Json(v_json) = match answer {
+    let answer = match answer {
         Ok(a) => a,
         Err(e) => return refused(&state, &back, e),
     };
-    let s = |k: &str| v_json[k].as_str().unwrap_or_default().to_string();
-    let day = |k: &str| s(k).get(..10).unwrap_or_default().to_string();
+    let day = |t: &str| t.get(..10).unwrap_or_default().to_string();
     let made = |heading: String, text: String, file: String, filename: String, next: String| {
         let page = FileMade {
             shell: Shell::new(&state, &headers, &v, "operator", None),
@@ -303,42 +311,39 @@ async fn act(
         };
         show(&state, StatusCode::OK, &page.shell, &page)
     };
-    match what {
-        Act::Export => made(
+    match answer {
+        Answer::Export(a) => made(
             format!("{} moves to the on-premise server", l.product_name),
             format!(
                 "The entitlement grants the server {} seats until {} (UTC). Its online seats ended now; online checkouts are refused until the license is returned.",
-                v_json["seats"],
-                day("expires_at")
+                a.seats,
+                day(&a.expires_at)
             ),
-            s("entitlement"),
+            a.entitlement,
             format!("{}-{}.entitlement", l.entity_slug, l.product_sku),
             "On the on-premise server: latchkey onprem import FILE".into(),
         ),
-        Act::Issue => made(
+        Answer::Issue(a) => made(
             format!("Offline license file for {}", l.product_name),
             format!(
                 "The file runs {} on that one computer until {} (UTC), without any server, and holds one seat of this license until it is returned.",
                 l.product_name,
-                day("expires_at")
+                day(&a.expires_at)
             ),
-            s("license_file"),
+            a.license_file,
             format!("{}-{}.license", l.entity_slug, l.product_sku),
             "On the computer: latchkey product run --license-file FILE --license-public-key KEYS".into(),
         ),
-        Act::Usage => see_other(
+        Answer::Usage(a) => see_other(
             &state,
             &back,
             true,
-            &format!(
-                "{} days of on-premise usage ({} to {}) are in the usage report now.",
-                v_json["days"],
-                s("from"),
-                s("to")
-            ),
+            &format!("{} days of on-premise usage ({} to {}) are in the usage report now.", a.days, a.from, a.to),
         ),
-        Act::Return => see_other(&state, &back, true, "The license is back: its seats are available online again."),
-        Act::Deactivate => see_other(&state, &back, true, "The offline license is returned: its seat is free again."),
+        Answer::Return => see_other(&state, &back, true, "The license is back: its seats are available online again."),
+        Answer::Deactivate => {
+            see_other(&state, &back, true, "The offline license is returned: its seat is free again.")
+        }
     }
 }
 
