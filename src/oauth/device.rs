@@ -10,8 +10,8 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
-use serde_json::json;
 
+use super::views::DeviceAuthorization;
 use crate::{
     accounts::throttle,
     auth::ClientIp,
@@ -111,14 +111,14 @@ pub async fn device_authorization(
             {
                 Ok(()) => {
                     let complete = format!("{}?user_code={}", state.url("/device"), code);
-                    return Ok(json!({
-                        "device_code": device_code,
-                        "user_code": code,
-                        "verification_uri": state.url("/device"),
-                        "verification_uri_complete": complete,
-                        "expires_in": DEVICE_TTL_MS / 1000,
-                        "interval": INTERVAL_S,
-                    }));
+                    return Ok(DeviceAuthorization {
+                        device_code,
+                        expires_in: DEVICE_TTL_MS / 1000,
+                        interval: INTERVAL_S,
+                        user_code: code,
+                        verification_uri: state.url("/device"),
+                        verification_uri_complete: complete,
+                    });
                 }
                 Err(e) if store::is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),

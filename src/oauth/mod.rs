@@ -14,7 +14,6 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use serde_json::json;
 
 use crate::{auth::PORTAL_CLIENT, error::Result, state::AppState, store};
 
@@ -58,29 +57,29 @@ pub fn router() -> Router<AppState> {
     ),
 )]
 async fn metadata(State(state): State<AppState>) -> impl IntoResponse {
-    let body = json!({
-        "issuer": state.issuer(),
-        "authorization_endpoint": state.url("/oauth/authorize"),
-        "token_endpoint": state.url("/oauth/token"),
-        "device_authorization_endpoint": state.url("/oauth/device_authorization"),
-        "revocation_endpoint": state.url("/oauth/revoke"),
-        "introspection_endpoint": state.url("/oauth/introspect"),
-        "jwks_uri": state.url("/.well-known/jwks.json"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": [
+    let body = views::ServerMetadata {
+        authorization_endpoint: state.url("/oauth/authorize"),
+        code_challenge_methods_supported: vec!["S256"],
+        device_authorization_endpoint: state.url("/oauth/device_authorization"),
+        grant_types_supported: vec![
             "password",
             "refresh_token",
             "authorization_code",
-            "urn:ietf:params:oauth:grant-type:device_code"
+            "urn:ietf:params:oauth:grant-type:device_code",
         ],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
-        "service_documentation": state.url("/openapi.json"),
-    });
+        introspection_endpoint: state.url("/oauth/introspect"),
+        introspection_endpoint_auth_methods_supported: vec!["bearer"],
+        issuer: state.issuer().to_string(),
+        jwks_uri: state.url("/.well-known/jwks.json"),
+        response_modes_supported: vec!["query"],
+        response_types_supported: vec!["code"],
+        revocation_endpoint: state.url("/oauth/revoke"),
+        revocation_endpoint_auth_methods_supported: vec!["none"],
+        service_documentation: state.url("/openapi.json"),
+        token_endpoint: state.url("/oauth/token"),
+        token_endpoint_auth_methods_supported: vec!["none"],
+        token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA", "ES256"],
+    };
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body))
 }
 

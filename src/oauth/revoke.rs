@@ -9,8 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
+use super::views::Introspection;
 use crate::{
     auth::Operator,
     crypto::secret_hash,
@@ -134,11 +134,11 @@ pub async fn introspect(
     }
 }
 
-fn inactive() -> Value {
-    json!({ "active": false })
+fn inactive() -> Introspection {
+    Introspection::default()
 }
 
-async fn describe(state: &AppState, token: &str) -> Result<Value, ApiError> {
+async fn describe(state: &AppState, token: &str) -> Result<Introspection, ApiError> {
     let now = state.now();
     if token.starts_with(REFRESH_PREFIX) {
         let Some(st) = store::tokens::refresh_state(&state.db.pool, &secret_hash(token)).await? else {
@@ -148,16 +148,17 @@ async fn describe(state: &AppState, token: &str) -> Result<Value, ApiError> {
             return Ok(inactive());
         }
         let Some(user) = store::accounts::user_by_id(&state.db.pool, &st.user_id).await? else { return Ok(inactive()) };
-        return Ok(json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "client_id": st.client_id,
-            "sub": st.user_id,
-            "username": user.email,
-            "exp": st.expires_at / 1000,
-            "iss": state.issuer(),
-            "amr": [st.amr],
-        }));
+        return Ok(Introspection {
+            active: true,
+            amr: Some(vec![st.amr]),
+            client_id: Some(st.client_id),
+            exp: Some(st.expires_at / 1000),
+            iss: Some(state.issuer().to_string()),
+            sub: Some(st.user_id),
+            token_type: Some("refresh_token"),
+            username: Some(user.email),
+            ..Introspection::default()
+        });
     }
     let Ok(claims) = tokens::verify_access(state, token, now).await else { return Ok(inactive()) };
     if store::tokens::access_token_revoked(&state.db.pool, &claims.jti).await?
@@ -165,19 +166,19 @@ async fn describe(state: &AppState, token: &str) -> Result<Value, ApiError> {
     {
         return Ok(inactive());
     }
-    Ok(json!({
-        "active": true,
-        "token_type": "Bearer",
-        "client_id": claims.client_id,
-        "username": claims.email,
-        "sub": claims.sub,
-        "aud": claims.aud,
-        "iss": claims.iss,
-        "iat": claims.iat,
-        "exp": claims.exp,
-        "jti": claims.jti,
-        "email": claims.email,
-        "entity": claims.entity,
-        "amr": claims.amr,
-    }))
+    Ok(Introspection {
+        active: true,
+        amr: Some(claims.amr),
+        aud: Some(claims.aud),
+        client_id: Some(claims.client_id),
+        username: Some(claims.email.clone()),
+        email: Some(claims.email),
+        entity: Some(claims.entity),
+        exp: Some(claims.exp),
+        iat: Some(claims.iat),
+        iss: Some(claims.iss),
+        jti: Some(claims.jti),
+        sub: Some(claims.sub),
+        token_type: Some("Bearer"),
+    })
 }
