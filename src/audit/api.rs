@@ -11,9 +11,8 @@ use axum::{
     routing::get,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::chain;
+use super::{chain, views};
 use crate::{
     auth::{Admin, Operator},
     clock::{self, Millis},
@@ -215,8 +214,8 @@ async fn answer(state: AppState, filter: Filter, limit: Option<i64>, format: For
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next = if more { rows.last().and_then(|r| r.sealed).map(|s| s.to_string()) } else { None };
-        let events: Vec<Value> = rows.iter().map(chain::view).collect();
-        return Ok(Json(json!({ "events": events, "next": next })).into_response());
+        let events = rows.iter().map(chain::view).collect();
+        return Ok(Json(views::AuditPage { events, next }).into_response());
     }
     let (content_type, ext) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
@@ -239,7 +238,7 @@ pub async fn page_of(
     q: AuditQuery,
     chain: Option<String>,
     limit: i64,
-) -> Result<(Vec<Value>, Option<String>)> {
+) -> Result<(Vec<views::AuditEvent>, Option<String>)> {
     let (filter, _, _) = parse_query(q, chain)?;
     super::sealer::seal_for_read(state).await;
     let mut rows = store::audit::page(&state.db.pool, &filter, limit + 1).await?;
@@ -333,7 +332,8 @@ fn export(
             match x.format {
                 Format::Csv => csv_line(r, &mut out),
                 _ => {
-                    out.push_str(&chain::view(r).to_string());
+                    // A view is strings, numbers and JSON values only: it always serialises.
+                    out.push_str(&serde_json::to_string(&chain::view(r)).unwrap_or_default());
                     out.push('\n');
                 }
             }
@@ -374,7 +374,7 @@ pub async fn list_checkpoints(
     State(state): State<AppState>,
     _op: Operator,
     ApiQuery(q): ApiQuery<CheckpointQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Vec<views::AuditCheckpoint>>> {
     let chain = match q.entity.as_deref().filter(|s| !s.is_empty()) {
         None => String::new(),
         Some(slug) => {
@@ -386,12 +386,15 @@ pub async fn list_checkpoints(
     };
     super::sealer::seal_now(&state).await;
     let rows = store::audit::checkpoints(&state.db.pool, &chain).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|c| {
-            json!({ "entity": c.entity, "seq": c.seq, "hash": c.hash, "at": chain::timestamp(c.at),
-                    "signature": c.signature })
-        })
-        .collect();
-    Ok(Json(Value::Array(items)))
+    Ok(Json(
+        rows.into_iter()
+            .map(|c| views::AuditCheckpoint {
+                at: chain::timestamp(c.at),
+                entity: c.entity,
+                hash: c.hash,
+                seq: c.seq,
+                signature: c.signature,
+            })
+            .collect(),
+    ))
 }

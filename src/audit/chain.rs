@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
+use super::views::{AuditEvent, AuditEventActor};
 use crate::{clock::Millis, store::audit::EventRow};
 
 pub const CHECKPOINT_TYP: &str = "audit-checkpoint+jwt";
@@ -21,28 +22,33 @@ pub fn timestamp(ms: Millis) -> String {
     format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms.rem_euclid(1000))
 }
 
-/// The event as the API shows it, `hash` included when sealed.
-pub fn view(e: &EventRow) -> Value {
-    let mut v = body(e);
-    v["hash"] = json!(e.hash);
-    v
+/// The event as the API shows it, `hash` included (null until it is sealed).
+pub fn view(e: &EventRow) -> AuditEvent {
+    let parse = |s: &str, empty: Value| serde_json::from_str::<Value>(s).unwrap_or(empty);
+    AuditEvent {
+        action: e.action.clone(),
+        actor: AuditEventActor { id: e.actor_id.clone(), name: e.actor_name.clone(), kind: e.actor_type.clone() },
+        at: timestamp(e.at),
+        details: parse(&e.details, json!({})),
+        entity: e.entity.clone(),
+        hash: e.hash.clone(),
+        id: e.id.clone(),
+        ip: e.ip.clone(),
+        request_id: e.request_id.clone(),
+        seq: e.seq,
+        targets: parse(&e.targets, json!([])),
+        user_agent: e.user_agent.clone(),
+    }
 }
 
+/// What the hash covers: the view without `hash`.
 fn body(e: &EventRow) -> Value {
-    let parse = |s: &str, empty: Value| serde_json::from_str::<Value>(s).unwrap_or(empty);
-    json!({
-        "id": e.id,
-        "seq": e.seq,
-        "at": timestamp(e.at),
-        "entity": e.entity,
-        "actor": { "type": e.actor_type, "id": e.actor_id, "name": e.actor_name },
-        "action": e.action,
-        "targets": parse(&e.targets, json!([])),
-        "ip": e.ip,
-        "user_agent": e.user_agent,
-        "request_id": e.request_id,
-        "details": parse(&e.details, json!({})),
-    })
+    // A view is strings, numbers and JSON values only: it always converts.
+    let mut v = serde_json::to_value(view(e)).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("hash");
+    }
+    v
 }
 
 /// JSON with object keys sorted at every level and no whitespace.
@@ -319,6 +325,22 @@ mod tests {
         let v: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"y":1,"x":2}],"c":"é\""}}"#).unwrap();
         assert_eq!(canonical(&v), r#"{"a":{"c":"é\"","d":[{"x":2,"y":1}]},"b":1}"#);
         assert_eq!(timestamp(1_800_000_000_007), "2027-01-15T08:00:00.007Z");
+    }
+
+    /// The hash rule pinned: SHA-256 of the previous hash and the canonical JSON of the event as
+    /// the API shows it without `hash` (computed here by other means, from that rule).
+    #[test]
+    fn an_events_hash_is_that_of_its_canonical_view() {
+        let mut e = event(1);
+        e.seq = Some(1);
+        assert_eq!(
+            canonical(&body(&e)),
+            r#"{"action":"license.created","actor":{"id":"u1","name":"a@example.com","type":"user"},"at":"2027-01-15T08:00:00.001Z","details":{"a":{"b":2,"z":1},"seats":5},"entity":"acme","id":"e1","ip":"127.0.0.1","request_id":"r","seq":1,"targets":[{"id":"l1","name":null,"type":"license"}],"user_agent":null}"#
+        );
+        assert_eq!(hash("", &e), "120505a82ab99312177f87f4456dae92fc76658d7cc8294d07847b5d6bab26ee");
+        e.hash = Some(hash("", &e));
+        let shown = serde_json::to_value(view(&e)).unwrap();
+        assert_eq!(shown["hash"], "120505a82ab99312177f87f4456dae92fc76658d7cc8294d07847b5d6bab26ee");
     }
 
     #[test]

@@ -175,8 +175,12 @@ impl Event {
     }
 
     fn row(&self, ctx: &Context, now: Millis) -> EventRow {
-        let targets: Vec<Value> =
-            self.targets.iter().map(|t| json!({ "type": t.kind, "id": t.id, "name": t.name })).collect();
+        // Kept as the view shows them (an event's view parses this back).
+        let targets: Vec<views::AuditEventTargetsItem> = self
+            .targets
+            .iter()
+            .map(|t| views::AuditEventTargetsItem { id: t.id.clone(), name: t.name.clone(), kind: t.kind.to_string() })
+            .collect();
         EventRow {
             id: store::new_id(),
             chain: self.entity.as_ref().map(|(id, _)| id.clone()).unwrap_or_default(),
@@ -186,7 +190,8 @@ impl Event {
             actor_id: ctx.actor.id.clone(),
             actor_name: ctx.actor.name.clone(),
             action: self.action.to_string(),
-            targets: Value::Array(targets).to_string(),
+            // Strings only: it always serialises.
+            targets: serde_json::to_string(&targets).unwrap_or_else(|_| "[]".into()),
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.clone(),
             request_id: ctx.request_id.clone(),

@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use super::{Shell, Viewer, admin::entity_of, operator::gate, show, view, with_query};
 use crate::{
-    audit::api::{self, AuditQuery},
+    audit::{
+        api::{self, AuditQuery},
+        views::AuditEvent,
+    },
     browser::message,
     clock,
     error::{ApiError, ApiPath, ApiQuery},
@@ -32,15 +35,15 @@ pub struct EventView {
     pub details: String,
 }
 
-fn event_view(v: &Value) -> EventView {
+fn event_view(e: &AuditEvent) -> EventView {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let at = s(&v["at"]);
-    let actor = match (v["actor"]["type"].as_str(), v["actor"]["name"].as_str()) {
-        (Some(t), Some(n)) => format!("{n} ({})", t.replace('_', " ")),
-        (Some(t), None) => t.replace('_', " "),
-        _ => String::new(),
+    let kind = e.actor.kind.replace('_', " ");
+    let actor = match &e.actor.name {
+        Some(n) => format!("{n} ({kind})"),
+        None => kind,
     };
-    let targets = v["targets"]
+    let targets = e
+        .targets
         .as_array()
         .map(|ts| {
             ts.iter()
@@ -49,18 +52,18 @@ fn event_view(v: &Value) -> EventView {
                 .join(", ")
         })
         .unwrap_or_default();
-    let details = match &v["details"] {
+    let details = match &e.details {
         Value::Object(m) if m.is_empty() => String::new(),
         d => d.to_string(),
     };
     EventView {
-        at: clock::parse_rfc3339(&at).map(view::when),
-        at_text: at,
+        at: clock::parse_rfc3339(&e.at).map(view::when),
+        at_text: e.at.clone(),
         actor,
-        action: s(&v["action"]),
+        action: e.action.clone(),
         targets,
-        entity: s(&v["entity"]),
-        ip: s(&v["ip"]),
+        entity: e.entity.clone().unwrap_or_default(),
+        ip: e.ip.clone().unwrap_or_default(),
         details,
     }
 }
