@@ -7,6 +7,9 @@
 //! written, then requests each page N times in a row as the signed-in administrator over HTTP on
 //! loopback, and `/healthz` the same way in the same round as the baseline. Client and server share
 //! the process and the machine's two cores. Prints one JSON object per page and round.
+//!
+//! PostgreSQL databases are made on 127.0.0.1:5432, or on the port `LATCHKEY_BENCH_PG_PORT` names
+//! (a private cluster: `initdb` into /tmp, `pg_ctl -o "-p 5499" start`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -60,14 +63,16 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = Config::defaults();
     let pg_name = format!("lk_bench_portal_{}", std::process::id());
-    let pg_admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    // A private cluster (`LATCHKEY_BENCH_PG_PORT`) keeps other users of a shared server out of the figures.
+    let pg_port = std::env::var("LATCHKEY_BENCH_PG_PORT").unwrap_or_else(|_| "5432".into());
+    let pg_admin = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres");
     config.database_url = match a.backend.as_str() {
         "sqlite" => format!("sqlite://{}/latchkey.db?mode=rwc", dir.display()),
         "postgres" => {
             sqlx::any::install_default_drivers();
-            let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(pg_admin).await.unwrap();
+            let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&pg_admin).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {pg_name}"))).execute(&mut c).await.unwrap();
-            format!("postgres://postgres@127.0.0.1:5432/{pg_name}")
+            format!("postgres://postgres@127.0.0.1:{pg_port}/{pg_name}")
         }
         other => panic!("backend {other}"),
     };
@@ -184,7 +189,7 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     if a.backend == "postgres" {
         state.db.pool.close().await;
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(pg_admin).await.unwrap();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&pg_admin).await.unwrap();
         let drop = format!("DROP DATABASE {pg_name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut c).await.unwrap();
     }
