@@ -2,8 +2,8 @@
 //! for want of a seat, and distinct users; computed from the leases themselves (every lease is a
 //! usage record: [checkout, release or lapse)), as JSON or CSV, optionally for one group. Days are
 //! those of a time zone (`tz`, an IANA name, UTC by default), 23 or 25 hours long across a DST change.
-//! Refusals are counted per UTC day when they happen; in another zone each UTC day's count is
-//! reported on the local date of that UTC day's noon.
+//! Refusals are counted per quarter hour when they happen (see [`refusal_slot`]), so each is
+//! reported on the local date it happened on, in any zone.
 
 use std::collections::{HashMap, HashSet};
 
@@ -75,6 +75,14 @@ pub fn day_in(ms: Millis, tz: Tz) -> Date {
     }
 }
 
+/// The quarter hour a refusal at `now` is counted in (its first instant). Every zone's offset
+/// from UTC is a whole number of quarter hours, so a quarter hour never straddles a local midnight.
+pub fn refusal_slot(now: Millis) -> Millis {
+    now - now.rem_euclid(QUARTER_HOUR)
+}
+
+const QUARTER_HOUR: Millis = 15 * 60 * 1000;
+
 fn next_day(d: Date) -> Date {
     d.next_day().unwrap_or(d)
 }
@@ -109,11 +117,12 @@ fn parse_day(field: &str, s: &str) -> Result<Date> {
         })
 }
 
-/// The report rows for `licenses` over the days `from..=to` of `tz`, at `now`.
+/// The report rows for `licenses` over the days `from..=to` of `tz`, at `now`; `denials` are
+/// `(license, quarter hour, count)`.
 pub fn compute(
     licenses: &[License],
     intervals: &[Interval],
-    denials: &[(String, String, i64)],
+    denials: &[(String, Millis, i64)],
     from: Date,
     to: Date,
     tz: Tz,
@@ -136,10 +145,8 @@ pub fn compute(
         }
     }
     let mut denied: HashMap<(&str, Date), i64> = HashMap::new();
-    for (l, d, n) in denials {
-        if let Ok(utc) = Date::parse(d, format_description!("[year]-[month]-[day]")) {
-            *denied.entry((l.as_str(), day_in(clock::day_start(utc) + 43_200_000, tz))).or_default() += n;
-        }
+    for (l, at, n) in denials {
+        *denied.entry((l.as_str(), day_in(*at, tz))).or_default() += n;
     }
     let mut rows = Vec::new();
     let mut day = from;
@@ -262,9 +269,7 @@ pub async fn report(
     let start = day_start_in(range.from, range.tz);
     let end = day_start_in(next_day(range.to), range.tz);
     let intervals = store::leases::intervals(&state.db.pool, &entity.id, start, end).await?;
-    // Refusals are kept per UTC day: every UTC day the local range touches.
-    let (first, last) = (clock::utc_day(start), clock::utc_day(end - 1));
-    let denials = store::leases::denials(&state.db.pool, &entity.id, &first.to_string(), &last.to_string()).await?;
+    let denials = store::leases::denials(&state.db.pool, &entity.id, start, end).await?;
     let mut rows = compute(&licenses, &intervals, &denials, range.from, range.to, range.tz, now);
     // On-premise servers report whole days of their own; each is added on the date it names.
     let reported =
@@ -404,7 +409,7 @@ mod tests {
             iv("a", 3.0, 5.0, t0),   // back to back with a's first lease: no extra overlap
             iv("c", 23.0, 25.0, t0), // crosses midnight
         ];
-        let denials = vec![("L".to_string(), "2026-03-01".to_string(), 2)];
+        let denials = vec![("L".to_string(), t0 + 23 * 3_600_000 + 45 * 60_000, 2)];
         let rows = compute(&[license("L")], &intervals, &denials, d0, d1, Tz::UTC, t0 + 10 * 86_400_000);
         assert_eq!(rows.len(), 2);
         let (a, b) = (&rows[0], &rows[1]);
@@ -443,18 +448,45 @@ mod tests {
         // A seat from 23:30 to 00:30 Berlin time on Saturday night falls on two Berlin days.
         let start = day_start_in(sun, berlin) - 1_800_000;
         let intervals = vec![Interval { license_id: "L".into(), user_id: "a".into(), start, end: start + 3_600_000 }];
-        let denials = vec![("L".to_string(), "2026-03-28".to_string(), 4)];
+        // Refused at 23:45 on Saturday and at 00:00 on Sunday, Berlin time (22:45 and 23:00 UTC).
+        let denials = vec![("L".to_string(), start + 900_000, 4), ("L".to_string(), start + 1_800_000, 1)];
         let now = clock::day_start(mon) + 86_400_000 * 3;
         let rows = compute(&[license("L")], &intervals, &denials, sat, sun, berlin, now);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].seat_ms, rows[0].denials), (1_800_000, 4));
-        assert_eq!((rows[1].seat_ms, rows[1].denials), (1_800_000, 0));
-        // In UTC the same seat is one day's (22:30 to 23:30 UTC).
+        assert_eq!((rows[1].seat_ms, rows[1].denials), (1_800_000, 1));
+        // In UTC the same seat and refusals are one day's (22:30 to 23:30 UTC).
         let utc = compute(&[license("L")], &intervals, &denials, sat, sun, Tz::UTC, now);
         assert_eq!((utc[0].seat_ms, utc[1].seat_ms), (3_600_000, 0));
+        assert_eq!((utc[0].denials, utc[1].denials), (5, 0));
         assert!(parse_tz(Some("Mars/Olympus")).is_err());
         assert_eq!(parse_tz(None).unwrap(), Tz::UTC);
         assert!(to_csv(&rows, berlin).contains(",Europe/Berlin\r\n"));
+    }
+
+    #[test]
+    fn a_refusal_counts_on_its_local_date_in_every_zone() {
+        let d = |s| parse_day("d", s).unwrap();
+        let at = |s| clock::parse_rfc3339(s).unwrap();
+        let (nov30, dec1) = (d("2026-11-30"), d("2026-12-01"));
+        let now = at("2026-12-03T00:00:00Z");
+        // Local times just before and after midnight, in zones with whole, half and quarter hour offsets.
+        for (zone, before, after) in [
+            ("Europe/Berlin", "2026-11-30T23:59:59+01:00", "2026-12-01T00:00:00+01:00"),
+            ("America/New_York", "2026-11-30T23:59:59-05:00", "2026-12-01T00:00:00-05:00"),
+            ("Asia/Kolkata", "2026-11-30T23:59:59+05:30", "2026-12-01T00:00:00+05:30"),
+            ("Asia/Kathmandu", "2026-11-30T23:59:59+05:45", "2026-12-01T00:00:00+05:45"),
+            ("Pacific/Chatham", "2026-11-30T23:59:59+13:45", "2026-12-01T00:00:00+13:45"),
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            let denials =
+                vec![("L".to_string(), refusal_slot(at(before)), 2), ("L".to_string(), refusal_slot(at(after)), 3)];
+            let rows = compute(&[license("L")], &[], &denials, nov30, dec1, tz, now);
+            assert_eq!((rows[0].date, rows[0].denials), (nov30, 2), "{zone}");
+            assert_eq!((rows[1].date, rows[1].denials), (dec1, 3), "{zone}");
+        }
+        assert_eq!(refusal_slot(at("2026-11-30T23:44:59.999Z")), at("2026-11-30T23:30:00Z"));
+        assert_eq!(refusal_slot(at("2026-11-30T23:45:00Z")), at("2026-11-30T23:45:00Z"));
     }
 
     #[test]

@@ -322,7 +322,7 @@ pub async fn checkout(
                     _ => "no_seat_available",
                 };
                 let mut tx = state.db.begin_write().await?;
-                leases_store::record_denial(&mut *tx, &c.id, &clock::utc_day(now).to_string()).await?;
+                leases_store::record_denial(&mut *tx, &c.id, crate::licenses::reports::refusal_slot(now)).await?;
                 audit::Event::new("seat.denied")
                     .entity_of_license(&c.id)
                     .target(Target::new("license", &c.id, None))

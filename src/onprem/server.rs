@@ -523,7 +523,7 @@ pub async fn usage_file(
         .into_iter()
         .map(|(license_id, user_id, start, end)| store::leases::Interval { license_id, user_id, start, end })
         .collect();
-    let denials = store::onprem::usage_denials(&db.pool, &from.to_string(), &to.to_string()).await?;
+    let denials = store::onprem::usage_denials(&db.pool, start, end).await?;
     let rows = crate::licenses::reports::compute(&licenses, &intervals, &denials, from, to, chrono_tz::Tz::UTC, now);
     let out: Vec<UsageLicense> = licenses
         .iter()

@@ -382,13 +382,15 @@ pub async fn live_seats<'e>(db: impl AnyExecutor<'e>, license_id: &str, now: Mil
     .await
 }
 
-pub async fn record_denial<'e>(db: impl AnyExecutor<'e>, license_id: &str, day: &str) -> sqlx::Result<()> {
+/// Count a refused checkout in the quarter hour `slot` (its first instant, see
+/// `licenses::reports::refusal_slot`).
+pub async fn record_denial<'e>(db: impl AnyExecutor<'e>, license_id: &str, slot: Millis) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO seat_denials (license_id, day, denials) VALUES ($1, $2, 1) \
-         ON CONFLICT (license_id, day) DO UPDATE SET denials = seat_denials.denials + 1",
+        "INSERT INTO seat_refusals (license_id, at, denials) VALUES ($1, $2, 1) \
+         ON CONFLICT (license_id, at) DO UPDATE SET denials = seat_refusals.denials + 1",
     )
     .bind(license_id)
-    .bind(day)
+    .bind(slot)
     .execute(db)
     .await
     .map(|_| ())
@@ -422,19 +424,20 @@ pub async fn intervals<'e>(
     .await
 }
 
+/// The refused checkouts of the entity's licenses in [from, to), per license and quarter hour.
 pub async fn denials<'e>(
     db: impl AnyExecutor<'e>,
     entity_id: &str,
-    from_day: &str,
-    to_day: &str,
-) -> sqlx::Result<Vec<(String, String, i64)>> {
+    from: Millis,
+    to: Millis,
+) -> sqlx::Result<Vec<(String, Millis, i64)>> {
     sqlx::query_as(
-        "SELECT d.license_id, d.day, d.denials FROM seat_denials d JOIN licenses c ON c.id = d.license_id \
-         WHERE c.entity_id = $1 AND d.day >= $2 AND d.day <= $3",
+        "SELECT d.license_id, d.at, d.denials FROM seat_refusals d JOIN licenses c ON c.id = d.license_id \
+         WHERE c.entity_id = $1 AND d.at >= $2 AND d.at < $3",
     )
     .bind(entity_id)
-    .bind(from_day)
-    .bind(to_day)
+    .bind(from)
+    .bind(to)
     .fetch_all(db)
     .await
 }

@@ -446,18 +446,18 @@ pub async fn usage_intervals<'e>(
     .await
 }
 
-/// Denials of the licenses that ever held an entitlement here, per day.
+/// Denials of the licenses that ever held an entitlement here in [from, to), per quarter hour.
 pub async fn usage_denials<'e>(
     db: impl AnyExecutor<'e>,
-    from_day: &str,
-    to_day: &str,
-) -> sqlx::Result<Vec<(String, String, i64)>> {
+    from: Millis,
+    to: Millis,
+) -> sqlx::Result<Vec<(String, Millis, i64)>> {
     sqlx::query_as(
-        "SELECT d.license_id, d.day, d.denials FROM seat_denials d \
-         WHERE d.day >= $1 AND d.day <= $2 AND d.license_id IN (SELECT license_id FROM onprem_entitlements)",
+        "SELECT d.license_id, d.at, d.denials FROM seat_refusals d \
+         WHERE d.at >= $1 AND d.at < $2 AND d.license_id IN (SELECT license_id FROM onprem_entitlements)",
     )
-    .bind(from_day)
-    .bind(to_day)
+    .bind(from)
+    .bind(to)
     .fetch_all(db)
     .await
 }

@@ -17,7 +17,17 @@ struct Portal {
 }
 
 async fn portal(kind: &str, seats: i64) -> Portal {
-    let app = spawn_app().await;
+    portal_with(kind, seats, spawn_app().await).await
+}
+
+/// The same, on a server whose clock starts at `at` (RFC 3339).
+async fn portal_at(kind: &str, seats: i64, at: &str) -> Portal {
+    let start = latchkey::clock::parse_rfc3339(at).expect("an RFC 3339 instant");
+    let clock = latchkey::clock::ManualClock::new(start);
+    portal_with(kind, seats, spawn_app_with(Options { clock: Some(clock), ..Options::default() }).await).await
+}
+
+async fn portal_with(kind: &str, seats: i64, app: TestApp) -> Portal {
     app.create_product("readyapi").await;
     app.create_entity("acme").await;
     let admin_email = app.email("admin-acme");
@@ -505,7 +515,43 @@ async fn licenses_filter_by_product_and_group_and_count_seats_in_use() {
 
 #[tokio::test]
 async fn the_usage_page_charts_peaks_against_seats_and_downloads_the_same_csv_in_a_zone() {
-    let p = portal("floating", 1).await;
+    // Midday in Berlin: the day is the same there and in UTC (the hours around midnight are the
+    // subject of the tests below; the clock is pinned so that the hour this runs at does not matter).
+    usage_page_in_berlin("2026-11-30T11:00:00+01:00", "2026-11-30").await;
+}
+
+#[tokio::test]
+async fn the_usage_page_counts_a_refusal_just_after_midnight_in_the_zone_on_that_day() {
+    // 00:30 in Berlin is 23:30 UTC the day before: the seat, the refusal and "today" are all of
+    // the 1st of December in Berlin.
+    usage_page_in_berlin("2026-12-01T00:30:00+01:00", "2026-12-01").await;
+    // Summer time: 00:30 in Berlin is 22:30 UTC.
+    usage_page_in_berlin("2026-07-15T00:30:00+02:00", "2026-07-15").await;
+}
+
+#[tokio::test]
+async fn the_usage_page_counts_a_refusal_just_before_midnight_in_the_zone_on_that_day() {
+    usage_page_in_berlin("2026-07-14T23:50:00+02:00", "2026-07-14").await;
+    let p = usage_page_in_berlin("2026-11-30T23:50:00+01:00", "2026-11-30").await;
+    // After midnight in Berlin (23:10 UTC, the same UTC day): today is the 1st there, and the
+    // seat (lapsed at 23:56) and the refusal stay on the 30th.
+    p.app.clock.set(latchkey::clock::parse_rfc3339("2026-12-01T00:10:00+01:00").unwrap());
+    let token = p.app.token_for(&p.admin_email, "portal").await;
+    let r = p.app.get("/api/v1/entities/acme/reports/usage?tz=Europe/Berlin", Some(&token)).await;
+    let rows: Value = r.json().await.unwrap();
+    let days: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["date"].as_str().unwrap(), r["peak_concurrent"].as_i64().unwrap(), r["denials"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(days, [("2026-11-30", 1, 1), ("2026-12-01", 0, 0)], "{rows}");
+}
+
+/// A license made at `at`, its seat taken, a checkout refused and the usage page read a minute
+/// later in Europe/Berlin: one row, of `day`, with the peak and the refusal.
+async fn usage_page_in_berlin(at: &str, day: &str) -> Portal {
+    let p = portal_at("floating", 1, at).await;
     let app = &p.app;
     let (ada, bob) = (app.email("ada"), app.email("bob"));
     app.assign(&p.license, &ada).await;
@@ -539,6 +585,11 @@ async fn the_usage_page_charts_peaks_against_seats_and_downloads_the_same_csv_in
         csv.starts_with("date,license_id,product,group,seats,peak_concurrent,seat_hours,denials,distinct_users,tz\r\n")
     );
     assert!(csv.contains(",1,1,") && csv.contains(",Europe/Berlin\r\n"), "{csv}");
+    // The license is a minute old: one row, of that day in Berlin, with the seat and the refusal.
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    let cols: Vec<&str> = rows[0].split(',').collect();
+    assert_eq!((cols[0], cols[4], cols[5], cols[7], cols[8]), (day, "1", "1", "1", "1"), "{csv}");
     // The same numbers as the JSON API's report with the same parameters.
     let query = link.split_once('?').unwrap().1;
     let api = app.get(&format!("/api/v1/entities/acme/reports/usage?format=csv&{query}"), Some(&p.token)).await;
@@ -555,6 +606,7 @@ async fn the_usage_page_charts_peaks_against_seats_and_downloads_the_same_csv_in
     for path in ["/portal/entities/acme/usage", "/portal/entities/acme/usage.csv"] {
         assert_eq!(page(app, &globex, path).await.0, StatusCode::NOT_FOUND, "{path}");
     }
+    p
 }
 
 #[tokio::test]
