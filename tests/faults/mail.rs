@@ -94,11 +94,18 @@ async fn mail_queued_while_smtp_is_down_arrives_once_after_a_restart() {
     .await;
     // ...then the service dies without a goodbye, the mail server comes back, the service too.
     server.kill();
+    // Failed mails wait out their backoff (1 s, doubling per attempt), which survives the
+    // restart: on a slow machine a mail can be several attempts in, with its next try half a
+    // minute away. Wait for the latest scheduled try plus 30 s, not for a fixed 30 s.
+    let latest_try =
+        query_i64(&database_url, "SELECT COALESCE(MAX(next_attempt_at), 0) FROM outbox WHERE sent_at IS NULL").await;
+    let now_ms = latchkey::clock::Clock::now(&latchkey::clock::SystemClock);
+    let backoff_left = Duration::from_millis(latest_try.first().map_or(0, |t| (t - now_ms).max(0)) as u64);
     let inbox = TempDir::new("inbox");
     let _sink = Sink::start(smtp_port, inbox.path());
     let server = cfg.start();
 
-    let got = eventually(Duration::from_secs(30), "every queued mail delivered", || {
+    let got = eventually(backoff_left + Duration::from_secs(30), "every queued mail delivered", || {
         let got = received(inbox.path());
         let want = expected.len();
         async move { (got.len() >= want).then_some(got) }
