@@ -219,7 +219,7 @@ impl super::CryptoProvider for XmlSec {
         let parser = XmlParser::default();
         let document = parser.parse_string(xml)?;
 
-        let key = XmlSecKey::verification_key_of_cert_der(x509_cert_der.der_data())?;
+        let key = XmlSecKey::from_memory(x509_cert_der.der_data(), XmlSecKeyFormat::CertDer)?;
         let mut context = XmlSecSignatureContext::new()?;
         context.insert_key(key);
 
@@ -277,7 +277,7 @@ impl super::CryptoProvider for XmlSec {
                     wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
                 )?;
 
-                let key = XmlSecKey::verification_key_of_cert_der(key_data.der_data())?;
+                let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
                 sig_ctx.insert_key(key);
                 verified = sig_ctx.verify_node(sig_node)?;
                 if verified {

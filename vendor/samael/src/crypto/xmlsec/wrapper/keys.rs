@@ -77,56 +77,6 @@ impl XmlSecKey {
     }
 }
 
-/// Verification keys already loaded on this thread, by the DER of the certificate they came from.
-///
-/// Loading a key from a certificate goes through OpenSSL 3's decoder look-up, which costs more than
-/// the signature check itself; a service validates many documents signed with the same few
-/// certificates. The cached key holds only the certificate's public key (no X.509 data), so
-/// [`XmlSecKey::duplicate`] of it takes one more reference to the same `EVP_PKEY` and copies nothing.
-/// Per thread because an `XmlSecKey` is not `Send`; bounded, the oldest entry leaves first.
-const VERIFICATION_KEYS_MAX: usize = 32;
-
-thread_local! {
-    static VERIFICATION_KEYS: std::cell::RefCell<Vec<(Vec<u8>, XmlSecKey)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl XmlSecKey {
-    /// The public key of a DER certificate, to verify signatures with: the same key as
-    /// `from_memory(cert_der, CertDer)` gives, without the certificate itself, loaded once per
-    /// certificate and thread (see [`VERIFICATION_KEYS_MAX`]).
-    pub fn verification_key_of_cert_der(cert_der: &[u8]) -> XmlSecResult<Self> {
-        if let Some(hit) = VERIFICATION_KEYS
-            .with(|keys| keys.borrow().iter().find(|(der, _)| der == cert_der).map(|(_, key)| key.duplicate()))
-        {
-            return hit;
-        }
-        let spki = openssl::x509::X509::from_der(cert_der)
-            .and_then(|cert| cert.public_key())
-            .and_then(|key| key.public_key_to_der())
-            .map_err(|_| XmlSecError::KeyLoadError)?;
-        let key = Self::from_memory(&spki, XmlSecKeyFormat::Der)?;
-        let copy = key.duplicate()?;
-        VERIFICATION_KEYS.with(|keys| {
-            let mut keys = keys.borrow_mut();
-            if keys.len() >= VERIFICATION_KEYS_MAX {
-                keys.remove(0);
-            }
-            keys.push((cert_der.to_vec(), key));
-        });
-        Ok(copy)
-    }
-
-    /// A copy (`xmlSecKeyDuplicate`): key values are shared by reference, X.509 data is copied.
-    pub fn duplicate(&self) -> XmlSecResult<Self> {
-        let new = unsafe { bindings::xmlSecKeyDuplicate(self.0) };
-        if new.is_null() {
-            return Err(XmlSecError::KeyLoadError);
-        }
-        Ok(Self(new))
-    }
-}
-
 impl PartialEq for XmlSecKey {
     fn eq(&self, other: &Self) -> bool {
         self.0 == other.0 // compare pointer addresses
