@@ -54,14 +54,25 @@ pub fn strip_bom(s: &str) -> &str {
 /// libxml2 itself, without recover mode and without network access, must find the document
 /// well-formed: samael parses in recover mode, which "repairs" broken documents into trees that
 /// the quick-xml pre-scan never saw.
+///
+/// The document is UTF-8 (a Rust string, and the pre-scan refuses any other declared encoding),
+/// so libxml2 is given no encoding name: the `libxml` crate (0.3.3) frees the C string of an
+/// encoding it is given before the parser reads it, and under concurrent allocation the name
+/// read was now and then garbage, the conversion failed and a valid response was refused as
+/// "not well-formed" (valgrind: invalid read in `xmlFindCharEncodingHandler`). Without a name,
+/// libxml2 reads UTF-8 natively; U+0000, which XML never allows, is refused first so that its
+/// byte-pattern detection (UCS-4, UTF-16) has nothing else to find.
 pub fn libxml_well_formed(xml: &str) -> bool {
+    if xml.contains('\0') {
+        return false;
+    }
     super::libxml_ready();
     let options = libxml::parser::ParserOptions {
         recover: false,
         no_net: true,
         no_error: true,
         no_warning: true,
-        encoding: Some("UTF-8"),
+        encoding: None,
         ..Default::default()
     };
     libxml::parser::Parser::default().parse_string_with_options(xml, options).is_ok()
@@ -173,5 +184,12 @@ mod tests {
         assert!(!libxml_well_formed("<a><b/></a><trailing"));
         assert!(!libxml_well_formed("<a><b/>"));
         assert!(!libxml_well_formed("<a>\u{1}</a>"));
+        // Byte patterns libxml2 takes for UCS-4 or UTF-16 when given no encoding name.
+        assert!(!libxml_well_formed("\0\0\0<a/>"));
+        assert!(!libxml_well_formed("<\0?\0x\0m\0l\0 \0v\0"));
+        assert!(!libxml_well_formed("<a>\0</a>"));
+        // Declared UTF-8, any case, and non-ASCII text read as UTF-8.
+        assert!(libxml_well_formed("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>caf\u{e9} \u{1F511}</a>"));
+        assert!(libxml_well_formed("<?xml version=\"1.0\" encoding=\"utf-8\"?><a/>"));
     }
 }

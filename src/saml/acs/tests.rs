@@ -163,6 +163,36 @@ fn rollover_accepts_either_certificate_in_any_order() {
     }
 }
 
+/// The certificates' public keys are loaded once per process (vendor/samael, `keys.rs`): a key
+/// cached for one certificate must never verify a document for another, however the calls
+/// interleave.
+#[test]
+fn keys_cached_for_one_certificate_never_verify_for_another() {
+    let idp = vendor_metadata("okta").signing_certs_der.remove(0);
+    let idp2 = cert_der("keys/idp2.crt.pem");
+    assert_ne!(idp, idp2);
+    let item = manifest().into_iter().find(|i| i["vendor"] == "okta" && i["name"] == "rollover_idp2").unwrap();
+    let fx = fixture_json("okta");
+    let entity = fx["idp_entity_id"].as_str().unwrap();
+    let (signed_by_idp, signed_by_idp2) = (fixture_response("okta"), attack_form_value(&item));
+    for _ in 0..3 {
+        assert!(validate_response(&signed_by_idp, &expected(entity, std::slice::from_ref(&idp))).is_ok());
+        let e = validate_response(&signed_by_idp2, &expected(entity, std::slice::from_ref(&idp))).unwrap_err();
+        assert_eq!(e.code(), "invalid_signature", "{e}");
+        assert!(validate_response(&signed_by_idp2, &expected(entity, std::slice::from_ref(&idp2))).is_ok());
+        let e = validate_response(&signed_by_idp, &expected(entity, std::slice::from_ref(&idp2))).unwrap_err();
+        assert_eq!(e.code(), "invalid_signature", "{e}");
+    }
+    // A certificate xmlsec cannot take a key from is still refused as such, cached or not.
+    let mut broken = idp.clone();
+    let last = broken.len() - 40;
+    broken.truncate(last);
+    for _ in 0..2 {
+        let e = validate_response(&signed_by_idp, &expected(entity, std::slice::from_ref(&broken))).unwrap_err();
+        assert_eq!(e.code(), "bad_idp_certificate", "{e}");
+    }
+}
+
 #[test]
 fn sha1_is_accepted_only_when_the_entity_allows_it() {
     let certs = corpus_certs();
@@ -319,6 +349,42 @@ fn concurrent_validation_from_several_threads_agrees() {
         })
         .collect();
     for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// Threads that validate once and exit, while others validate on: whatever a validation leaves
+/// behind (the cached public keys) must not depend on the thread that created it, and a thread's
+/// exit must not disturb another's parse (an earlier key cache, per thread and destroyed at thread
+/// exit, made valid documents fail as "not well-formed" in the whole suite).
+#[test]
+fn validation_agrees_while_threads_come_and_go() {
+    let steady: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..30 {
+                    let vendor = VENDORS[(t + i) % VENDORS.len()];
+                    assert!(validate_fixture(vendor, |_| {}).is_ok(), "{vendor}");
+                }
+            })
+        })
+        .collect();
+    for round in 0..30 {
+        let short: Vec<_> = (0..2)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let vendor = VENDORS[(round + t) % VENDORS.len()];
+                    assert!(validate_fixture(vendor, |_| {}).is_ok(), "{vendor}");
+                    let bad = validate_fixture(vendor, |x| x.sp_entity_id = "https://x.example/");
+                    assert_eq!(bad.unwrap_err().code(), "wrong_audience");
+                })
+            })
+            .collect();
+        for h in short {
+            h.join().unwrap();
+        }
+    }
+    for h in steady {
         h.join().unwrap();
     }
 }
