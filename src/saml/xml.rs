@@ -160,6 +160,37 @@ pub fn check_general_ref(g: &quick_xml::events::BytesRef) -> Result<(), String> 
 mod tests {
     use super::*;
 
+    /// The `libxml` crate frees an encoding name before libxml2 reads it (see
+    /// [`libxml_well_formed`]): no parse of ours, nor of the vendored samael, may pass one.
+    #[test]
+    fn no_parser_options_name_an_encoding() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["src", "vendor/samael/src", "benches", "tests"] {
+            rust_files(&root.join(dir), &mut files);
+        }
+        assert!(files.len() > 50, "found only {} Rust files", files.len());
+        let needle = ["encoding:", " Some("].concat();
+        let offenders: Vec<_> = files
+            .iter()
+            .filter(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                text.contains("ParserOptions") && text.contains(&needle)
+            })
+            .collect();
+        assert!(offenders.is_empty(), "libxml ParserOptions with an encoding name in {offenders:?}");
+    }
+
     #[test]
     fn escape_covers_markup_and_quotes() {
         assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
