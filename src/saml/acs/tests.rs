@@ -946,3 +946,47 @@ fn size_limits_hold_to_the_byte() {
     assert_eq!(decode(&deflated(MAX_INFLATED)).unwrap().len(), MAX_INFLATED);
     assert_eq!(decode(&deflated(MAX_INFLATED + 1)).unwrap_err().code(), "too_large");
 }
+
+/// The metadata certificate the document's KeyInfo names is tried first (fewer failed checks in a
+/// rollover); the others still follow, in the metadata's order, and an unknown hint changes nothing.
+#[test]
+fn the_hinted_certificate_is_tried_first_and_none_is_dropped() {
+    use base64::engine::general_purpose::STANDARD;
+    let (a, b, c) = (b"cert a".to_vec(), b"cert b".to_vec(), b"cert c".to_vec());
+    let order = |hints: &[&[u8]]| -> Vec<Vec<u8>> {
+        let scan = crate::saml::scan::Scan {
+            key_info_certs: hints.iter().map(|h| STANDARD.encode(h)).collect(),
+            ..Default::default()
+        };
+        trusted_certs(&[a.clone(), b.clone(), c.clone()], &scan)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.der_data().to_vec())
+            .collect()
+    };
+    assert_eq!(order(&[]), [a.clone(), b.clone(), c.clone()]);
+    assert_eq!(order(&[&b]), [b.clone(), a.clone(), c.clone()]);
+    assert_eq!(order(&[&c]), [c.clone(), a.clone(), b.clone()]);
+    assert_eq!(order(&[b"stranger"]), [a.clone(), b.clone(), c.clone()]);
+    let scan = crate::saml::scan::Scan::default();
+    assert_eq!(trusted_certs(&[], &scan).unwrap_err().code(), "no_idp_certificate");
+}
+
+/// An IdP's refusal is told in plain words: its status, sub-status and message, and an empty
+/// message adds nothing.
+#[test]
+fn an_idp_refusal_reads_with_and_without_its_message() {
+    let refusal = |message: Option<&str>| {
+        AcsError::StatusNotSuccess {
+            status: "urn:oasis:names:tc:SAML:2.0:status:Responder".into(),
+            sub_status: Some("urn:oasis:names:tc:SAML:2.0:status:AuthnFailed".into()),
+            message: message.map(String::from),
+        }
+        .to_string()
+    };
+    let plain = "the IdP refused the sign-in: status urn:oasis:names:tc:SAML:2.0:status:Responder / \
+                 urn:oasis:names:tc:SAML:2.0:status:AuthnFailed";
+    assert_eq!(refusal(None), plain);
+    assert_eq!(refusal(Some("")), plain);
+    assert_eq!(refusal(Some("user is disabled")), format!("{plain} (user is disabled)"));
+}
