@@ -990,3 +990,16 @@ fn an_idp_refusal_reads_with_and_without_its_message() {
     assert_eq!(refusal(Some("")), plain);
     assert_eq!(refusal(Some("user is disabled")), format!("{plain} (user is disabled)"));
 }
+
+/// Refusals name instants in RFC 3339 with milliseconds (an instant out of range as its number),
+/// and the signed content's root is found whatever precedes it; a document without one has none.
+#[test]
+fn refusal_instants_read_as_rfc3339_and_rootless_content_has_no_root() {
+    assert_eq!(show(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(show(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+    assert_eq!(show(i64::MAX), i64::MAX.to_string());
+    assert_eq!(root_local_name("<!-- c --><saml:Assertion xmlns:saml=\"urn:x\"/>").as_deref(), Some("Assertion"));
+    assert_eq!(root_local_name("<Response><Assertion/></Response>").as_deref(), Some("Response"));
+    assert_eq!(root_local_name(""), None);
+    assert_eq!(root_local_name("<!-- only a comment -->"), None);
+}
