@@ -139,31 +139,31 @@ pub async fn get_license(
 }
 
 /// Members left out are unchanged. Administrators may set `group`, `idle_timeout_minutes` and `scim_group`; `seats` and `expires_at` need the operator key.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicensePatch {
     /// operator key only; null: unchanged
     #[schema(minimum = 1, maximum = 1000000)]
-    seats: Option<i64>,
+    pub seats: Option<i64>,
     /// operator key only; null: never expires
     #[schema(format = DateTime)]
     #[serde(default, deserialize_with = "nullable")]
-    expires_at: Option<Option<String>>,
+    pub expires_at: Option<Option<String>>,
     /// 1 to 64 printable characters (trimmed); the group is created when missing
     #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     #[serde(default, deserialize_with = "nullable")]
-    group: Option<Option<String>>,
+    pub group: Option<Option<String>>,
     /// null: no idle limit
     #[schema(minimum = 1, maximum = 10080)]
     #[serde(default, deserialize_with = "nullable")]
-    idle_timeout_minutes: Option<Option<i64>>,
+    pub idle_timeout_minutes: Option<Option<i64>>,
     /// operator only; fixed licenses
-    offline_allowed: Option<bool>,
+    pub offline_allowed: Option<bool>,
     /// operator only; floating licenses
-    onprem_allowed: Option<bool>,
+    pub onprem_allowed: Option<bool>,
     /// a SCIM group id of the license's entity: its members become the assignment list; null unbinds
     #[serde(default, deserialize_with = "nullable")]
-    scim_group: Option<Option<String>>,
+    pub scim_group: Option<Option<String>>,
 }
 
 problems!(PatchLicenseProblems [admin, json_body]:
@@ -199,7 +199,20 @@ pub async fn patch_license(
     ApiJson(body): ApiJson<LicensePatch>,
 ) -> Result<Json<views::License>> {
     let license = admin.license(&state, &id).await?;
-    if !admin.is_operator()
+    change_license(&state, &ctx.by_admin(&admin), &license, admin.is_operator(), body).await.map(Json)
+}
+
+/// `PATCH /api/v1/licenses/{id}` on a license the caller may administer (`operator`: the vendor
+/// acts, else one of the entity's administrators; `ctx` names them). Shared by the JSON API and
+/// the portal's license page.
+pub async fn change_license(
+    state: &AppState,
+    ctx: &audit::Context,
+    license: &License,
+    operator: bool,
+    body: LicensePatch,
+) -> Result<views::License> {
+    if !operator
         && (body.seats.is_some()
             || body.expires_at.is_some()
             || body.offline_allowed.is_some()
@@ -210,7 +223,7 @@ pub async fn patch_license(
             "only the vendor can change seats, expiry, offline_allowed or onprem_allowed",
         ));
     }
-    crate::onprem::check_switches(&license, body.offline_allowed, body.onprem_allowed)?;
+    crate::onprem::check_switches(license, body.offline_allowed, body.onprem_allowed)?;
     // Validate everything before changing anything.
     let seats = body.seats.map(check_seats).transpose()?;
     let expires_at = match &body.expires_at {
@@ -237,7 +250,6 @@ pub async fn patch_license(
         ));
     }
     let now = state.now();
-    let ctx = ctx.by_admin(&admin);
     let mut changes = serde_json::Map::new();
     let mut tx = state.db.begin_write().await?;
     store::licenses::lock_license(&mut *tx, &license.id).await?;
@@ -267,7 +279,7 @@ pub async fn patch_license(
     }
     if let Some(g) = group {
         let gid = match &g {
-            Some(name) => Some(group_id(&mut tx, &ctx, &license.entity_id, &license.entity_slug, name, now).await?),
+            Some(name) => Some(group_id(&mut tx, ctx, &license.entity_id, &license.entity_slug, name, now).await?),
             None => None,
         };
         store::licenses::set_group(&mut *tx, &license.id, gid.as_deref()).await?;
@@ -292,15 +304,15 @@ pub async fn patch_license(
     if !changes.is_empty() {
         audit::Event::new("license.updated")
             .entity(&license.entity_id, &license.entity_slug)
-            .target(Target::license(&license))
+            .target(Target::license(license))
             .details(Value::Object(changes))
-            .record(&mut tx, &ctx, now)
+            .record(&mut tx, ctx, now)
             .await?;
     }
     tx.commit().await?;
     // Bound to a group now: its members become the assignment list, within the seat rules.
     let sync = match &body.scim_group {
-        Some(Some(_)) => Some(crate::scim::sync::sync_license(&state, &license.id).await?),
+        Some(Some(_)) => Some(crate::scim::sync::sync_license(state, &license.id).await?),
         _ => None,
     };
     let updated = store::licenses::license_by_id(&state.db.pool, &license.id)
@@ -308,7 +320,7 @@ pub async fn patch_license(
         .ok_or_else(|| ApiError::internal("license vanished"))?;
     let mut view = license_view(&updated);
     view.scim_sync = sync.map(|report| report.to_json());
-    Ok(Json(view))
+    Ok(view)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1185,7 +1197,19 @@ pub async fn create_group(
     ApiJson(body): ApiJson<NewGroup>,
 ) -> Result<(StatusCode, Json<views::Group>)> {
     let e = admin.entity(&state, &slug).await?;
-    let name = check_group_name(&body.name)?;
+    let g = new_group(&state, &ctx.by_admin(&admin), &e, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(views::Group::of(&g))))
+}
+
+/// `POST /api/v1/entities/{slug}/groups` on an entity the caller may administer (`ctx` names
+/// them). Shared by the JSON API and the portal's groups page.
+pub async fn new_group(
+    state: &AppState,
+    ctx: &audit::Context,
+    e: &Entity,
+    name: &str,
+) -> Result<store::entities::Group> {
+    let name = check_group_name(name)?;
     let g = store::entities::Group { id: store::new_id(), entity_id: e.id.clone(), name, created_at: state.now() };
     let mut tx = state.db.begin_write().await?;
     match store::entities::insert_group(&mut *tx, &g).await {
@@ -1201,10 +1225,10 @@ pub async fn create_group(
     audit::Event::new("group.created")
         .entity(&e.id, &e.slug)
         .target(Target::new("group", &g.id, Some(&g.name)))
-        .record(&mut tx, &ctx.by_admin(&admin), g.created_at)
+        .record(&mut tx, ctx, g.created_at)
         .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(views::Group::of(&g))))
+    Ok(g)
 }
 
 problems!(ListGroupsProblems [admin]:

@@ -211,6 +211,7 @@ struct LicensePage {
     q: String,
     links: Vec<LinkView>,
     max_bulk: usize,
+    settings: super::settings::LicenseSettings,
 }
 
 pub async fn license(
@@ -236,10 +237,11 @@ pub async fn license(
         let pager = Pager::cut(&mut rows, &at, total, |a| a.email.clone(), |k| list_link(&path, &q, k));
         let links = store::licenses::share_links_of(pool, &l.id).await?;
         let in_use = store::leases::count_live(pool, &l.id, now).await?;
-        Ok::<_, sqlx::Error>((pager, rows, links, in_use))
+        let settings = super::settings::LicenseSettings::of(pool, &l).await?;
+        Ok::<_, sqlx::Error>((pager, rows, links, in_use, settings))
     }
     .await;
-    let (pager, rows, links, in_use) = match result {
+    let (pager, rows, links, in_use, settings) = match result {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -271,6 +273,7 @@ pub async fn license(
         pager,
         q,
         max_bulk: MAX_BULK,
+        settings,
     };
     show(&state, StatusCode::OK, &page.shell, &page)
 }

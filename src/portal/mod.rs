@@ -1,7 +1,7 @@
 //! The portal: server-rendered pages under `/portal` for everyone who signs in. Every user sees
 //! their licenses and live seats; a license administrator manages their entity's licenses,
-//! assignees, share links, live seats, users and administrators, the usage report and single
-//! sign-on.
+//! assignees, share links, settings (group, idle policy, SCIM group), live seats, users and
+//! administrators, license groups, the usage report, single sign-on and SCIM provisioning.
 //!
 //! Pages call the same area functions as the JSON API (`licenses::admin`, `licenses::seats`, the
 //! store), so both always agree. Who may see what is decided here, server-side, on every request:
@@ -17,7 +17,9 @@ mod me;
 mod op_keys;
 mod op_private;
 mod operator;
+mod scim;
 mod security;
+mod settings;
 mod sso;
 mod usage;
 pub mod view;
@@ -81,8 +83,15 @@ pub fn router() -> Router<AppState> {
         .route("/portal/entities/{slug}/sso/enabled", post(sso::switch))
         .route("/portal/entities/{slug}/sso/test", get(sso::test_link).post(sso::test))
         .route("/portal/entities/{slug}/sso/sp-metadata.xml", get(sso::sp_metadata))
+        .route("/portal/entities/{slug}/sso/remove", get(sso::remove_confirm).post(sso::remove))
+        .route("/portal/entities/{slug}/groups", get(settings::groups).post(settings::create_group))
+        .route("/portal/entities/{slug}/scim", get(scim::page))
+        .route("/portal/entities/{slug}/scim/tokens", post(scim::create))
+        .route("/portal/entities/{slug}/scim/tokens/{id}/revoke", get(scim::revoke_confirm).post(scim::revoke))
         .route("/portal/licenses/{id}", get(admin::license))
         .route("/portal/licenses/{id}/assign", post(admin::assign))
+        .route("/portal/licenses/{id}/settings", post(settings::save))
+        .route("/portal/licenses/{id}/scim-group", get(settings::bind_confirm).post(settings::bind))
         .route("/portal/licenses/{id}/revoke", get(admin::revoke_confirm).post(admin::revoke))
         .route("/portal/licenses/{id}/share-links", post(admin::share_link_create))
         .route("/portal/licenses/{id}/share-links/{link_id}/delete", post(admin::share_link_delete))
@@ -300,6 +309,17 @@ pub fn show(state: &AppState, status: StatusCode, shell: &Shell, t: &impl Templa
         r.headers_mut().append(header::SET_COOKIE, cookies::set(state, FLASH_COOKIE, "", 0, false));
     }
     r
+}
+
+/// An API refusal as a message on the page `to`: its `detail` and, in brackets, its `code`
+/// (what the JSON API would have answered); an internal error as the generic 500.
+pub fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
+    let code = e.code();
+    match e {
+        ApiError::Problem(p) => see_other(state, to, false, &format!("{} ({code})", p.detail)),
+        ApiError::OAuth(o) => see_other(state, to, false, &format!("{} ({code})", o.description)),
+        e @ ApiError::Internal(_) => e.into_response(),
+    }
 }
 
 /// An internal error as the generic 500 (logged with its cause, never shown).

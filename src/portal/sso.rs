@@ -471,4 +471,66 @@ pub async fn sp_metadata(State(state): State<AppState>, v: Viewer, ApiPath(slug)
     r
 }
 
+/// "Remove single sign-on?" before the API's `DELETE .../sso`.
+pub async fn remove_confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    v: Viewer,
+    ApiPath(slug): ApiPath<String>,
+) -> Response {
+    let e = match entity_of(&state, &v, &slug).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let pool = &state.db.pool;
+    let (c, domains) = match async {
+        Ok::<_, sqlx::Error>((store::sso::config(pool, &e.id).await?, store::sso::domains(pool, &e.id).await?))
+    }
+    .await
+    {
+        Ok(x) => x,
+        Err(err) => return fail(err),
+    };
+    let Some(c) = c else { return see_other(&state, &sso_path(&e), false, "Single sign-on is not set up.") };
+    let domains = if domains.is_empty() { "none".to_string() } else { domains.join(", ") };
+    let page = super::admin::Confirm {
+        shell: Shell::new(&state, &headers, &v, "sso", Some(&e.slug)),
+        heading: format!("Remove single sign-on of {}?", e.name),
+        text: format!(
+            "The settings of {} and the email domains ({domains}, verified ones included) are removed. People sign in with passwords again (someone without one uses “Forgot password”).",
+            vendor_name(&c.vendor)
+        ),
+        note: if c.enabled == 1 {
+            "Single sign-on is on: it goes off at once, and everyone signed in through your identity provider is signed out. To set it up again you paste the metadata, test and ask your vendor to verify the domains again.".into()
+        } else {
+            "To set it up again you paste the metadata, test and ask your vendor to verify the domains again.".into()
+        },
+        action: format!("{}/remove", sso_path(&e)),
+        fields: vec![],
+        button: "Remove single sign-on",
+        cancel: sso_path(&e),
+    };
+    show(&state, StatusCode::OK, &page.shell, &page)
+}
+
+/// Remove the configuration, as `DELETE /api/v1/entities/{slug}/sso`.
+pub async fn remove(
+    State(state): State<AppState>,
+    ctx: crate::audit::Context,
+    ApiPath(slug): ApiPath<String>,
+    Posted { v, .. }: Posted<TokenForm>,
+) -> Response {
+    let e = match entity_of(&state, &v, &slug).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let back = sso_path(&e);
+    match config::remove(&state, &ctx.by(v.actor()), &e).await {
+        Ok(()) => {
+            see_other(&state, &back, true, "Single sign-on is removed: people sign in with their passwords again.")
+        }
+        Err(err) => super::refused(&state, &back, err),
+    }
+}
+
 super::csrf_forms!(SettingsForm, SwitchForm);

@@ -340,10 +340,17 @@ pub async fn delete_sso(
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
     let e = admin.entity(&state, &slug).await?;
+    remove(&state, &ctx.by_admin(&admin), &e).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove the SSO configuration of an entity the caller may administer (`ctx` names them): the
+/// `DELETE .../sso` of the JSON API and of the portal's SSO page.
+pub async fn remove(state: &AppState, ctx: &crate::audit::Context, e: &Entity) -> Result<()> {
     let now = state.now();
     let mut tx = state.db.begin_write().await?;
     if !store::sso::lock_config(&mut *tx, &e.id).await? {
-        return Err(not_configured(&slug));
+        return Err(not_configured(&e.slug));
     }
     // Its IdP no longer vouches for anyone: sessions it signed in end with it.
     for d in store::sso::verified_domains(&mut *tx, &e.id).await? {
@@ -351,17 +358,16 @@ pub async fn delete_sso(
     }
     let was_enabled = store::sso::config(&mut *tx, &e.id).await?.is_some_and(|c| c.enabled == 1);
     store::sso::delete_config(&mut tx, &e.id).await?;
-    let ctx = ctx.by_admin(&admin);
     let event = |action| {
         crate::audit::Event::new(action).entity(&e.id, &e.slug).target(crate::audit::Target::entity(&e.id, &e.slug))
     };
-    event("sso.updated").details(json!({ "deleted": true })).record(&mut tx, &ctx, now).await?;
+    event("sso.updated").details(json!({ "deleted": true })).record(&mut tx, ctx, now).await?;
     if was_enabled {
-        event("sso.disabled").details(json!({ "deleted": true })).record(&mut tx, &ctx, now).await?;
+        event("sso.disabled").details(json!({ "deleted": true })).record(&mut tx, ctx, now).await?;
     }
     tx.commit().await?;
-    tracing::info!(entity = %slug, "SSO configuration removed");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(entity = %e.slug, "SSO configuration removed");
+    Ok(())
 }
 
 /// PUT replaces the whole configuration, PATCH changes only the members given.

@@ -13,7 +13,7 @@ mod groups;
 mod meta;
 pub mod patch;
 pub mod sync;
-mod tokens;
+pub mod tokens;
 mod users;
 pub mod views;
 

@@ -57,7 +57,19 @@ pub async fn create(
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<views::ScimTokenCreated>)> {
     let e = admin.entity(&state, &slug).await?;
-    let name = body.name.trim();
+    let made = make(&state, &ctx.by_admin(&admin), &e, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// Make a SCIM token for an entity the caller may administer (`ctx` names them): the
+/// `POST .../scim-tokens` of the JSON API and of the portal's SCIM page.
+pub async fn make(
+    state: &AppState,
+    ctx: &crate::audit::Context,
+    e: &crate::store::entities::Entity,
+    name: &str,
+) -> Result<views::ScimTokenCreated> {
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable("invalid_request", "`name` takes 1 to 100 printable characters"));
     }
@@ -77,20 +89,17 @@ pub async fn create(
     crate::audit::Event::new("scim.token_created")
         .entity(&e.id, &e.slug)
         .target(crate::audit::Target::new("scim_token", &id, Some(name)))
-        .record(&mut tx, &ctx.by_admin(&admin), now)
+        .record(&mut tx, ctx, now)
         .await?;
     tx.commit().await?;
     tracing::info!(entity = %e.slug, token = %id, "SCIM token created");
-    Ok((
-        StatusCode::CREATED,
-        Json(views::ScimTokenCreated {
-            created_at: clock::rfc3339(now),
-            id,
-            name: name.to_string(),
-            scim_base_url: state.url(&format!("/scim/v2/{}", e.slug)),
-            token: secret,
-        }),
-    ))
+    Ok(views::ScimTokenCreated {
+        created_at: clock::rfc3339(now),
+        id,
+        name: name.to_string(),
+        scim_base_url: state.url(&format!("/scim/v2/{}", e.slug)),
+        token: secret,
+    })
 }
 
 problems!(ListScimTokensProblems [admin]:
@@ -160,17 +169,29 @@ pub async fn revoke(
     ApiPath((slug, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let e = admin.entity(&state, &slug).await?;
+    revoke_token(&state, &ctx.by_admin(&admin), &e, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke a live SCIM token of an entity the caller may administer (`ctx` names them): the
+/// `DELETE .../scim-tokens/{id}` of the JSON API and of the portal's SCIM page.
+pub async fn revoke_token(
+    state: &AppState,
+    ctx: &crate::audit::Context,
+    e: &crate::store::entities::Entity,
+    id: &str,
+) -> Result<()> {
     let now = state.now();
     let mut tx = state.db.begin_write().await?;
-    if store::scim::revoke_token(&mut *tx, &e.id, &id, now).await? {
+    if store::scim::revoke_token(&mut *tx, &e.id, id, now).await? {
         crate::audit::Event::new("scim.token_revoked")
             .entity(&e.id, &e.slug)
-            .target(crate::audit::Target::new("scim_token", &id, None))
-            .record(&mut tx, &ctx.by_admin(&admin), now)
+            .target(crate::audit::Target::new("scim_token", id, None))
+            .record(&mut tx, ctx, now)
             .await?;
         tx.commit().await?;
         tracing::info!(entity = %e.slug, token = %id, "SCIM token revoked");
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::not_found("no such live SCIM token"))
     }

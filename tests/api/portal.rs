@@ -792,3 +792,376 @@ async fn administrators_read_their_entitys_audit_log_with_filters_and_its_csv_an
         assert_eq!(page(app, &p.admin, path).await.0, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+/// Post `fields` to `action` with this session's token (taken from `/portal`).
+async fn post_with_token(app: &TestApp, b: &Client, action: &str, fields: &[(&str, &str)]) -> Response {
+    post_form(app, b, "/portal", action, fields).await
+}
+
+/// Each of `posts` refused with 403 without the session's token, with a forged one, and with the
+/// right one from another site's page.
+async fn refused_without_token_or_from_elsewhere(app: &TestApp, b: &Client, posts: &[(String, Vec<(&str, &str)>)]) {
+    let (_, html) = page(app, b, "/portal").await;
+    let good = csrf_of(&html);
+    for (action, fields) in posts {
+        for token in [None, Some("forged"), Some(good.as_str())] {
+            let mut all = fields.clone();
+            if let Some(t) = token {
+                all.push(("csrf", t));
+            }
+            let mut req = b.post(app.url(action)).form(&all);
+            if token == Some(good.as_str()) {
+                req = req.header("origin", "https://evil.example");
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{action} {token:?}");
+        }
+    }
+}
+
+/// Each of `gets` is 404 for browser `b`, and each of `posts` (with `b`'s own token) too.
+async fn not_theirs(app: &TestApp, b: &Client, gets: &[String], posts: &[(String, Vec<(&str, &str)>)]) {
+    for path in gets {
+        let (status, _) = page(app, b, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    for (action, fields) in posts {
+        let r = post_with_token(app, b, action, fields).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{action}");
+    }
+}
+
+async fn groups_of(p: &Portal) -> Vec<String> {
+    let v: Value = p.app.get("/api/v1/entities/acme/groups", Some(&p.token)).await.json().await.unwrap();
+    v.as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap().to_string()).collect()
+}
+
+async fn license_json(p: &Portal) -> Value {
+    p.app.get(&format!("/api/v1/licenses/{}", p.license), Some(&p.token)).await.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_administrator_makes_groups_and_sets_a_licenses_group_and_idle_policy() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    let lic = p.license.clone();
+    let groups_page = "/portal/entities/acme/groups";
+    let license_page = format!("/portal/licenses/{lic}");
+
+    // Groups: an empty state, then one made through the page, seen by the JSON API.
+    let (status, html) = page(app, &p.admin, groups_page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No group yet") && html.contains("<label for=\"group-name\">"), "{html}");
+    let r = post_form(app, &p.admin, groups_page, groups_page, &[("name", " QA ")]).await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, groups_page.to_string()));
+    let (_, html) = page(app, &p.admin, groups_page).await;
+    assert!(html.contains("The group QA is made"), "{html}");
+    assert_eq!(groups_of(&p).await, vec!["QA"]);
+    // Bad names and a second QA: the API's refusal on the page, nothing made.
+    for (name, code) in [("", "invalid_request"), ("   ", "invalid_request"), ("QA", "group_exists")] {
+        let r = post_form(app, &p.admin, groups_page, groups_page, &[("name", name)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let (_, html) = page(app, &p.admin, groups_page).await;
+        assert!(html.contains(&format!("({code})")) && html.contains("class=\"flash error\""), "{name:?}: {html}");
+    }
+    let long = "x".repeat(65);
+    post_form(app, &p.admin, groups_page, groups_page, &[("name", &long)]).await;
+    assert_eq!(groups_of(&p).await, vec!["QA"]);
+
+    // The license page offers the group and the idle policy, with labels.
+    let (_, html) = page(app, &p.admin, &license_page).await;
+    assert!(html.contains("<option value=\"QA\">QA</option>"), "{html}");
+    assert!(html.contains("<label for=\"group\">") && html.contains("<label for=\"idle-minutes\">"), "{html}");
+    assert!(html.contains("idle seats are kept"), "{html}");
+    let r = post_form(
+        app,
+        &p.admin,
+        &license_page,
+        &format!("{license_page}/settings"),
+        &[("group", "QA"), ("idle_minutes", "30")],
+    )
+    .await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, license_page.clone()));
+    let l = license_json(&p).await;
+    assert_eq!((l["group"].as_str(), l["idle_timeout_minutes"].as_i64()), (Some("QA"), Some(30)), "{l}");
+    let (_, html) = page(app, &p.admin, &license_page).await;
+    assert!(html.contains("Saved: READYAPI is in the group QA; seats idle for 30 min are disconnected"), "{html}");
+    assert!(html.contains("<option value=\"QA\" selected>") && html.contains("value=\"30\""), "{html}");
+
+    // Out of range, not a number, or a bad group alongside: the API's refusal, nothing changes
+    // (not even the part of the form that was fine).
+    for (group, idle, code) in [
+        ("QA", "0", "invalid_request"),
+        ("QA", "20000", "invalid_request"),
+        ("QA", "-5", "invalid_request"),
+        ("QA", "ten", "invalid_request"),
+        ("", "0", "invalid_request"),
+        ("\u{7}bell", "45", "invalid_request"),
+    ] {
+        let r = post_form(
+            app,
+            &p.admin,
+            &license_page,
+            &format!("{license_page}/settings"),
+            &[("group", group), ("idle_minutes", idle)],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let (_, html) = page(app, &p.admin, &license_page).await;
+        assert!(html.contains(&format!("({code})")) && html.contains("class=\"flash error\""), "{idle}: {html}");
+        let l = license_json(&p).await;
+        assert_eq!((l["group"].as_str(), l["idle_timeout_minutes"].as_i64()), (Some("QA"), Some(30)), "{idle}");
+    }
+    let (_, html) = page(app, &p.admin, &license_page).await;
+    assert!(html.contains("seats idle for 30 min are disconnected"), "{html}");
+
+    // The idle limit in force: a seat idle longer is disconnected at its next heartbeat.
+    let ada = app.email("ada");
+    app.assign(&lic, &ada).await;
+    let seat = checkout(app, &ada, "pc").await;
+    assert_problem(heartbeat(app, &seat, 31 * 60).await, StatusCode::GONE, "lease_revoked").await;
+
+    // Empty fields: no group, no idle limit.
+    post_form(
+        app,
+        &p.admin,
+        &license_page,
+        &format!("{license_page}/settings"),
+        &[("group", ""), ("idle_minutes", "")],
+    )
+    .await;
+    let l = license_json(&p).await;
+    assert!(l["group"].is_null() && l["idle_timeout_minutes"].is_null(), "{l}");
+    let (_, html) = page(app, &p.admin, groups_page).await;
+    assert!(html.contains("1 license(s) in no group"), "{html}");
+
+    // Forms without the token or from another site change nothing.
+    let settings = format!("{license_page}/settings");
+    refused_without_token_or_from_elsewhere(
+        app,
+        &p.admin,
+        &[
+            (settings.clone(), vec![("group", "QA"), ("idle_minutes", "5")]),
+            (groups_page.to_string(), vec![("name", "Evil")]),
+        ],
+    )
+    .await;
+    // Another entity's administrator and a plain user: 404, nothing changes.
+    app.create_entity("globex").await;
+    let globex = app.signed_in_browser(&app.email("admin-globex")).await;
+    let plain = app.signed_in_browser(&ada).await;
+    for b in [&globex, &plain] {
+        not_theirs(
+            app,
+            b,
+            &[groups_page.to_string(), license_page.clone()],
+            &[
+                (settings.clone(), vec![("group", "QA"), ("idle_minutes", "5")]),
+                (groups_page.to_string(), vec![("name", "Evil")]),
+            ],
+        )
+        .await;
+    }
+    let l = license_json(&p).await;
+    assert!(l["group"].is_null() && l["idle_timeout_minutes"].is_null(), "{l}");
+    assert_eq!(groups_of(&p).await, vec!["QA"]);
+    let (_, html) = page(app, &globex, "/portal/entities/globex/groups").await;
+    assert!(html.contains("No group yet") && !html.contains("QA</a>"), "globex sees its own groups only: {html}");
+}
+
+async fn scim_tokens(app: &TestApp, token: &str) -> Vec<Value> {
+    let v: Value = app.get("/api/v1/entities/acme/scim-tokens", Some(token)).await.json().await.unwrap();
+    v.as_array().unwrap().clone()
+}
+
+fn scim_user(email: &str) -> Value {
+    json!({ "schemas": [crate::scim::USER], "userName": email, "emails": [{ "value": email, "primary": true }], "active": true })
+}
+
+#[tokio::test]
+async fn an_administrator_makes_and_revokes_scim_tokens_and_binds_a_license_to_a_scim_group() {
+    use crate::scim::{call, scim_entity, scim_token, verify_domain};
+    let s = scim_entity(2).await;
+    let app = &s.app;
+    let lic = s.license.clone();
+    let admin_email = app.email("admin-acme");
+    let admin = app.signed_in_browser(&admin_email).await;
+    let scim_page = "/portal/entities/acme/scim";
+
+    // The page: the base URL and the token made through the API, never its secret.
+    let (status, html) = page(app, &admin, scim_page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("/scim/v2/acme") && html.contains("idp") && !html.contains(&s.token), "{html}");
+    assert!(html.contains("<label for=\"token-name\">"), "{html}");
+
+    // Make one: the secret is on this 200 answer only, not in a cookie or a redirect.
+    let r = post_form(app, &admin, scim_page, "/portal/entities/acme/scim/tokens", &[("name", "okta")]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
+    let html = r.text().await.unwrap();
+    let secret = html.split("value=\"lk_scim_").nth(1).expect("the token on the page").split('"').next().unwrap();
+    let secret = format!("lk_scim_{secret}");
+    assert!(cookies.iter().all(|c| !c.contains(&secret)), "{cookies:?}");
+    assert!(html.contains("shown only on this page"), "{html}");
+    assert_eq!(call(app, &secret, "acme", "GET", "/Users", None).await.0, StatusCode::OK, "the new token works");
+    let (_, html) = page(app, &admin, scim_page).await;
+    assert!(html.contains("okta") && !html.contains(&secret), "listed, never shown again: {html}");
+    let list = scim_tokens(app, &s.admin).await;
+    assert_eq!(list.len(), 2);
+    let okta_id = list.iter().find(|t| t["name"] == "okta").unwrap()["id"].as_str().unwrap().to_string();
+    // A bad name: the API's refusal on the page, nothing made.
+    for name in ["", "   "] {
+        let r = post_form(app, &admin, scim_page, "/portal/entities/acme/scim/tokens", &[("name", name)]).await;
+        assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, scim_page.to_string()));
+        let (_, html) = page(app, &admin, scim_page).await;
+        assert!(html.contains("(invalid_request)") && html.contains("class=\"flash error\""), "{html}");
+    }
+    assert_eq!(scim_tokens(app, &s.admin).await.len(), 2);
+
+    // Groups from the IdP, a license bound to one through the page.
+    let mut ids = Vec::new();
+    for who in ["ann", "ben", "cat"] {
+        let (st, u) = s.call("POST", "/Users", Some(scim_user(&s.addr(who)))).await;
+        assert_eq!(st, StatusCode::CREATED, "{u}");
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let members: Vec<Value> = ids.iter().map(|i| json!({ "value": i })).collect();
+    let body = json!({ "schemas": [crate::scim::GROUP], "displayName": "ReadyAPI users", "members": members });
+    let (_, g) = s.call("POST", "/Groups", Some(body)).await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    // Another entity's group.
+    let (domain, other_admin) = crate::sso::entity_in_own_domain(app, "globex").await;
+    verify_domain(app, "globex", &other_admin, &domain).await;
+    let other = scim_token(app, "globex", &other_admin).await;
+    let (st, og) = call(app, &other, "globex", "POST", "/Groups", Some(json!({ "displayName": "Theirs" }))).await;
+    assert_eq!(st, StatusCode::CREATED, "{og}");
+    let other_gid = og["id"].as_str().unwrap().to_string();
+
+    let license_page = format!("/portal/licenses/{lic}");
+    let (_, html) = page(app, &admin, &license_page).await;
+    assert!(html.contains("follows no SCIM group") && html.contains("ReadyAPI users"), "{html}");
+    assert!(!html.contains("Theirs"), "another entity's groups are not offered: {html}");
+    // The confirmation says what binding does, and changes nothing by itself.
+    let (status, html) = page(app, &admin, &format!("{license_page}/scim-group?group={gid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Follow the SCIM group ReadyAPI users?") && html.contains("3 member(s)"), "{html}");
+    let l: Value = app.get(&format!("/api/v1/licenses/{lic}"), Some(&s.admin)).await.json().await.unwrap();
+    assert!(l["scim_group"].is_null());
+    // Another entity's group, or none: refused with the API's code, nothing bound.
+    let r = page(app, &admin, &format!("{license_page}/scim-group?group={other_gid}")).await;
+    assert_eq!(r.0, StatusCode::SEE_OTHER);
+    let scim_group = format!("{license_page}/scim-group");
+    for g in [other_gid.as_str(), "nope"] {
+        let r = post_form(app, &admin, &license_page, &scim_group, &[("group", g)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let (_, html) = page(app, &admin, &license_page).await;
+        assert!(html.contains("(unknown_scim_group)"), "{html}");
+    }
+    let l: Value = app.get(&format!("/api/v1/licenses/{lic}"), Some(&s.admin)).await.json().await.unwrap();
+    assert!(l["scim_group"].is_null() && l["assigned"] == 0, "{l}");
+
+    // Bound: two seats for three members, the one left over shown with the API's code.
+    let r = post_form(app, &admin, &license_page, &scim_group, &[("group", &gid)]).await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, license_page.clone()));
+    let l: Value = app.get(&format!("/api/v1/licenses/{lic}"), Some(&s.admin)).await.json().await.unwrap();
+    assert_eq!((l["scim_group"].as_str(), l["assigned"].as_i64()), (Some(gid.as_str()), Some(2)), "{l}");
+    assert_eq!(l["scim_sync_failures"][0]["email"], s.addr("cat"), "{l}");
+    let (_, html) = page(app, &admin, &license_page).await;
+    assert!(html.contains("2 assigned, 0 revoked") && html.contains("1 could not be done"), "{html}");
+    assert!(html.contains(&s.addr("cat")) && html.contains("seats_exhausted"), "{html}");
+    assert!(html.contains("Stop following ReadyAPI users"), "{html}");
+    let (_, html) = page(app, &admin, scim_page).await;
+    assert!(html.contains(&format!("<a href=\"/portal/licenses/{lic}\">READYAPI</a>")), "{html}");
+
+    // The attacks: no token, a forged one, another site; another entity's administrator and a
+    // plain user get 404. Nothing changes.
+    let revoke = format!("{scim_page}/tokens/{okta_id}/revoke");
+    let posts = vec![
+        ("/portal/entities/acme/scim/tokens".to_string(), vec![("name", "evil")]),
+        (revoke.clone(), vec![]),
+        (scim_group.clone(), vec![("group", "")]),
+    ];
+    refused_without_token_or_from_elsewhere(app, &admin, &posts).await;
+    let globex = app.signed_in_browser(&format!("admin@{domain}")).await;
+    let plain = app.signed_in_browser(&s.addr("ann")).await;
+    for b in [&globex, &plain] {
+        not_theirs(app, b, &[scim_page.to_string(), revoke.clone(), format!("{scim_group}?group={gid}")], &posts).await;
+    }
+    assert_eq!(scim_tokens(app, &s.admin).await.len(), 2);
+    assert_eq!(call(app, &secret, "acme", "GET", "/Users", None).await.0, StatusCode::OK);
+    let l: Value = app.get(&format!("/api/v1/licenses/{lic}"), Some(&s.admin)).await.json().await.unwrap();
+    assert_eq!(l["scim_group"].as_str(), Some(gid.as_str()));
+
+    // Unbound: the assignees stay.
+    let r = post_form(app, &admin, &license_page, &scim_group, &[("group", "")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let l: Value = app.get(&format!("/api/v1/licenses/{lic}"), Some(&s.admin)).await.json().await.unwrap();
+    assert!(l["scim_group"].is_null() && l["assigned"] == 2, "{l}");
+    let (_, html) = page(app, &admin, &license_page).await;
+    assert!(html.contains("no longer follows a SCIM group"), "{html}");
+
+    // Revoke a token: asked first, then it stops working at once.
+    let (status, html) = page(app, &admin, &revoke).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Revoke the SCIM token okta?"), "{html}");
+    let r = post_form(app, &admin, &revoke, &revoke, &[]).await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, scim_page.to_string()));
+    assert_eq!(call(app, &secret, "acme", "GET", "/Users", None).await.0, StatusCode::UNAUTHORIZED);
+    let (_, html) = page(app, &admin, scim_page).await;
+    assert!(html.contains("The SCIM token is revoked") && html.contains("revoked</span>"), "{html}");
+    // Twice: the API's answer.
+    let r = post_form(app, &admin, scim_page, &revoke, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(app, &admin, scim_page).await;
+    assert!(html.contains("(not_found)"), "{html}");
+    assert_eq!(call(app, &s.token, "acme", "GET", "/Users", None).await.0, StatusCode::OK, "the other token lives");
+}
+
+#[tokio::test]
+async fn an_administrator_removes_single_sign_on_after_confirming() {
+    let p = portal("floating", 5).await;
+    let app = &p.app;
+    let domain = app.domain.clone();
+    crate::scim::verify_domain(app, "acme", &p.token, &domain).await;
+    let sso_page = "/portal/entities/acme/sso";
+    let remove = "/portal/entities/acme/sso/remove";
+    let (_, html) = page(app, &p.admin, sso_page).await;
+    assert!(html.contains(&format!("href=\"{remove}\"")), "{html}");
+    let (status, html) = page(app, &p.admin, remove).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Remove single sign-on of acme Inc.?") && html.contains(&domain), "{html}");
+    assert_eq!(app.get("/api/v1/entities/acme/sso", Some(&p.token)).await.status(), StatusCode::OK);
+
+    // The attacks change nothing.
+    refused_without_token_or_from_elsewhere(app, &p.admin, &[(remove.to_string(), vec![])]).await;
+    app.create_entity("globex").await;
+    let globex = app.signed_in_browser(&app.email("admin-globex")).await;
+    let ada = app.email("ada");
+    app.assign(&p.license, &ada).await;
+    let plain = app.signed_in_browser(&ada).await;
+    for b in [&globex, &plain] {
+        not_theirs(app, b, &[remove.to_string()], &[(remove.to_string(), vec![])]).await;
+    }
+    let view: Value = app.get("/api/v1/entities/acme/sso", Some(&p.token)).await.json().await.unwrap();
+    assert_eq!(view["verified_email_domains"], json!([domain]), "{view}");
+
+    // Removed: the configuration and its domains are gone, as after the API's DELETE.
+    let r = post_form(app, &p.admin, remove, remove, &[]).await;
+    assert_eq!((r.status(), location(&r)), (StatusCode::SEE_OTHER, sso_page.to_string()));
+    let (_, html) = page(app, &p.admin, sso_page).await;
+    assert!(html.contains("Single sign-on is removed") && html.contains("not set up"), "{html}");
+    assert_problem(
+        app.get("/api/v1/entities/acme/sso", Some(&p.token)).await,
+        StatusCode::NOT_FOUND,
+        "sso_not_configured",
+    )
+    .await;
+    // Nothing left to remove: said so.
+    let r = page(app, &p.admin, remove).await;
+    assert_eq!(r.0, StatusCode::SEE_OTHER);
+    let r = post_form(app, &p.admin, sso_page, remove, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(app, &p.admin, sso_page).await;
+    assert!(html.contains("(sso_not_configured)"), "{html}");
+}
