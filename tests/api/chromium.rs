@@ -299,6 +299,16 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     }
     b.shots("05-license").await;
 
+    // The idle policy, set through the license's settings form in the browser.
+    b.type_into("#idle-minutes", "30").await;
+    b.click("form[action$='/settings'] button[type=submit]").await;
+    let html = b.wait_for("seats idle for 30 min are disconnected.").await;
+    assert!(html.contains("Saved: READYAPI is in no group"), "{html}");
+    let admin_token = app.token_for(&admin, "portal").await;
+    let l: Value = app.get(&format!("/api/v1/licenses/{license}"), Some(&admin_token)).await.json().await.unwrap();
+    assert_eq!(l["idle_timeout_minutes"], 30, "{l}");
+    b.shots("05b-license-settings").await;
+
     // A product checks out a seat for bob and reports him idle.
     let token = app.token_for(&bob, "readyapi").await;
     let r = app.post("/api/v1/seats", Some(&token), json!({ "product": "readyapi", "machine": "qa-laptop-7" })).await;
@@ -354,6 +364,22 @@ async fn an_administrator_assigns_sees_an_idle_seat_and_disconnects_it_in_chromi
     b.click("a[href='/portal/security']").await;
     b.wait_for("Code from the app").await;
     b.shots("13-security").await;
+    // Groups and provisioning: a group made, a SCIM token made (for the screenshots and 375 px).
+    b.click("nav a[href='/portal/entities/acme/groups']").await;
+    b.wait_for("No group yet").await;
+    b.type_into("#group-name", "Berlin office").await;
+    b.click("form[action$='/groups'] button[type=submit]").await;
+    b.wait_for("The group Berlin office is made").await;
+    b.shots("14-groups").await;
+    b.click("nav a[href='/portal/entities/acme/scim']").await;
+    b.wait_for("No SCIM token yet").await;
+    b.type_into("#token-name", "okta").await;
+    b.click("form[action$='/scim/tokens'] button[type=submit]").await;
+    b.wait_for("shown only on this page").await;
+    b.shots("15-scim-token").await;
+    b.click("a.button[href='/portal/entities/acme/scim']").await;
+    b.wait_for("1 live of 1").await;
+    b.shots("16-scim").await;
 }
 
 /// A test identity provider on a port of its own: its sign-in page answers latchkey's real
