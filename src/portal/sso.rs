@@ -178,6 +178,7 @@ pub struct Current {
     pub email_attribute: String,
     pub allow_idp_initiated: bool,
     pub jit_accounts: bool,
+    pub allow_sha1: bool,
     pub updated: view::When,
 }
 
@@ -239,6 +240,7 @@ pub async fn page(
         email_attribute: c.email_attribute.clone().unwrap_or_default(),
         allow_idp_initiated: c.allow_idp_initiated == 1,
         jit_accounts: c.jit_accounts == 1,
+        allow_sha1: c.allow_sha1 == 1,
         updated: view::when(c.updated_at),
     });
     let vendor = q
@@ -288,6 +290,7 @@ pub struct SettingsForm {
     /// Checkboxes: present when ticked.
     allow_idp_initiated: Option<String>,
     jit_accounts: Option<String>,
+    allow_sha1: Option<String>,
 }
 
 fn sso_path(e: &Entity) -> String {
@@ -357,6 +360,7 @@ pub async fn save(
         email_attribute: Some(Some(f.email_attribute)),
         allow_idp_initiated: Some(f.allow_idp_initiated.is_some()),
         jit_accounts: Some(f.jit_accounts.is_some()),
+        allow_sha1: Some(f.allow_sha1.is_some()),
         ..SsoBody::default()
     };
     let mode = if existing.is_some() { Mode::Patch } else { Mode::Replace };

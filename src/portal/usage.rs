@@ -11,12 +11,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{Shell, Viewer, admin::entity_of, show, with_query};
+use super::{Shell, Viewer, admin::entity_of, fail, show, with_query};
 use crate::{
     error::{ApiError, ApiPath, ApiQuery},
     licenses::reports::{self, Range, Row, UsageQuery},
     state::AppState,
-    store::entities::Entity,
+    store::{self, entities::Entity},
 };
 
 pub struct LicenseChart {
@@ -50,6 +50,9 @@ struct UsagePage {
     error: Option<String>,
     charts: Vec<LicenseChart>,
     csv: String,
+    /// The entity's groups, and the one chosen ("" for every license).
+    groups: Vec<String>,
+    group: String,
 }
 
 const W: f64 = 720.0;
@@ -168,6 +171,11 @@ fn hours(ms: i64) -> String {
     format!("{:.1}", ms as f64 / 3_600_000.0)
 }
 
+/// The group of `?group=` (none when empty).
+fn chosen_group(q: &UsageQuery) -> Option<String> {
+    q.group.as_deref().map(str::trim).filter(|g| !g.is_empty()).map(str::to_string)
+}
+
 pub async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -185,7 +193,7 @@ pub async fn page(
         Ok(r) => (r, None),
         Err(err) => {
             let msg = match &err {
-                ApiError::Problem(p) => p.detail.clone(),
+                ApiError::Problem(p) => format!("{} The last 30 days in UTC are shown.", p.detail),
                 _ => return err.into_response(),
             };
             (
@@ -198,8 +206,23 @@ pub async fn page(
             )
         }
     };
-    let rows = match reports::report(&state, &e, &range, None, now).await {
+    let groups: Vec<String> = match store::entities::list_groups(&state.db.pool, &e.id).await {
+        Ok(g) => g.into_iter().map(|g| g.name).collect(),
+        Err(err) => return fail(err),
+    };
+    let mut group = chosen_group(&q);
+    let mut error = error;
+    let rows = match reports::report(&state, &e, &range, group.as_deref(), now).await {
         Ok(r) => r,
+        Err(ApiError::Problem(p)) if group.is_some() => {
+            // An unknown group: said so, with every license shown.
+            error = Some(format!("{} ({}). Every license is shown.", p.detail, p.code));
+            group = None;
+            match reports::report(&state, &e, &range, None, now).await {
+                Ok(r) => r,
+                Err(err) => return err.into_response(),
+            }
+        }
         Err(err) => return err.into_response(),
     };
     // One chart per license, in the order of the report.
@@ -241,9 +264,12 @@ pub async fn page(
         })
         .collect();
     let (from, to, tz) = (range.from.to_string(), range.to.to_string(), range.tz.name().to_string());
-    let csv =
-        with_query(&format!("/portal/entities/{}/usage.csv", e.slug), &[("from", &from), ("to", &to), ("tz", &tz)]);
-    let page = UsagePage { shell, entity: e, from, to, tz, error, charts, csv };
+    let group = group.unwrap_or_default();
+    let csv = with_query(
+        &format!("/portal/entities/{}/usage.csv", e.slug),
+        &[("from", &from), ("to", &to), ("tz", &tz), ("group", &group)],
+    );
+    let page = UsagePage { shell, entity: e, from, to, tz, error, charts, csv, groups, group };
     let status = if page.error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     show(&state, status, &page.shell, &page)
 }
@@ -262,7 +288,7 @@ pub async fn csv(
     let now = state.now();
     let result = async {
         let range = reports::parse_range(&q, now)?;
-        let rows = reports::report(&state, &e, &range, None, now).await?;
+        let rows = reports::report(&state, &e, &range, chosen_group(&q).as_deref(), now).await?;
         Ok::<_, ApiError>(reports::csv_response(&e.slug, &range, &rows))
     }
     .await;

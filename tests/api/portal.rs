@@ -1165,3 +1165,65 @@ async fn an_administrator_removes_single_sign_on_after_confirming() {
     let (_, html) = page(app, &p.admin, sso_page).await;
     assert!(html.contains("(sso_not_configured)"), "{html}");
 }
+
+#[tokio::test]
+async fn the_usage_page_reports_one_group_and_the_sso_form_sets_allow_sha1() {
+    let p = portal("floating", 3).await;
+    let app = &p.app;
+    app.create_product("soapui").await;
+    let r = app
+        .post(
+            "/api/v1/entities/acme/licenses",
+            app.op(),
+            json!({ "product": "soapui", "type": "fixed", "seats": 2, "group": "QA" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let soapui = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let usage = "/portal/entities/acme/usage";
+
+    // Every license, and a choice of the groups.
+    let (status, html) = page(app, &p.admin, usage).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("aria-label=\"readyapi\"") && html.contains("aria-label=\"soapui\""), "{html}");
+    assert!(
+        html.contains("<label for=\"usage-group\">") && html.contains("<option value=\"QA\">QA</option>"),
+        "{html}"
+    );
+    // One group: its licenses only, on the page and in its CSV (the API's `group=`).
+    let (status, html) = page(app, &p.admin, &format!("{usage}?group=QA")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("aria-label=\"soapui\"") && !html.contains("aria-label=\"readyapi\""), "{html}");
+    assert!(html.contains("<option value=\"QA\" selected>"), "{html}");
+    let csv_link = html.split("href=\"").find(|s| s.starts_with(&format!("{usage}.csv"))).unwrap();
+    let csv_link = csv_link.split('"').next().unwrap().replace("&#38;", "&").replace("&amp;", "&");
+    assert!(csv_link.contains("group=QA"), "{csv_link}");
+    let csv = p.admin.get(app.url(&csv_link)).send().await.unwrap().text().await.unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.contains(&soapui)), "{csv}");
+    assert!(!csv.contains(&p.license), "{csv}");
+    // An unknown group: the API's refusal, and every license.
+    let (status, html) = page(app, &p.admin, &format!("{usage}?group=Nope")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("(unknown_group)") && html.contains("aria-label=\"readyapi\""), "{html}");
+
+    // allow_sha1 on the SSO form, seen by the JSON API.
+    let domain = app.domain.clone();
+    crate::scim::verify_domain(app, "acme", &p.token, &domain).await;
+    let sso_page = "/portal/entities/acme/sso";
+    let (_, html) = page(app, &p.admin, sso_page).await;
+    assert!(
+        html.contains("<label for=\"sha1\">") && !html.contains("name=\"allow_sha1\" value=\"on\" checked"),
+        "{html}"
+    );
+    for (ticked, want) in [(true, true), (false, false)] {
+        let mut fields = vec![("vendor", "okta"), ("domains", domain.as_str()), ("allow_idp_initiated", "on")];
+        if ticked {
+            fields.push(("allow_sha1", "on"));
+        }
+        let r = post_form(app, &p.admin, sso_page, sso_page, &fields).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let view: Value = app.get("/api/v1/entities/acme/sso", Some(&p.token)).await.json().await.unwrap();
+        assert_eq!(view["allow_sha1"], want, "{view}");
+    }
+}
