@@ -6,7 +6,6 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use openssl::{
     bn::{BigNum, BigNumContext},
     ec::{EcGroup, EcKey},
@@ -16,6 +15,7 @@ use openssl::{
 use serde::Serialize;
 use serde_json::json;
 
+use super::jws::{self, PrivateKey, PublicKey};
 use crate::{
     clock::Millis,
     crypto::{MasterKey, b64url, random_bytes},
@@ -41,13 +41,13 @@ impl KeyAlg {
 
 struct Signer {
     kid: String,
-    alg: Algorithm,
-    key: EncodingKey,
+    key: PrivateKey,
 }
 
+/// Keys parsed once per load (see `jws`): signing and verifying do no key parsing.
 struct Keys {
     signer: Option<Signer>,
-    verifiers: HashMap<String, (Algorithm, DecodingKey)>,
+    verifiers: HashMap<String, PublicKey>,
     jwks: String,
 }
 
@@ -61,6 +61,8 @@ pub struct KeyRing {
     /// How long a key that signed an audit checkpoint stays published (not trusted for tokens).
     audit_retention_ms: Millis,
     keys: RwLock<Arc<Keys>>,
+    /// Access and other tokens whose signatures were already checked (see `jws::VerifiedCache`).
+    verified: jws::VerifiedCache,
     last_reload: std::sync::atomic::AtomicI64,
 }
 
@@ -90,6 +92,7 @@ impl KeyRing {
             retention_ms,
             audit_retention_ms,
             keys: RwLock::new(Arc::new(Keys { signer: None, verifiers: HashMap::new(), jwks: "{\"keys\":[]}".into() })),
+            verified: jws::VerifiedCache::new(),
             last_reload: std::sync::atomic::AtomicI64::new(i64::MIN),
         };
         ring.reload(now).await?;
@@ -104,28 +107,20 @@ impl KeyRing {
         let mut signer = None;
         // Newest first: the first row signs.
         for row in rows {
-            let alg = match row.alg.as_str() {
-                "EdDSA" => Algorithm::EdDSA,
-                "ES256" => Algorithm::ES256,
-                other => {
-                    tracing::warn!(kid = %row.kid, alg = %other, "skipping signing key of unknown algorithm");
-                    continue;
-                }
-            };
-            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&row.public_jwk)?;
+            if !matches!(row.alg.as_str(), "EdDSA" | "ES256") {
+                tracing::warn!(kid = %row.kid, alg = %row.alg, "skipping signing key of unknown algorithm");
+                continue;
+            }
+            let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk)?;
             // A key kept only for its audit checkpoints is published, not trusted for tokens.
             if row.superseded_at.is_none_or(|s| s > cutoff) {
-                verifiers.insert(row.kid.clone(), (alg, DecodingKey::from_jwk(&jwk)?));
+                verifiers.insert(row.kid.clone(), PublicKey::from_jwk(&row.alg, &jwk)?);
             }
-            jwks.push(serde_json::from_str::<serde_json::Value>(&row.public_jwk)?);
             if signer.is_none() {
                 let der = self.master.decrypt(&row.sealed_private, aad(&row.kid).as_bytes())?;
-                let key = match alg {
-                    Algorithm::EdDSA => EncodingKey::from_ed_der(&der),
-                    _ => EncodingKey::from_ec_der(&der),
-                };
-                signer = Some(Signer { kid: row.kid.clone(), alg, key });
+                signer = Some(Signer { kid: row.kid.clone(), key: PrivateKey::from_pkcs8_der(&row.alg, &der)? });
             }
+            jwks.push(jwk);
         }
         let jwks = serde_json::to_string(&json!({ "keys": jwks }))?;
         let fresh = Arc::new(Keys { signer, verifiers, jwks });
@@ -156,10 +151,7 @@ impl KeyRing {
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> anyhow::Result<String> {
         let keys = self.snapshot();
         let signer = keys.signer.as_ref().ok_or_else(|| anyhow::anyhow!("no signing key loaded"))?;
-        let mut header = Header::new(signer.alg);
-        header.kid = Some(signer.kid.clone());
-        header.typ = Some(typ.to_string());
-        Ok(jsonwebtoken::encode(&header, claims, &signer.key)?)
+        Ok(jws::encode(&signer.key, &signer.kid, typ, claims)?)
     }
 
     /// Check a JWT's type and signature and return its claims. Time and issuer are the caller's
@@ -170,14 +162,12 @@ impl KeyRing {
         typ: &str,
         now: Millis,
     ) -> Result<T, VerifyError> {
-        if token.len() > 8192 || token.split('.').count() != 3 {
-            return Err(VerifyError::Malformed);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let parsed = jws::parse(token).map_err(|_| VerifyError::Malformed)?;
+        let header = &parsed.header;
         if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(typ)) {
             return Err(VerifyError::WrongType);
         }
-        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+        let kid = header.kid.clone().ok_or(VerifyError::UnknownKey)?;
         let mut keys = self.snapshot();
         if !keys.verifiers.contains_key(&kid) {
             // A key another process added since our last load; reload at most every 5 seconds so a
@@ -187,18 +177,10 @@ impl KeyRing {
                 keys = self.snapshot();
             }
         }
-        let (alg, key) = keys.verifiers.get(&kid).ok_or(VerifyError::UnknownKey)?;
-        if header.alg != *alg {
-            return Err(VerifyError::BadSignature);
-        }
-        let mut v = jsonwebtoken::Validation::new(*alg);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        jsonwebtoken::decode::<T>(token, key, &v).map(|d| d.claims).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
-            _ => VerifyError::Malformed,
+        let key = keys.verifiers.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        parsed.verify_cached::<T>(&kid, key, &self.verified).map_err(|e| match e {
+            jws::DecodeError::BadSignature => VerifyError::BadSignature,
+            jws::DecodeError::Malformed => VerifyError::Malformed,
         })
     }
 }

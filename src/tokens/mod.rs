@@ -2,6 +2,7 @@
 //! Refresh tokens are opaque 256-bit values stored hashed and spent on use; presenting a spent one
 //! revokes its whole family (RFC 9700 §4.14.2 reuse detection).
 
+pub mod jws;
 pub mod keys;
 pub mod license_keys;
 
