@@ -330,3 +330,41 @@ async fn json_logs_carry_request_id_route_status_latency_and_entity_and_never_a_
     assert!(!all.contains("pathsecret") && !all.contains("querysecret"), "{all}");
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[tokio::test]
+async fn operator_keys_and_signing_keys_made_on_the_command_line_are_audited_as_its_doing() {
+    let app = spawn_app().await;
+    let (ok, key, err) = run_cli(&app, &["operator-key", "create", "--name", "ci-deploy"]).await;
+    assert!(ok, "{err}");
+    assert!(key.starts_with("lk_op_"), "{key}");
+    // On the operator's log, by `cli`, naming the key; that id is the key's own: it is the actor
+    // of what the key then does.
+    let created = app.audited_once(None, "operator_key.created").await;
+    assert_eq!((&created["actor"], &created["entity"]), (&system_actor("cli"), &serde_json::Value::Null));
+    let id = created["targets"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(created["targets"], json!([audit_target("operator_key", &id, Some("ci-deploy"))]));
+    let r = app.post("/api/v1/products", Some(&key), json!({ "sku": "cli-made", "name": "Made" })).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let product = app.audited_once(None, "product.created").await;
+    assert_eq!(product["actor"], json!({ "type": "operator_key", "id": id, "name": "ci-deploy" }));
+
+    let (ok, _, err) = run_cli(&app, &["operator-key", "revoke", "--name", "ci-deploy"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(app.get("/api/v1/entities", Some(&key)).await.status(), StatusCode::UNAUTHORIZED);
+    // Revoking it again is refused and records nothing.
+    let (ok, _, err) = run_cli(&app, &["operator-key", "revoke", "--name", "ci-deploy"]).await;
+    assert!(!ok && err.contains("no active operator key"), "{err}");
+    let revoked = app.audited_once(None, "operator_key.revoked").await;
+    assert_eq!(revoked["actor"], system_actor("cli"));
+    assert_eq!(revoked["targets"], created["targets"]);
+
+    // A signing key: after the one made at startup, the one made by `cli`, named by its kid and
+    // algorithm.
+    let (ok, kid, err) = run_cli(&app, &["keys", "rotate", "--alg", "ES256"]).await;
+    assert!(ok, "{err}");
+    let rotated = app.audited(None, "key.rotated").await;
+    assert_eq!(rotated.len(), 2, "{rotated:#?}");
+    assert_eq!(rotated[0]["actor"], system_actor("startup"));
+    assert_eq!(rotated[1]["actor"], system_actor("cli"));
+    assert_eq!(rotated[1]["targets"], json!([audit_target("signing_key", &kid, Some("ES256"))]));
+}

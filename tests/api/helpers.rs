@@ -640,6 +640,30 @@ impl TestApp {
     pub async fn database_text(&self) -> String {
         self.database_values().await.into_iter().map(|(t, c, v)| format!("{t}.{c}={v}\n")).collect()
     }
+
+    /// The audit events of `action`, oldest first, as the operator key reads them through the
+    /// public API: entity `slug`'s log, or with `None` the log of everything (every read seals
+    /// what is waiting first, so the caller's own events are there).
+    pub async fn audited(&self, slug: Option<&str>, action: &str) -> Vec<Value> {
+        let path = match slug {
+            Some(s) => format!("/api/v1/entities/{s}/audit?limit=1000&action={action}"),
+            None => format!("/api/v1/audit?limit=1000&action={action}"),
+        };
+        let r = self.get(&path, self.op()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["next"].is_null(), "more than one page of {action}");
+        let events = v["events"].as_array().unwrap().clone();
+        assert!(events.iter().all(|e| e["action"] == action), "{path}: {events:#?}");
+        events
+    }
+
+    /// The one audit event of `action` (see `audited`).
+    pub async fn audited_once(&self, slug: Option<&str>, action: &str) -> Value {
+        let mut events = self.audited(slug, action).await;
+        assert_eq!(events.len(), 1, "one {action}: {events:#?}");
+        events.remove(0)
+    }
 }
 
 /// The value of the first hidden `csrf` field of a page.
@@ -651,6 +675,40 @@ pub fn csrf_of(html: &str) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// An audit event's target as the API shows it.
+pub fn audit_target(kind: &str, id: &str, name: Option<&str>) -> Value {
+    json!({ "type": kind, "id": id, "name": name })
+}
+
+/// The audit actor `system` named `name` (latchkey itself, or `cli`).
+pub fn system_actor(name: &str) -> Value {
+    json!({ "type": "system", "id": null, "name": name })
+}
+
+/// Run the `latchkey` binary on `app`'s database and master key: whether it succeeded, its
+/// standard output (trimmed) and its standard error.
+pub async fn run_cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LATCHKEY_") {
+            c.env_remove(k);
+        }
+    }
+    let out = c
+        .args(args)
+        .env("LATCHKEY_DATABASE_URL", &app.state.config.database_url)
+        .env("LATCHKEY_MASTER_KEY_FILE", &app.state.config.master_key_file)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// Read a problem document and check its status and code.

@@ -362,6 +362,29 @@ async fn a_share_link_assigns_whoever_accepts_it_while_seats_last() {
     let r = app.post(&format!("/api/v1/share-links/{token}/accept"), t["access_token"].as_str(), json!({})).await;
     assert_problem(r, StatusCode::GONE, "share_link_revoked").await;
     assert_eq!(app.get("/share/lk_sh_madeup", None).await.status(), StatusCode::NOT_FOUND);
+
+    // Each acceptance is in the entity's audit log, by whoever accepted (the newcomer only typed
+    // an address: no account id), naming the link, the license and the account; the refused
+    // ones (no seat left, link stopped) recorded none.
+    let accepted = app.audited(Some("acme"), "share_link.accepted").await;
+    assert_eq!(accepted.len(), 2, "{accepted:#?}");
+    let license_target = audit_target("license", &license, Some("readyapi fixed"));
+    for (e, who, actor_id) in
+        [(&accepted[0], &newcomer, Value::Null), (&accepted[1], &holder, json!(user_id(&app, &holder).await))]
+    {
+        assert_eq!(e["actor"], json!({ "type": "user", "id": actor_id, "name": who }), "{e}");
+        assert_eq!(e["entity"], "acme");
+        let account = audit_target("user", &user_id(&app, who).await, Some(who.as_str()));
+        assert_eq!(e["targets"], json!([audit_target("share_link", link_id, None), license_target, account]), "{e}");
+    }
+    // Its assignment names the link too.
+    let assigned = app.audited(Some("acme"), "assignment.created").await;
+    let via_link: Vec<&Value> = assigned.iter().filter(|e| e["details"]["share_link"] == link_id).collect();
+    assert_eq!(via_link.len(), 2, "{assigned:#?}");
+}
+
+async fn user_id(app: &TestApp, email: &str) -> String {
+    latchkey::store::accounts::user_by_email(&app.state.db.pool, email).await.unwrap().unwrap().id
 }
 
 #[tokio::test]

@@ -2,36 +2,13 @@
 //! database) that share nothing but the files a test hands over, the product simulator offline,
 //! and the attacks on each file.
 
-use std::{path::PathBuf, process::Stdio};
+use std::path::PathBuf;
 
 use latchkey::onprem::jws;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-/// Run the `latchkey` binary on `app`'s database and master key.
-async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LATCHKEY_") {
-            c.env_remove(k);
-        }
-    }
-    let out = c
-        .args(args)
-        .env("LATCHKEY_DATABASE_URL", &app.state.config.database_url)
-        .env("LATCHKEY_MASTER_KEY_FILE", &app.state.config.master_key_file)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use crate::helpers::{run_cli as cli, *};
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("lk-{}-{name}", uuid::Uuid::new_v4().simple()));
@@ -299,6 +276,28 @@ async fn a_license_moves_to_an_on_premise_server_serves_its_users_reports_usage_
     assert_eq!(checkout(&v.app, Some(&online), "desk").await.status(), StatusCode::CREATED);
     // The same entitlement cannot come back on the server that returned it.
     assert_problem(import(&onprem, &ent).await, StatusCode::CONFLICT, "already_imported").await;
+
+    // At the vendor, the export and the return are in the entity's log, by its administrator,
+    // naming the license and the server; the refused second export and second return are not.
+    let admin = v.app.email("admin-acme");
+    let admin_id = latchkey::store::accounts::user_by_email(&v.app.state.db.pool, &admin).await.unwrap().unwrap().id;
+    let server = jws::decode_b64_json(&fp).unwrap();
+    let targets = json!([
+        audit_target("license", &v.license, Some("readyapi floating")),
+        audit_target("onprem_server", server["server_id"].as_str().unwrap(), server["host"].as_str()),
+    ]);
+    let entitlement = payload(&ent);
+    let exported = v.app.audited_once(Some("acme"), "onprem.exported").await;
+    assert_eq!(exported["actor"], json!({ "type": "user", "id": admin_id, "name": admin }));
+    assert_eq!(exported["targets"], targets);
+    let d = &exported["details"];
+    assert_eq!((&d["entitlement_id"], &d["seats"], &d["seats_ended"]), (&entitlement["jti"], &json!(5), &json!(1)));
+    let exp = d["expires_at"].as_str().unwrap();
+    assert_eq!(chrono::DateTime::parse_from_rfc3339(exp).unwrap().timestamp(), entitlement["exp"].as_i64().unwrap());
+    let returned = v.app.audited_once(Some("acme"), "onprem.returned").await;
+    assert_eq!(returned["actor"], exported["actor"]);
+    assert_eq!(returned["targets"], targets);
+    assert_eq!(returned["details"], json!({ "entitlement_id": entitlement["jti"] }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

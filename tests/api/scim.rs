@@ -247,6 +247,21 @@ async fn okta_provisions_updates_deactivates_and_reactivates_a_user() {
     assert_eq!(v["active"], true);
     let t = app.tokens(&email, PASSWORD, "readyapi").await;
     assert_eq!(seat(app, t["access_token"].as_str().unwrap(), "laptop").await.status(), StatusCode::CREATED);
+    // Recorded by the IdP's token, about the user; the PUTs that changed no address, and the
+    // refused second POST, recorded nothing else.
+    let e = app.audited_once(Some("acme"), "scim.user_reactivated").await;
+    assert_eq!(e["actor"], scim_actor(app, "acme").await);
+    assert_eq!(e["targets"], json!([audit_target("user", &id, Some(&email))]));
+    assert_eq!(app.audited(Some("acme"), "scim.user_created").await.len(), 1);
+    assert_eq!(app.audited(Some("acme"), "scim.user_deactivated").await.len(), 1);
+    assert_eq!(app.audited(Some("acme"), "scim.user_updated").await, Vec::<Value>::new());
+}
+
+/// The audit actor of the SCIM token named `idp` of entity `slug`.
+async fn scim_actor(app: &TestApp, slug: &str) -> Value {
+    let list: Value = app.get(&format!("/api/v1/entities/{slug}/scim-tokens"), app.op()).await.json().await.unwrap();
+    let t = list.as_array().unwrap().iter().find(|t| t["name"] == "idp").unwrap();
+    json!({ "type": "system", "id": t["id"], "name": "SCIM token idp" })
 }
 
 #[tokio::test]
@@ -351,6 +366,43 @@ async fn entra_id_shapes_are_understood() {
     assert_eq!(s.call("PATCH", &format!("/Groups/{gid}"), Some(rename)).await.0, StatusCode::NO_CONTENT);
     let (st, v) = s.call("POST", "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Eng" }))).await;
     assert_eq!((st, v["scimType"].as_str()), (StatusCode::CONFLICT, Some("uniqueness")));
+    assert_eq!(s.call("DELETE", &format!("/Groups/{gid}"), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(s.call("DELETE", &format!("/Groups/{gid}"), None).await.0, StatusCode::NOT_FOUND);
+
+    // The audit log, by the IdP's token: the group made (the refused duplicate is not there),
+    // each change with what it did, and its deletion (once).
+    let app = &s.app;
+    let actor = scim_actor(app, "acme").await;
+    let created = app.audited_once(Some("acme"), "scim.group_created").await;
+    assert_eq!(created["actor"], actor);
+    assert_eq!(created["targets"], json!([audit_target("scim_group", &gid, Some("Engineering"))]));
+    assert_eq!(created["details"], json!({ "members": 0 }));
+    let updated = app.audited(Some("acme"), "scim.group_updated").await;
+    assert_eq!(updated.len(), 4, "add, remove, remove, rename: {updated:#?}");
+    for e in &updated {
+        assert_eq!(e["actor"], actor, "{e}");
+    }
+    assert_eq!(updated[0]["targets"], json!([audit_target("scim_group", &gid, Some("Engineering"))]));
+    assert_eq!(
+        (&updated[0]["details"]["members_changed"], &updated[0]["details"]["renamed"]),
+        (&json!(true), &json!(false))
+    );
+    let mut added: Vec<&str> =
+        updated[0]["details"]["added"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    added.sort();
+    let mut want = vec![id.as_str(), carol.as_str(), dave.as_str()];
+    want.sort();
+    assert_eq!(added, want);
+    assert_eq!(updated[1]["details"]["removed"], json!([carol]));
+    assert_eq!(updated[2]["details"]["removed"], json!([dave]));
+    assert_eq!(updated[3]["targets"], json!([audit_target("scim_group", &gid, Some("Eng"))]));
+    assert_eq!(
+        (&updated[3]["details"]["renamed"], &updated[3]["details"]["members_changed"]),
+        (&json!(true), &json!(false))
+    );
+    let deleted = app.audited_once(Some("acme"), "scim.group_deleted").await;
+    assert_eq!(deleted["actor"], actor);
+    assert_eq!(deleted["targets"], json!([audit_target("scim_group", &gid, None)]));
 }
 
 #[tokio::test]
@@ -470,6 +522,20 @@ async fn tokens_are_per_organisation_and_revocable() {
         app.delete(&format!("/api/v1/entities/acme/scim-tokens/{id}"), Some(&s.admin)).await.status(),
         StatusCode::NOT_FOUND
     );
+    // Made and revoked by the administrator, each once (the refused attempts recorded nothing),
+    // each in its own entity's log.
+    let admin = app.email("admin-acme");
+    let admin_id = latchkey::store::accounts::user_by_email(&app.state.db.pool, &admin).await.unwrap().unwrap().id;
+    let by_admin = json!({ "type": "user", "id": admin_id, "name": admin });
+    let made = app.audited_once(Some("acme"), "scim.token_created").await;
+    assert_eq!(made["actor"], by_admin);
+    assert_eq!(made["targets"], json!([audit_target("scim_token", id, Some("idp"))]));
+    let revoked = app.audited_once(Some("acme"), "scim.token_revoked").await;
+    assert_eq!(revoked["actor"], by_admin);
+    assert_eq!(revoked["targets"], json!([audit_target("scim_token", id, None)]));
+    let theirs = app.audited_once(Some("globex"), "scim.token_created").await;
+    assert_eq!(theirs["actor"]["name"], format!("admin@{domain}"));
+    assert_eq!(app.audited(Some("globex"), "scim.token_revoked").await, Vec::<Value>::new());
 }
 
 #[tokio::test]
@@ -545,14 +611,21 @@ async fn malformed_and_oversized_bodies_change_nothing() {
 }
 
 #[tokio::test]
-async fn delete_deactivates_and_a_new_post_brings_the_user_back() {
+async fn a_renamed_user_is_deactivated_by_delete_and_brought_back_by_a_new_post() {
     let s = scim_entity(1).await;
-    let email = s.addr("erin");
-    let (_, u) = s.call("POST", "/Users", Some(okta_user(&email, "e1", true))).await;
+    let app = &s.app;
+    let old = s.addr("erin");
+    let (_, u) = s.call("POST", "/Users", Some(okta_user(&old, "e1", true))).await;
     let id = u["id"].as_str().unwrap().to_string();
+    // The IdP changes the address.
+    let email = s.addr("erin.new");
+    let rename = json!({ "Operations": [{ "op": "replace", "path": "userName", "value": email }] });
+    let (st, v) = s.call("PATCH", &format!("/Users/{id}"), Some(rename)).await;
+    assert_eq!((st, v["userName"].as_str()), (StatusCode::OK, Some(email.as_str())), "{v}");
     assert_eq!(s.call("DELETE", &format!("/Users/{id}"), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(s.call("GET", &format!("/Users/{id}"), None).await.0, StatusCode::NOT_FOUND);
-    let user = latchkey::store::accounts::user_by_email(&s.app.state.db.pool, &email).await.unwrap().unwrap();
+    assert_eq!(s.call("DELETE", &format!("/Users/{id}"), None).await.0, StatusCode::NOT_FOUND);
+    let user = latchkey::store::accounts::user_by_email(&app.state.db.pool, &email).await.unwrap().unwrap();
     assert!(user.deactivated_at.is_some());
     let (st, u) = s.call("POST", "/Users", Some(okta_user(&email, "e2", true))).await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
@@ -560,6 +633,23 @@ async fn delete_deactivates_and_a_new_post_brings_the_user_back() {
         (u["id"].as_str(), u["active"].as_bool(), u["externalId"].as_str()),
         (Some(id.as_str()), Some(true), Some("e2"))
     );
+
+    // The audit log, each by the IdP's token about the account: the new address (with the
+    // previous one), the deletion with the deactivation it implies (once: the second DELETE
+    // found nothing), and the return: provisioned again (no new account) and reactivated.
+    let actor = scim_actor(app, "acme").await;
+    let user = json!([audit_target("user", &id, Some(&email))]);
+    let updated = app.audited_once(Some("acme"), "scim.user_updated").await;
+    assert_eq!((&updated["actor"], &updated["targets"]), (&actor, &user));
+    assert_eq!(updated["details"], json!({ "previous_email": old }));
+    for action in ["scim.user_deleted", "scim.user_deactivated", "scim.user_reactivated"] {
+        let e = app.audited_once(Some("acme"), action).await;
+        assert_eq!((&e["actor"], &e["targets"]), (&actor, &user), "{action}");
+    }
+    let created = app.audited(Some("acme"), "scim.user_created").await;
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0]["details"], json!({ "external_id": "e1", "active": true, "account_created": true }));
+    assert_eq!(created[1]["details"], json!({ "external_id": "e2", "active": true, "account_created": false }));
 }
 
 #[tokio::test]

@@ -285,6 +285,23 @@ async fn sso_that_is_not_enabled_accepts_nothing_and_passwords_work_again() {
     assert_eq!(login_routes(&s.app, &alice).await, None);
     let r = s.app.password_grant(&alice, PASSWORD, "readyapi").await;
     assert_eq!(r.status(), StatusCode::OK);
+
+    // The audit log: turned off, on again, then deleted (which also turned it off); the refused
+    // second DELETE and PATCH recorded nothing. All by the operator key, about the entity.
+    let disabled = s.app.audited(Some("acme"), "sso.disabled").await;
+    assert_eq!(disabled.len(), 2, "{disabled:#?}");
+    assert_eq!(disabled[0]["details"], json!({}));
+    assert_eq!(disabled[1]["details"], json!({ "deleted": true }));
+    let updated = s.app.audited(Some("acme"), "sso.updated").await;
+    assert_eq!(updated.len(), 5, "set up, enabled, disabled, enabled, deleted: {updated:#?}");
+    assert_eq!(updated[4]["details"], json!({ "deleted": true }));
+    assert_eq!(updated[2]["details"]["enabled"], false);
+    assert_eq!(s.app.audited(Some("acme"), "sso.enabled").await.len(), 2);
+    let entity = updated[4]["targets"][0]["id"].as_str().unwrap().to_string();
+    for e in disabled.iter().chain(&updated[1..]) {
+        assert_eq!((e["actor"]["type"].as_str(), e["actor"]["name"].as_str()), (Some("operator_key"), Some("tests")));
+        assert_eq!(e["targets"], json!([audit_target("entity", &entity, Some("acme"))]), "{e}");
+    }
 }
 
 #[tokio::test]
@@ -640,6 +657,61 @@ async fn an_administrator_enables_sso_only_after_a_test_sign_in_with_that_idp_pa
     let r = s.app.patch("/api/v1/entities/acme/sso", s.app.op(), json!({ "enabled": true })).await;
     assert_eq!(r.status(), StatusCode::OK);
 
+    // The audit log has each change that went through, and none of the refused ones: the
+    // administrator's upload, enabling, a switch, disabling; then the vendor's enabling.
+    let admin_id = latchkey::store::accounts::user_by_email(&s.app.state.db.pool, &me).await.unwrap().unwrap().id;
+    let by_admin = json!({ "type": "user", "id": admin_id, "name": me });
+    let updated = s.app.audited(Some("acme"), "sso.updated").await;
+    assert_eq!(updated.len(), 5, "{updated:#?}");
+    let entity = updated[0]["targets"][0]["id"].as_str().unwrap().to_string();
+    for e in &updated {
+        assert_eq!(e["targets"], json!([audit_target("entity", &entity, Some("acme"))]), "{e}");
+    }
+    let first = &updated[0];
+    assert_eq!(first["actor"], by_admin);
+    assert_eq!(
+        [&first["details"]["created"], &first["details"]["enabled"], &first["details"]["vendor"]],
+        [&json!(true), &json!(false), &json!("okta")]
+    );
+    assert_eq!(first["details"]["idp_entity_id"], "http://www.okta.com/exk1latchkeyTest0h7");
+    assert_eq!(first["details"]["email_domains"], json!([s.app.domain]));
+    assert!(first["details"]["idp_fingerprint"].as_str().is_some_and(|f| !f.is_empty()), "{first}");
+    assert!(first["details"].get("idp_metadata_xml").is_none(), "never the document itself: {first}");
+    let flags: Vec<(bool, bool, bool)> = updated
+        .iter()
+        .map(|e| {
+            let d = &e["details"];
+            (d["created"].as_bool().unwrap(), d["enabled"].as_bool().unwrap(), d["jit_accounts"].as_bool().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [(true, false, false), (false, true, false), (false, true, true), (false, false, true), (false, true, true)]
+    );
+    assert_eq!(updated[4]["actor"]["type"], "operator_key");
+    let enabled = s.app.audited(Some("acme"), "sso.enabled").await;
+    assert_eq!(enabled.len(), 2, "{enabled:#?}");
+    assert_eq!(enabled[0]["actor"], by_admin);
+    assert_eq!(
+        (enabled[1]["actor"]["type"].as_str(), enabled[1]["actor"]["name"].as_str()),
+        (Some("operator_key"), Some("tests"))
+    );
+    let disabled = s.app.audited_once(Some("acme"), "sso.disabled").await;
+    assert_eq!(disabled["actor"], by_admin);
+    for e in enabled.iter().chain([&disabled]) {
+        assert_eq!(e["targets"], json!([audit_target("entity", &entity, Some("acme"))]), "{e}");
+    }
+    // The refused test answer (a bad signature), as a test, by the identity it claimed: proven
+    // by nothing, so without an account id. The test that passed is not a failure, though the
+    // real sign-in it previewed would have been refused.
+    let failed = s.app.audited_once(Some("acme"), "sso.login_failed").await;
+    assert_eq!(failed["actor"], json!({ "type": "user", "id": null, "name": me }));
+    assert_eq!(
+        (&failed["details"]["code"], &failed["details"]["test"], &failed["details"]["issuer"]),
+        (&json!("invalid_signature"), &json!(true), &json!("http://www.okta.com/exk1latchkeyTest0h7")),
+        "{failed}"
+    );
+
     // A test link works for its own entity only, unaltered, and for 30 minutes.
     let tampered = url.replace("sig=", "sig=x");
     assert_eq!(s.app.client.get(&tampered).send().await.unwrap().status(), StatusCode::FORBIDDEN);
@@ -688,6 +760,24 @@ async fn refused_responses_of_the_last_seven_days_are_listed_newest_first_and_bo
     assert_eq!(list[1]["issuer"], json!("http://www.okta.com/exk1latchkeyTest0h7"));
     assert_eq!(list[2]["name_id"], json!(email), "what the forged document claimed");
     assert_eq!(list[0]["issuer"], Value::Null);
+    // Each refusal is in the entity's audit log too, with its code and the issuer, by the
+    // identity the response claimed (a garbage document claims nobody: latchkey's `saml`).
+    let failed = s.app.audited(Some("acme"), "sso.login_failed").await;
+    assert_eq!(failed.len(), 3, "{failed:#?}");
+    let claimed = |email: &str| json!({ "type": "user", "id": null, "name": email });
+    for (e, f, actor) in [
+        (&failed[0], &list[2], claimed(&email)),
+        (&failed[1], &list[1], claimed(&stranger)),
+        (&failed[2], &list[0], system_actor("saml")),
+    ] {
+        assert_eq!(e["actor"], actor, "{e}");
+        assert_eq!(e["entity"], "acme");
+        assert_eq!(
+            e["details"],
+            json!({ "code": f["code"], "detail": f["detail"], "issuer": f["issuer"], "test": false }),
+            "{e}"
+        );
+    }
     // Another entity's administrator sees none of it.
     let (_, gt) = entity_in_own_domain(&s.app, "globex").await;
     assert_eq!(s.app.get("/api/v1/entities/acme/sso/failures", Some(&gt)).await.status(), StatusCode::NOT_FOUND);

@@ -151,7 +151,8 @@ async fn a_metadata_url_rolls_certificates_over_while_sign_ins_keep_working() {
     );
     assert!(sign_in_with(&s, &email, "idp").await, "the old certificate still signs in");
     assert!(sign_in_with(&s, &email, "idp2").await, "and the new one too");
-    assert_eq!(sso_view(&s).await["idp_certificates"].as_array().unwrap().len(), 2);
+    let both = fingerprints(&sso_view(&s).await);
+    assert_eq!(both.len(), 2);
 
     // The IdP drops the old certificate.
     server.serve(Served::Doc(okta_metadata(json!(["idp2"])).await));
@@ -159,6 +160,8 @@ async fn a_metadata_url_rolls_certificates_over_while_sign_ins_keep_working() {
     assert_eq!(refresh_everywhere(&[&replica, &s.app], &server, 2).await, 1);
     assert!(sign_in_with(&s, &email, "idp2").await);
     assert!(!sign_in_with(&s, &email, "idp").await, "a certificate the IdP dropped is not trusted any more");
+    let newest = fingerprints(&sso_view(&s).await);
+    assert_eq!(newest.len(), 1);
 
     // A refresh that serves garbage keeps the last good configuration, and says so.
     server.serve(Served::Doc("<html><body>Service Unavailable</body></html>".into()));
@@ -190,6 +193,30 @@ async fn a_metadata_url_rolls_certificates_over_while_sign_ins_keep_working() {
     let v = sso_view(&s).await;
     assert!(v["metadata_error"].is_null() && v["warnings"] == json!([]), "{v}");
     assert!(sign_in_with(&s, &email, "idp2").await);
+
+    // Each fetch of a refresh is in the entity's audit log, by latchkey's `metadata refresh`:
+    // what it took (the certificates' fingerprints, whether they changed), or why it took nothing.
+    let refreshed = s.app.audited(Some("acme"), "sso.metadata_refreshed").await;
+    let seen: Vec<(Value, Value)> = refreshed
+        .iter()
+        .map(|e| (e["details"]["certificates"].clone(), e["details"]["certificates_changed"].clone()))
+        .collect();
+    assert_eq!(seen, [(json!(both), json!(true)), (json!(newest), json!(true)), (json!(newest), json!(false))]);
+    let failed = s.app.audited(Some("acme"), "sso.metadata_refresh_failed").await;
+    let errors: Vec<&str> = failed.iter().map(|e| e["details"]["error"].as_str().unwrap()).collect();
+    assert_eq!(errors.len(), 3, "{failed:#?}");
+    for (error, needle) in errors.iter().zip(["not usable IdP metadata", "503", "names the IdP"]) {
+        assert!(error.contains(needle), "{needle}: {error}");
+    }
+    for e in refreshed.iter().chain(&failed) {
+        assert_eq!(e["actor"], system_actor("metadata refresh"), "{e}");
+        assert_eq!((&e["entity"], &e["details"]["url"]), (&json!("acme"), &json!(server.url)), "{e}");
+    }
+}
+
+/// The SHA-256 fingerprints of the IdP certificates an SSO view shows, in its order.
+fn fingerprints(view: &Value) -> Vec<String> {
+    view["idp_certificates"].as_array().unwrap().iter().map(|c| c["sha256"].as_str().unwrap().to_string()).collect()
 }
 
 #[tokio::test]

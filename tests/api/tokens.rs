@@ -320,6 +320,23 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_signs_with_the_new_key() {
 
     let jwks: Value = app.get("/.well-known/jwks.json", None).await.json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    // Both keys are on the operator's audit log: the first made at startup, then this one, each
+    // by who made it, named by its kid and algorithm.
+    let first = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] != kid.as_str()).unwrap();
+    let rotated = app.audited(None, "key.rotated").await;
+    let seen: Vec<(&Value, &Value, &Value)> =
+        rotated.iter().map(|e| (&e["actor"], &e["targets"], &e["entity"])).collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                &system_actor("startup"),
+                &json!([audit_target("signing_key", first["kid"].as_str().unwrap(), Some("EdDSA"))]),
+                &Value::Null
+            ),
+            (&system_actor("tests"), &json!([audit_target("signing_key", &kid, Some("ES256"))]), &Value::Null),
+        ]
+    );
     let new = app.tokens(&email, PASSWORD, "readyapi").await;
     let v = verify_independently(&app, new["access_token"].as_str().unwrap(), "readyapi").await;
     assert_eq!(v["header"]["kid"], kid);
