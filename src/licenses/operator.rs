@@ -27,13 +27,20 @@ pub fn check_slug(slug: &str) -> Result<()> {
             "a slug has 2 to 63 lower-case letters, digits and inner hyphens (e.g. `acme-eu`)",
         ));
     }
+    // The built-in entity of operator accounts: a customer given this slug would take them in.
+    if slug == accounts::operators::OPERATORS_ENTITY {
+        return Err(ApiError::unprocessable(
+            "invalid_slug",
+            format!("`{slug}` is reserved: latchkey keeps the accounts of its operators there; choose another slug"),
+        ));
+    }
     Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntity {
-    /// 2 to 63 lower-case letters, digits and inner hyphens
+    /// 2 to 63 lower-case letters, digits and inner hyphens; not `latchkey-operators` (reserved)
     #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*[a-z0-9]$")]
     slug: String,
     /// 1 to 200 characters (trimmed)
@@ -48,7 +55,7 @@ problems!(CreateEntityProblems [json_body]:
     401 unauthorized "no, malformed, unknown or revoked operator key (or a token that is not an operator key)",
     409 entity_exists,
     422 invalid_request,
-    422 invalid_slug,
+    422 invalid_slug "not 2 to 63 lower-case letters, digits and inner hyphens, or the reserved `latchkey-operators`",
     422 invalid_email "`admin_email` is not a usable address",
     500 internal,
 );

@@ -424,3 +424,42 @@ async fn a_signed_in_user_accepts_a_share_link_in_the_browser() {
         .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn the_slug_of_the_operators_entity_is_reserved() {
+    let app = spawn_app().await;
+    let reserved = latchkey::accounts::operators::OPERATORS_ENTITY;
+    assert_eq!(reserved, "latchkey-operators");
+    let taker = app.email("taker");
+    let body = json!({ "slug": reserved, "name": "Not the operators", "admin_email": taker });
+    let refused = |r: reqwest::Response| assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_slug");
+    let v = refused(app.post("/api/v1/entities", app.op(), body.clone()).await).await;
+    assert!(v["detail"].as_str().unwrap().contains("reserved"), "{v}");
+    // Nothing was made: no entity, no account, no mail, no event.
+    assert_problem(
+        app.get(&format!("/api/v1/entities/{reserved}"), app.op()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let pool = &app.state.db.pool;
+    assert!(latchkey::store::accounts::user_by_email(pool, &taker).await.unwrap().is_none());
+    assert_eq!(app.mails_queued(&taker, "setup").await, 0);
+    assert_eq!(app.audited(None, "entity.created").await, Vec::<Value>::new());
+
+    // An operator account made afterwards lands in the built-in entity, which nobody
+    // administers; and once that exists, the slug is refused the same way (not "taken").
+    let ops = app.email("ops");
+    latchkey::accounts::operators::add(&app.state, &ops, app.clock_now()).await.unwrap();
+    let home = latchkey::store::entities::entity_by_slug(pool, reserved).await.unwrap().unwrap();
+    assert_eq!(home.name, "latchkey operators");
+    let user = latchkey::store::accounts::user_by_email(pool, &ops).await.unwrap().unwrap();
+    assert_eq!(user.entity_id, home.id);
+    refused(app.post("/api/v1/entities", app.op(), body).await).await;
+    assert!(latchkey::store::accounts::user_by_email(pool, &taker).await.unwrap().is_none());
+    let admins: Value = app.get(&format!("/api/v1/entities/{reserved}/admins"), app.op()).await.json().await.unwrap();
+    assert_eq!(admins, json!([]));
+    assert_eq!(app.audited(None, "entity.created").await, Vec::<Value>::new());
+    // A slug that only looks like it is an ordinary slug.
+    app.create_entity("latchkey-operators-eu").await;
+}
