@@ -19,7 +19,7 @@ use samael::crypto::{CryptoProvider, XmlSec};
 
 use super::{
     metadata::IdpMetadata,
-    xml::{BINDING_POST, ENVELOPED, EXC_C14N, NAMEID_UNSPECIFIED, RSA_SHA256, SHA256, escape},
+    xml::{BINDING_POST, ENVELOPED, EXC_C14N, NAMEID_UNSPECIFIED, RSA_SHA256, SHA256},
 };
 
 /// SAML bindings §3.4.3 / §3.5.3: RelayState must not exceed 80 bytes.
@@ -128,10 +128,10 @@ fn request_xml(
         ),
         id = id,
         ii = issue_instant,
-        dest = escape(destination),
-        acs = escape(acs_url),
+        dest = quick_xml::escape::escape(destination),
+        acs = quick_xml::escape::escape(acs_url),
         binding = BINDING_POST,
-        issuer = escape(sp_entity_id),
+        issuer = quick_xml::escape::escape(sp_entity_id),
         sig = signature.map(|s| s.replace("@ID@", id)).unwrap_or_default(),
         format = NAMEID_UNSPECIFIED,
     )

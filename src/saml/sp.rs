@@ -14,7 +14,7 @@ use openssl::{
     x509::{X509Builder, X509NameBuilder, extension::KeyUsage},
 };
 
-use super::xml::{BINDING_POST, NAMEID_EMAIL, NAMEID_UNSPECIFIED, escape};
+use super::xml::{BINDING_POST, NAMEID_EMAIL, NAMEID_UNSPECIFIED};
 
 /// Validity of a generated SP certificate.
 pub const SP_CERT_DAYS: i64 = 3652;
@@ -75,6 +75,13 @@ pub fn generate_sp_keys(common_name: &str, now_ms: i64) -> anyhow::Result<SpKeys
 /// SP metadata: AuthnRequestsSigned and WantAssertionsSigned, one ACS (HTTP-POST), the signing
 /// certificate, NameID formats emailAddress and unspecified. No encryption key is published, so
 /// IdPs that honour metadata do not encrypt assertions (which this SP refuses).
+///
+/// Written as a fixed document rather than with samael's `ServiceProvider::metadata`: that one
+/// always sets `validUntil` (48 hours from now unless told otherwise), and this document is
+/// imported once, by hand, into IdP consoles that may honour it and stop trusting the SP two days
+/// later; it also needs a whole `ServiceProvider` (with the IdP's metadata), which we do not use
+/// for validation. The only variable parts are escaped (quick-xml) or base64; the SSO tests feed
+/// it to a pysaml2 IdP, which signs users in with it.
 pub fn sp_metadata_xml(entity_id: &str, acs_url: &str, cert_der: &[u8]) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -93,8 +100,8 @@ pub fn sp_metadata_xml(entity_id: &str, acs_url: &str, cert_der: &[u8]) -> Strin
   </md:SPSSODescriptor>
 </md:EntityDescriptor>
 "#,
-        entity = escape(entity_id),
-        acs = escape(acs_url),
+        entity = quick_xml::escape::escape(entity_id),
+        acs = quick_xml::escape::escape(acs_url),
         cert = STANDARD.encode(cert_der),
         email = NAMEID_EMAIL,
         unspecified = NAMEID_UNSPECIFIED,
