@@ -308,6 +308,10 @@ async fn import_verified(
     ctx: &audit::Context,
     now: Millis,
 ) -> Result<bool> {
+    // The entity's slug follows the rules of any new entity whether or not it exists here, and is
+    // checked before anything is looked up by it: `latchkey-operators` exists on a server whose
+    // operators have accounts, and an entitlement naming it would put a license into their entity.
+    crate::licenses::check_slug(&claims.entity)?;
     let me = identity(db, master, now).await?;
     if claims.server != me.thumbprint {
         return Err(ApiError::unprocessable(
@@ -334,7 +338,6 @@ async fn import_verified(
     let entity = match store::entities::entity_by_slug(&mut *tx, &claims.entity).await? {
         Some(e) => e,
         None => {
-            crate::licenses::check_slug(&claims.entity)?;
             let e = store::entities::Entity {
                 id: store::new_id(),
                 slug: claims.entity.clone(),
@@ -451,6 +454,7 @@ problems!(ImportEntitlementProblems:
     409 not_on_premise_server,
     409 license_mismatch,
     422 invalid_file "not an entitlement",
+    422 invalid_slug "names an entity whose slug is invalid or reserved (`latchkey-operators`)",
     422 invalid_signature "not signed by the vendor's license key, or changed",
     422 wrong_server "bound to another server",
     422 entitlement_expired,

@@ -477,6 +477,85 @@ async fn an_expired_entitlement_is_refused_at_import() {
     assert_problem(import(&onprem, &ent).await, StatusCode::UNPROCESSABLE_ENTITY, "entitlement_expired").await;
 }
 
+/// What a server stores, but for its audit log and its mail outbox (which the mail worker changes
+/// in the background).
+async fn stored_outside_audit(app: &TestApp) -> Vec<(String, String, String)> {
+    app.database_values().await.into_iter().filter(|(t, _, _)| !t.starts_with("audit") && t != "outbox").collect()
+}
+
+/// `latchkey-operators` is the built-in entity of the accounts `latchkey operator add` makes. A
+/// vendor with operator accounts has it too, can give it a license through the API and export
+/// that license: a validly signed entitlement naming the entity. An on-premise server whose own
+/// operators have accounts must not put that license into their entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entitlement_naming_the_operators_entity_is_refused_on_premise() {
+    let reserved = latchkey::accounts::operators::OPERATORS_ENTITY;
+    let vendor = spawn_app().await;
+    vendor.create_product("readyapi").await;
+    latchkey::accounts::operators::add(&vendor.state, &vendor.email("vendor-ops"), vendor.clock_now()).await.unwrap();
+    let license = vendor.create_license(reserved, "readyapi", "floating", 3).await;
+    let r = vendor.patch(&format!("/api/v1/licenses/{license}"), vendor.op(), json!({ "onprem_allowed": true })).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let onprem = onprem_for(&vendor, false).await;
+    let fp = fingerprint(&onprem).await;
+    let r = vendor.post(&format!("/api/v1/licenses/{license}/onprem"), vendor.op(), json!({ "fingerprint": fp })).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ent = body["entitlement"].as_str().unwrap().to_string();
+    let claims = payload(&ent);
+    assert_eq!(claims["entity"], reserved);
+
+    // The on-premise server's operators have accounts: the entity exists there.
+    let ops = onprem.email("ops");
+    latchkey::accounts::operators::add(&onprem.state, &ops, onprem.clock_now()).await.unwrap();
+    let pool = &onprem.state.db.pool;
+    let home = latchkey::store::entities::entity_by_slug(pool, reserved).await.unwrap().unwrap();
+    let before = stored_outside_audit(&onprem).await;
+
+    // Refused as a slug no new entity may have, through the API and the command line alike.
+    let v = assert_problem(import(&onprem, &ent).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_slug").await;
+    assert!(v["detail"].as_str().unwrap().contains("reserved"), "{v}");
+    let file = temp_file("entitlement.jwt", &ent);
+    let keys = onprem.state.config.license_public_key_file.clone().unwrap();
+    let (ok, out, err) = cli(
+        &onprem,
+        &["onprem", "import", file.to_str().unwrap(), "--license-public-key-file", keys.to_str().unwrap()],
+    )
+    .await;
+    assert!(!ok && err.contains("invalid_slug"), "{out} {err}");
+
+    // Nothing changed: no license, product or entitlement, nothing in the operators' entity.
+    assert_eq!(stored_outside_audit(&onprem).await, before);
+    assert_problem(
+        onprem.get(&format!("/api/v1/licenses/{license}"), onprem.op()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let theirs: Value =
+        onprem.get(&format!("/api/v1/entities/{reserved}/licenses"), onprem.op()).await.json().await.unwrap();
+    assert_eq!(theirs, json!([]));
+    assert!(latchkey::store::entities::product_by_sku(pool, "readyapi").await.unwrap().is_none());
+    let user = latchkey::store::accounts::user_by_email(pool, &ops).await.unwrap().unwrap();
+    assert_eq!(user.entity_id, home.id);
+
+    // Both refusals are in the audit log, on the operator chain, naming the file; nothing imported.
+    let refused = onprem.audited(None, "onprem.entitlement_refused").await;
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    for (e, actor) in refused.iter().zip(["operator_key", "system"]) {
+        assert_eq!(e["actor"]["type"], actor, "{e}");
+        assert_eq!(e["entity"], Value::Null, "{e}");
+        assert_eq!(
+            e["details"],
+            json!({ "code": "invalid_slug", "entitlement_id": claims["jti"], "entity": reserved, "seats": 3 }),
+        );
+        assert_eq!(e["targets"], json!([audit_target("license", &license, None)]));
+    }
+    assert_eq!(onprem.audited(None, "onprem.entitlement_imported").await, Vec::<Value>::new());
+}
+
 /// 80 checkouts at once for 5 seats on the on-premise server: exactly 5 win, each round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_on_premise_seat_limit_holds_under_a_race() {
