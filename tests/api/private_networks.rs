@@ -1,6 +1,6 @@
 //! Licensing in private networks: two servers (the vendor's, and an on-premise one with its own
-//! database) that share nothing but the files a test hands over, the product simulator offline,
-//! and the attacks on each file.
+//! database) that share nothing but the files a test hands over, the product simulator offline and
+//! against an on-premise server, and the attacks on each file.
 
 use std::path::PathBuf;
 
@@ -36,14 +36,22 @@ async fn vendor() -> Vendor {
 
 /// An on-premise server configured with the vendor's published license keys (JWKS).
 async fn onprem_for(vendor: &TestApp, everyone: bool) -> TestApp {
+    onprem_with(vendor, move |c| {
+        if everyone {
+            c.onprem_access = latchkey::config::OnpremAccess::Everyone;
+        }
+    })
+    .await
+}
+
+/// An on-premise server as `onprem_for` makes it, with `tweak` applied to its configuration.
+async fn onprem_with(vendor: &TestApp, tweak: impl FnOnce(&mut latchkey::config::Config) + Send + 'static) -> TestApp {
     let jwks = vendor.get("/.well-known/latchkey-license-keys.json", None).await.text().await.unwrap();
     let key_file = temp_file("vendor-keys.json", &jwks);
     spawn_app_with(Options {
         tweak: Box::new(move |c| {
             c.license_public_key_file = Some(key_file);
-            if everyone {
-                c.onprem_access = latchkey::config::OnpremAccess::Everyone;
-            }
+            tweak(c);
         }),
         ..Default::default()
     })
@@ -69,6 +77,15 @@ async fn export(v: &Vendor, fp: &str) -> String {
 
 async fn import(app: &TestApp, entitlement: &str) -> reqwest::Response {
     app.post("/api/v1/onprem/entitlements", app.op(), json!({ "entitlement": entitlement })).await
+}
+
+/// The vendor's license moved to `onprem`: exported for its fingerprint and imported through the
+/// API. Returns the entitlement.
+async fn move_on_premise(v: &Vendor, onprem: &TestApp) -> String {
+    let ent = export(v, &fingerprint(onprem).await).await;
+    let r = import(onprem, &ent).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    ent
 }
 
 async fn checkout(app: &TestApp, token: Option<&str>, machine: &str) -> reqwest::Response {
@@ -561,8 +578,7 @@ async fn an_entitlement_naming_the_operators_entity_is_refused_on_premise() {
 async fn the_on_premise_seat_limit_holds_under_a_race() {
     let v = vendor().await;
     let onprem = onprem_for(&v.app, false).await;
-    let ent = export(&v, &fingerprint(&onprem).await).await;
-    assert_eq!(import(&onprem, &ent).await.status(), StatusCode::CREATED);
+    move_on_premise(&v, &onprem).await;
     // A database edit raising seats changes nothing here either, not even with the seat rows to go with it.
     sqlx::query("UPDATE licenses SET seats = 1000").execute(&onprem.state.db.pool).await.unwrap();
     let mut conn = onprem.state.db.pool.acquire().await.unwrap();
@@ -600,12 +616,164 @@ async fn the_on_premise_seat_limit_holds_under_a_race() {
     }
 }
 
+/// The product simulator (`latchkey product`), started against `app` for `email`; its log lines.
+struct Product {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+fn start_product(app: &TestApp, email: &str, machine: &str) -> Product {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["product", "--server", &app.base, "--product", "readyapi", "--email", email, "--machine", machine])
+        .args(["--idle-seconds", "7"])
+        .env("LATCHKEY_PASSWORD", PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    Product { child, lines }
+}
+
+impl Product {
+    /// Read the simulator's log until a line contains `needle`; `None` when it ended first.
+    async fn line(&mut self, needle: &str) -> Option<String> {
+        let found = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(l) = self.lines.next_line().await.unwrap() {
+                if l.contains(needle) {
+                    return Some(l);
+                }
+            }
+            None
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("the simulator did not say `{needle}`"))
+    }
+
+    /// Ctrl-C: the simulator releases its seat and exits.
+    async fn interrupt(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        assert!(self.line("seat released").await.is_some());
+        let status =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+    }
+}
+
+/// A user of the on-premise server with a password (set from the mail its assignment sends).
+async fn onprem_password_user(app: &TestApp, license: &str, local: &str) -> String {
+    let email = app.email(local);
+    app.assign(license, &email).await;
+    app.set_password_from_mail(&email, PASSWORD).await;
+    email
+}
+
+/// The live seats of a license, as the server's operator lists them.
+async fn seat_list(app: &TestApp, license: &str) -> Vec<Value> {
+    let r = app.get(&format!("/api/v1/licenses/{license}/seats"), app.op()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap().as_array().unwrap().clone()
+}
+
+/// The product simulator, run as a customer runs it, against an on-premise server: it signs in
+/// there, takes one of the imported seats, keeps it with heartbeats past the lease's first expiry,
+/// is refused with the seat-limit error when the imported seats are taken, and releases on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_product_simulator_holds_and_releases_a_seat_of_an_on_premise_server() {
+    let v = vendor().await;
+    let onprem = onprem_with(&v.app, |c| c.heartbeat_interval = "1s".parse().unwrap()).await;
+    move_on_premise(&v, &onprem).await;
+    let lease_ttl = 5 * 60_000;
+    let started = onprem.clock_now();
+
+    // A checkout that never heartbeats, beside the product's.
+    let idle = onprem_user(&onprem, &v.license, "idle").await;
+    assert_eq!(checkout(&onprem, Some(&idle), "idle-pc").await.status(), StatusCode::CREATED);
+    let alice = onprem_password_user(&onprem, &v.license, "alice").await;
+    let mut product = start_product(&onprem, &alice, "alice-pc");
+    product.line("checked out on alice-pc").await.expect("a seat");
+    let held = seat_list(&onprem, &v.license).await;
+    let mine: Vec<&Value> = held.iter().filter(|s| s["machine"] == "alice-pc").collect();
+    assert_eq!((held.len(), mine.len()), (2, 1), "{held:#?}");
+    assert_eq!(mine[0]["email"], alice.to_lowercase());
+    let lease_id = mine[0]["lease_id"].clone();
+    assert_eq!(mine[0]["expires_at"], latchkey::clock::rfc3339(started + lease_ttl));
+
+    // Heartbeats extend the lease: twice the server's clock moves 3 minutes on (past the first
+    // expiry); of the two heartbeats logged after each move, the second was sent after it.
+    for _ in 0..2 {
+        onprem.advance(std::time::Duration::from_secs(180));
+        for _ in 0..2 {
+            product.line("heartbeat ok (idle 7 s)").await.expect("a heartbeat");
+        }
+        let held = seat_list(&onprem, &v.license).await;
+        let now = onprem.clock_now();
+        let mine: Vec<&Value> = held.iter().filter(|s| s["machine"] == "alice-pc").collect();
+        assert_eq!(mine.len(), 1, "{held:#?}");
+        assert_eq!(mine[0]["lease_id"], lease_id);
+        assert_eq!(mine[0]["last_heartbeat"], latchkey::clock::rfc3339(now));
+        assert_eq!(mine[0]["expires_at"], latchkey::clock::rfc3339(now + lease_ttl));
+        assert_eq!(mine[0]["idle_seconds"], 7);
+    }
+    assert!(onprem.clock_now() > started + lease_ttl);
+    // The seat that was not heartbeaten has lapsed meanwhile.
+    let held = seat_list(&onprem, &v.license).await;
+    assert_eq!(held.len(), 1, "{held:#?}");
+
+    // The other four imported seats taken, a second product gets none: the seat-limit error.
+    for i in 0..4 {
+        let t = onprem_user(&onprem, &v.license, &format!("f{i}")).await;
+        assert_eq!(checkout(&onprem, Some(&t), &format!("f{i}")).await.status(), StatusCode::CREATED);
+    }
+    let bob = onprem_password_user(&onprem, &v.license, "bob").await;
+    let mut second = start_product(&onprem, &bob, "bob-pc");
+    let refused = second.line("no seat").await.expect("the refusal");
+    assert!(refused.contains("all 5 seats are in use"), "{refused}");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), second.child.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+    let denied = onprem.audited(Some("acme"), "seat.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:#?}");
+    assert_eq!(denied[0]["details"], json!({ "product": "readyapi", "reason": "no_seat_available" }));
+    assert_eq!(seat_list(&onprem, &v.license).await.len(), 5);
+
+    // The on-premise server's usage report shows the seats and the refusal (a moment later: a
+    // seat taken at the report's last instant counts for nothing yet).
+    onprem.advance(std::time::Duration::from_secs(10));
+    let (from, to) = (latchkey::clock::utc_day(started), latchkey::clock::utc_day(onprem.clock_now()));
+    let report: Value = onprem
+        .get(&format!("/api/v1/entities/acme/reports/usage?from={from}&to={to}"), onprem.op())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<&Value> =
+        report.as_array().unwrap().iter().filter(|r| r["license_id"] == v.license.as_str()).collect();
+    let peak = rows.iter().map(|r| r["peak_concurrent"].as_i64().unwrap()).max();
+    let denials: i64 = rows.iter().map(|r| r["denials"].as_i64().unwrap()).sum();
+    assert_eq!((peak, denials), (Some(5), 1), "{report:#}");
+
+    // Ctrl-C releases the seat; then the second product gets it, and releases it too.
+    product.interrupt().await;
+    let held = seat_list(&onprem, &v.license).await;
+    assert_eq!(held.len(), 4, "{held:#?}");
+    assert!(held.iter().all(|s| s["lease_id"] != lease_id), "{held:#?}");
+    let mut second = start_product(&onprem, &bob, "bob-pc");
+    second.line("checked out on bob-pc").await.expect("a seat");
+    let held = seat_list(&onprem, &v.license).await;
+    assert_eq!(held.iter().filter(|s| s["machine"] == "bob-pc").count(), 1, "{held:#?}");
+    second.interrupt().await;
+    assert_eq!(seat_list(&onprem, &v.license).await.len(), 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_everyone_access_a_machine_takes_a_seat_without_a_token() {
     let v = vendor().await;
     let onprem = onprem_for(&v.app, true).await;
-    let ent = export(&v, &fingerprint(&onprem).await).await;
-    assert_eq!(import(&onprem, &ent).await.status(), StatusCode::CREATED);
+    move_on_premise(&v, &onprem).await;
     // The usage command reads the wall clock: keep this server's clock behind it.
     onprem.clock.set(onprem.clock_now() - 600_000);
     let mut leases = Vec::new();
