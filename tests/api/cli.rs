@@ -257,6 +257,40 @@ async fn the_binary_tells_its_version() {
 }
 
 #[tokio::test]
+async fn text_logs_to_a_file_or_pipe_carry_no_terminal_colour_codes() {
+    let cwd = std::env::temp_dir().join(format!("latchkey-text-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .current_dir(&cwd)
+        .env("LATCHKEY_LISTEN", "127.0.0.1:0")
+        .env("LATCHKEY_LOG_FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let done = l.contains("latchkey listening");
+            seen.push(l);
+            if done {
+                return;
+            }
+        }
+        panic!("the server's log ended early: {seen:?}");
+    })
+    .await
+    .expect("no listening line");
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&cwd);
+    assert!(seen.iter().any(|l| l.contains(" INFO ")), "{seen:?}");
+    assert!(!seen.iter().any(|l| l.contains('\u{1b}')), "escape codes in a piped log: {seen:?}");
+}
+
+#[tokio::test]
 async fn json_logs_carry_request_id_route_status_latency_and_entity_and_never_a_path_secret() {
     let cwd = std::env::temp_dir().join(format!("latchkey-json-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&cwd).unwrap();
