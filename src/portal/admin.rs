@@ -13,10 +13,12 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{PageQuery, Pager, Posted, Shell, TokenForm, Viewer, fail, not_found, see_other, show, view, with_query};
+use super::{
+    PageQuery, Pager, Posted, Shell, TokenForm, Viewer, fail, not_found, refused, see_other, show, view, with_query,
+};
 use crate::{
     accounts,
-    error::{ApiError, ApiPath, ApiQuery},
+    error::{ApiPath, ApiQuery},
     licenses::{
         self,
         admin::{BulkEntry, MAX_BULK},
@@ -42,15 +44,6 @@ pub async fn license_of(state: &AppState, v: &Viewer, id: &str) -> Result<Licens
     match license {
         Some(l) if store::entities::is_admin(pool, &l.entity_id, &v.bu.user.id).await.map_err(fail)? => Ok(l),
         _ => Err(not_found()),
-    }
-}
-
-/// A problem of the API as a flash message (its detail), an internal error as the generic 500.
-fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
-    match e {
-        ApiError::Problem(p) => see_other(state, to, false, &p.detail),
-        ApiError::OAuth(o) => see_other(state, to, false, &o.description),
-        e @ ApiError::Internal(_) => e.into_response(),
     }
 }
 

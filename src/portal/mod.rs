@@ -311,13 +311,22 @@ pub fn show(state: &AppState, status: StatusCode, shell: &Shell, t: &impl Templa
     r
 }
 
-/// An API refusal as a message on the page `to`: its `detail` and, in brackets, its `code`
-/// (what the JSON API would have answered); an internal error as the generic 500.
+/// An API refusal as a message on the page `to`: its `detail` (its `description` for an OAuth
+/// error); an internal error as the generic 500.
 pub fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
+    refused_as(state, to, e, |detail, _| detail.to_string())
+}
+
+/// `refused`, with the `code` the JSON API would have answered in brackets after the detail.
+pub fn refused_with_code(state: &AppState, to: &str, e: ApiError) -> Response {
+    refused_as(state, to, e, |detail, code| format!("{detail} ({code})"))
+}
+
+fn refused_as(state: &AppState, to: &str, e: ApiError, text: impl Fn(&str, &str) -> String) -> Response {
     let code = e.code();
     match e {
-        ApiError::Problem(p) => see_other(state, to, false, &format!("{} ({code})", p.detail)),
-        ApiError::OAuth(o) => see_other(state, to, false, &format!("{} ({code})", o.description)),
+        ApiError::Problem(p) => see_other(state, to, false, &text(&p.detail, code)),
+        ApiError::OAuth(o) => see_other(state, to, false, &text(&o.description, code)),
         e @ ApiError::Internal(_) => e.into_response(),
     }
 }

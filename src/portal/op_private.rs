@@ -11,12 +11,12 @@ use axum::{
     Json,
     extract::State,
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Posted, Shell, Viewer, fail, not_found, operator::gate, see_other, show, view};
+use super::{Posted, Shell, Viewer, fail, not_found, operator::gate, refused, see_other, show, view};
 use crate::{
     auth::Admin,
     error::{ApiError, ApiJson, ApiPath},
@@ -218,14 +218,6 @@ pub struct FileForm {
 fn body<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, ApiError> {
     serde_json::from_value(json!({ field: text.trim() }))
         .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))
-}
-
-fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
-    match e {
-        ApiError::Problem(p) => see_other(state, to, false, &p.detail),
-        ApiError::OAuth(o) => see_other(state, to, false, &o.description),
-        e @ ApiError::Internal(_) => e.into_response(),
-    }
 }
 
 /// What the API answered a form's file with.

@@ -16,7 +16,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Posted, Shell, Viewer, fail, not_found, see_other, show, view};
+use super::{Posted, Shell, Viewer, fail, not_found, refused, see_other, show, view};
 use crate::{
     auth::{Admin, Operator},
     error::{ApiError, ApiJson, ApiPath},
@@ -39,15 +39,6 @@ pub(super) async fn gate(state: &AppState, v: &Viewer) -> Result<Operator, Respo
         ));
     }
     Ok(Operator { key_id: String::new(), name: v.bu.user.email.clone(), user_id: Some(v.bu.user.id.clone()) })
-}
-
-/// An API answer of a form: its problem as a message, an internal error as the generic 500.
-fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
-    match e {
-        ApiError::Problem(p) => see_other(state, to, false, &p.detail),
-        ApiError::OAuth(o) => see_other(state, to, false, &o.description),
-        e @ ApiError::Internal(_) => e.into_response(),
-    }
 }
 
 /// A form turned into the API's JSON body (a malformed one is the API's 422).

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::{
     Posted, Shell, TokenForm, Viewer,
     admin::{Confirm, entity_of},
-    fail, not_found, refused, see_other, show, view,
+    fail, not_found, refused_with_code, see_other, show, view,
 };
 use crate::{error::ApiPath, scim, state::AppState, store, store::entities::Entity};
 
@@ -154,7 +154,7 @@ pub async fn create(
             };
             show(&state, StatusCode::OK, &page.shell, &page)
         }
-        Err(err) => refused(&state, &scim_path(&e), err),
+        Err(err) => refused_with_code(&state, &scim_path(&e), err),
     }
 }
 
@@ -206,7 +206,7 @@ pub async fn revoke(
     let back = scim_path(&e);
     match scim::tokens::revoke_token(&state, &ctx.by(v.actor()), &e, &id).await {
         Ok(()) => see_other(&state, &back, true, "The SCIM token is revoked: it no longer works."),
-        Err(err) => refused(&state, &back, err),
+        Err(err) => refused_with_code(&state, &back, err),
     }
 }
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{
     Posted, Shell, Viewer,
     admin::{Confirm, entity_of, license_of},
-    fail, refused, see_other, show, view,
+    fail, refused_with_code, see_other, show, view,
 };
 use crate::{
     error::{ApiError, ApiPath, ApiQuery},
@@ -134,7 +134,7 @@ pub async fn save(
                     "invalid_request",
                     "`idle_timeout_minutes` must be a whole number between 1 and 10080 (a week), or empty for no limit",
                 );
-                return refused(&state, &back, e);
+                return refused_with_code(&state, &back, e);
             }
         },
     };
@@ -156,7 +156,7 @@ pub async fn save(
             };
             see_other(&state, &back, true, &format!("Saved: {} is {group}; {idle}.", l.product_name))
         }
-        Err(e) => refused(&state, &back, e),
+        Err(e) => refused_with_code(&state, &back, e),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn bind_confirm(
             "unknown_scim_group",
             format!("`{gid}` is not a SCIM group of this license's organisation"),
         );
-        return refused(&state, &back, e);
+        return refused_with_code(&state, &back, e);
     };
     let joining = members.difference(&assignees).count();
     let leaving = assignees.difference(&members).count();
@@ -281,7 +281,7 @@ pub async fn bind(
                 &format!("{} no longer follows a SCIM group; its assignees stay as they are.", l.product_name),
             ),
         },
-        Err(e) => refused(&state, &back, e),
+        Err(e) => refused_with_code(&state, &back, e),
     }
 }
 
@@ -369,7 +369,7 @@ pub async fn create_group(
             true,
             &format!("The group {} is made. Put a license in it from the license's page.", g.name),
         ),
-        Err(err) => refused(&state, &back, err),
+        Err(err) => refused_with_code(&state, &back, err),
     }
 }
 

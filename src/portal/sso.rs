@@ -309,9 +309,7 @@ fn refused(state: &AppState, to: &str, e: ApiError) -> Response {
         ApiError::Problem(p) if p.code == "invalid_metadata" => {
             see_other(state, to, false, &format!("That metadata cannot be used: {}", p.detail))
         }
-        ApiError::Problem(p) => see_other(state, to, false, &p.detail),
-        ApiError::OAuth(o) => see_other(state, to, false, &o.description),
-        e @ ApiError::Internal(_) => e.into_response(),
+        e => super::refused(state, to, e),
     }
 }
 
@@ -533,7 +531,7 @@ pub async fn remove(
         Ok(()) => {
             see_other(&state, &back, true, "Single sign-on is removed: people sign in with their passwords again.")
         }
-        Err(err) => super::refused(&state, &back, err),
+        Err(err) => super::refused_with_code(&state, &back, err),
     }
 }
 

@@ -212,6 +212,11 @@ impl Unverified<'_> {
         if self.header.alg != key.alg() || !key.verify(self.signing_input.as_bytes(), &self.signature) {
             return Err(DecodeError::BadSignature);
         }
+        self.claims()
+    }
+
+    /// The payload as `T`; only after its signature was checked.
+    fn claims<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         let payload = B64URL.decode(self.payload_b64).map_err(|_| DecodeError::Malformed)?;
         serde_json::from_slice(&payload).map_err(|_| DecodeError::Malformed)
     }
@@ -298,15 +303,13 @@ impl Unverified<'_> {
         }
         let digest = self.digest();
         if cache.knows(&digest, kid) {
-            let payload = B64URL.decode(self.payload_b64).map_err(|_| DecodeError::Malformed)?;
-            return serde_json::from_slice(&payload).map_err(|_| DecodeError::Malformed);
+            return self.claims();
         }
         if !key.verify(self.signing_input.as_bytes(), &self.signature) {
             return Err(DecodeError::BadSignature);
         }
         cache.remember(digest, kid);
-        let payload = B64URL.decode(self.payload_b64).map_err(|_| DecodeError::Malformed)?;
-        serde_json::from_slice(&payload).map_err(|_| DecodeError::Malformed)
+        self.claims()
     }
 
     /// SHA-256 of the whole token as it was presented.
