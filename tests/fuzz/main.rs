@@ -4,9 +4,10 @@
 //! Targets: the SAML response path (`acs::validate_response`, seeded with every vendor's response
 //! and the attack corpus), IdP metadata import (`metadata::parse_idp_metadata`, seeded with the
 //! vendors' and real-world metadata), the SCIM filter and PATCH parsers (seeded with the shapes
-//! Okta and Entra ID send) and the JSON and form bodies of the HTTP endpoints (the real
-//! router, in-process, on a fresh SQLite database). No input may panic, take more than a second,
-//! or (HTTP) answer 500.
+//! Okta and Entra ID send) and the JSON, SCIM, form and multipart bodies and query strings of the
+//! HTTP endpoints (the real router, in-process, each route with the credentials it wants, on a
+//! fresh SQLite database, or PostgreSQL when `LATCHKEY_TEST_DATABASE_URL` names one). No input
+//! may panic, take more than a second, or (HTTP) answer a 5xx other than 503.
 //!
 //! The in-test mutator is not coverage-guided; the coverage-guided run (libFuzzer, same targets)
 //! lives in `fuzz/` and is described in docs/testing.md. `LATCHKEY_FUZZ_SECONDS` (default 3) is
